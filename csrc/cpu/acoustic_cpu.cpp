@@ -24,6 +24,7 @@ namespace ubd {
 namespace {
 
 constexpr int64_t kHalo = 2;  // stencil half-width; halo cells hold zeros or the periodic wrap
+constexpr int64_t kXStrip = 8;  // C-PML x-strips are widened to a multiple of this (SIMD width)
 
 enum KappaMode { kNoKappa = 0, kKappaArray = 1, kKappaScalar = 2 };
 
@@ -40,8 +41,8 @@ struct RowArgs {
   // C-PML along x: per-column coefficients (with halo) and per-cell auxiliary fields
   const T* __restrict ax; const T* __restrict bx; const T* __restrict dbx;
   const T* __restrict psx; T* __restrict psxn; T* __restrict zx;
-  // C-PML along z: this row's and its neighbours' coefficients, auxiliary fields
-  T az[5]; T bz; T dbz;
+  // C-PML along z: this row's coefficients, auxiliary fields (psx/psz hold Psi = a psi)
+  T az; T bz; T dbz;
   const T* __restrict psz; T* __restrict pszn; T* __restrict zz;
 };
 
@@ -55,21 +56,16 @@ inline void row_segment(const RowArgs<T>& r, int64_t j0, int64_t j1) {
     T d2x = fd4_d2(P[j - 2], P[j - 1], P[j], P[j + 1], P[j + 2]) * r.rdx2;
     T d2z = fd4_d2(P[j - 2 * L], P[j - L], P[j], P[j + L], P[j + 2 * L]) * r.rdz2;
     if constexpr (XPml) {
-      const T* __restrict a = r.ax;
       const T* __restrict s = r.psx;
       const T du = fd4_d1(P[j - 2], P[j - 1], P[j + 1], P[j + 2]) * r.rdx;
-      const T dap =
-          fd4_d1(a[j - 2] * s[j - 2], a[j - 1] * s[j - 1], a[j + 1] * s[j + 1], a[j + 2] * s[j + 2]) *
-          r.rdx;
-      d2x = cpml_term(d2x, du, dap, s[j], a[j], r.bx[j], r.dbx[j], r.zx[j], r.psxn[j]);
+      const T dps = fd4_d1(s[j - 2], s[j - 1], s[j + 1], s[j + 2]) * r.rdx;
+      d2x = cpml_term(d2x, du, dps, s[j], r.ax[j], r.bx[j], r.dbx[j], r.zx[j], r.psxn[j]);
     }
     if constexpr (ZPml) {
       const T* __restrict s = r.psz;
       const T du = fd4_d1(P[j - 2 * L], P[j - L], P[j + L], P[j + 2 * L]) * r.rdz;
-      const T dap = fd4_d1(r.az[0] * s[j - 2 * L], r.az[1] * s[j - L], r.az[3] * s[j + L],
-                           r.az[4] * s[j + 2 * L]) *
-                    r.rdz;
-      d2z = cpml_term(d2z, du, dap, s[j], r.az[2], r.bz, r.dbz, r.zz[j], r.pszn[j]);
+      const T dps = fd4_d1(s[j - 2 * L], s[j - L], s[j + L], s[j + 2 * L]) * r.rdz;
+      d2z = cpml_term(d2z, du, dps, s[j], r.az, r.bz, r.dbz, r.zz[j], r.pszn[j]);
     }
     const T v = VArr ? r.V[j] : r.vs;
     if constexpr (KMode == kKappaArray) {
@@ -89,7 +85,7 @@ struct ShotScratch {
   std::vector<T> f0, f1;                 // leapfrog fields
   std::vector<T> psx0, psx1, psz0, psz1; // C-PML psi (double-buffered)
   std::vector<T> zx, zz;                 // C-PML zeta
-  std::vector<T> ax, bx, dbx;            // per-column C-PML coefficients with halo
+  std::vector<T> vpad;                   // C-PML: padded (v dt)^2, (nz, nx), no halo
   void init(int64_t nz, int64_t nx, bool cpml) {
     ld = nx + 2 * kHalo;
     rows = nz + 2 * kHalo;
@@ -98,7 +94,7 @@ struct ShotScratch {
     f1.assign(n, T(0));
     if (cpml) {
       for (auto* v : {&psx0, &psx1, &psz0, &psz1, &zx, &zz}) v->assign(n, T(0));
-      for (auto* v : {&ax, &bx, &dbx}) v->assign(static_cast<size_t>(ld), T(0));
+      vpad.assign(static_cast<size_t>(nz * nx), T(0));
     }
   }
   void zero_fields() {
@@ -140,11 +136,10 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
   const int64_t nzm = p.nzm, nxm = p.nxm, ld = sc.ld;
   const bool cpml = p.boundary == Boundary::kCpml;
   sc.zero_fields();
-  if (cpml) {
-    for (int64_t j = 0; j < nx; ++j) {
-      sc.ax[j + kHalo] = m.ax[j];
-      sc.bx[j + kHalo] = m.bx[j];
-      sc.dbx[j + kHalo] = m.dbx[j];
+  if (cpml) {  // edge-replicated (v dt)^2 over the padded grid: one SIMD loop per row
+    for (int64_t i = 0; i < nz; ++i) {
+      const T* vrow = m.vdt2 + std::clamp<int64_t>(i - pad, 0, nzm - 1) * nxm;
+      for (int64_t j = 0; j < nx; ++j) sc.vpad[i * nx + j] = vrow[std::clamp<int64_t>(j - pad, 0, nxm - 1)];
     }
   }
   T* P = sc.f0.data();
@@ -163,8 +158,9 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
   r.ld = ld;
   r.rdx2 = T(p.rdx2); r.rdz2 = T(p.rdz2); r.rdx = T(p.rdx); r.rdz = T(p.rdz);
   const int64_t jl0 = 0, jl1 = pad, jm1 = pad + nxm, jr1 = nx;
-  // model columns whose x-stencil reaches into the C-PML: [jl1, jm0) and [jm2, jm1)
-  const int64_t jm0 = std::min(pad + kHalo, jm1), jm2 = std::max(pad + nxm - kHalo, jm0);
+  // C-PML x-strips [0, xs0) and [xs1, nx): pad + kHalo columns rounded up to kXStrip
+  const int64_t xs_width = (pad + kHalo + kXStrip - 1) / kXStrip * kXStrip;
+  const int64_t xs0 = std::min(xs_width, nx / 2), xs1 = std::max(nx - xs_width, xs0);
   for (int64_t n = 0; n < p.nt; ++n) {
     if (p.wrap) fill_periodic_halo(P, nz, nx, ld);
     for (int64_t i = 0; i < nz; ++i) {
@@ -195,34 +191,23 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
         }
         continue;
       }
-      // C-PML. The psi terms reach kHalo cells into the model through the stencil of d/dx(a psi),
-      // so the C-PML update covers the layer plus the model's first and last kHalo columns/rows
-      // (where a = b = db = 0 and only that term survives).
-      r.ax = sc.ax.data() + kHalo; r.bx = m.bx; r.dbx = m.dbx;
+      // C-PML. d/dx(Psi) reaches kHalo cells into the model, so the x-PML update covers the pad
+      // plus kHalo model columns, rounded up to whole SIMD vectors (kXStrip): in the extra model
+      // columns a = b = db = Psi = zeta = 0 and the C-PML term reduces exactly to d2u. The z-PML
+      // update covers the pad plus kHalo model rows.
+      r.V = sc.vpad.data() + i * nx;
+      r.ax = m.ax; r.bx = m.bx; r.dbx = m.dbx;
       r.psx = psx + off; r.psxn = psxn + off; r.zx = sc.zx.data() + off;
       r.psz = psz + off; r.pszn = pszn + off; r.zz = sc.zz.data() + off;
-      for (int k = 0; k < 5; ++k) {
-        const int64_t ii = i + k - 2;
-        r.az[k] = (ii >= 0 && ii < nz) ? m.az[ii] : T(0);
-      }
-      r.bz = m.bz[i];
-      r.dbz = m.dbz[i];
-      const bool zpml = i < pad + kHalo || i >= pad + nzm - kHalo;
-      r.vs = vrow[0];
-      if (zpml) {
-        row_segment<T, false, kNoKappa, true, true>(r, jl0, jl1);
-        row_segment<T, true, kNoKappa, true, true>(r, jl1, jm0);
-        row_segment<T, true, kNoKappa, false, true>(r, jm0, jm2);
-        row_segment<T, true, kNoKappa, true, true>(r, jm2, jm1);
-        r.vs = vrow[nxm - 1];
-        row_segment<T, false, kNoKappa, true, true>(r, jm1, jr1);
+      r.az = m.az[i]; r.bz = m.bz[i]; r.dbz = m.dbz[i];
+      if (i < pad + kHalo || i >= pad + nzm - kHalo) {
+        row_segment<T, true, kNoKappa, true, true>(r, 0, xs0);
+        row_segment<T, true, kNoKappa, false, true>(r, xs0, xs1);
+        row_segment<T, true, kNoKappa, true, true>(r, xs1, nx);
       } else {
-        row_segment<T, false, kNoKappa, true, false>(r, jl0, jl1);
-        row_segment<T, true, kNoKappa, true, false>(r, jl1, jm0);
-        row_segment<T, true, kNoKappa, false, false>(r, jm0, jm2);
-        row_segment<T, true, kNoKappa, true, false>(r, jm2, jm1);
-        r.vs = vrow[nxm - 1];
-        row_segment<T, false, kNoKappa, true, false>(r, jm1, jr1);
+        row_segment<T, true, kNoKappa, true, false>(r, 0, xs0);
+        row_segment<T, true, kNoKappa, false, false>(r, xs0, xs1);
+        row_segment<T, true, kNoKappa, true, false>(r, xs1, nx);
       }
     }
     Q[src] += src_vdt2 * wavelet[n];

@@ -55,7 +55,7 @@ class Survey:
     frequency: float = 15.0
     wavelet: tuple[float, ...] | None = None
     sponge_width: int = 120
-    pml_width: int = 16
+    pml_width: int = 14
     pml_reflection: float = 1e-5
     pml_max_velocity: float | None = None
 

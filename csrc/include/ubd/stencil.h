@@ -7,11 +7,13 @@
 // Leapfrog update with an optional sponge (OpenFWI / CSIM a2d_mod_abc24):
 //   p_next = 2 p - p_prev + (v dt)^2 lap - kappa (p - p_prev)
 //   (= A p - B p_prev + alpha * [4/3 sum1 - 1/12 sum2] with A = 2 - 5 alpha - kappa, B = 1 - kappa)
-// C-PML along one axis (Pasalic & McGarry 2010), single pass with the previous step's psi:
-//   psi_new  = a psi + b du                      (recursive convolution of the first derivative)
-//   tmp      = d2u + d/dx(psi_new) = (1 + b) d2u + b' du + d/dx(a psi)
+// C-PML along one axis (Pasalic & McGarry 2010), single pass with the previous step's psi. The
+// kernels store Psi = a psi (not psi), which turns d/dx(a psi) into a plain derivative of Psi:
+//   psi_new  = a psi + b du = Psi + b du         (recursive convolution of the first derivative)
+//   tmp      = d2u + d/dx(psi_new) = (1 + b) d2u + b' du + d/dx(Psi)
 //   zeta_new = a zeta + b tmp
 //   term     = tmp + zeta_new = (1 + b) tmp + a zeta      (replaces d2u in the Laplacian)
+//   Psi_new  = a psi_new
 #pragma once
 
 #if defined(__CUDACC__)
@@ -31,10 +33,13 @@ struct Fd4 {
   static constexpr T g2 = T(-1.0 / 12.0);
 };
 
-// Second derivative times h^2 from the five samples f(-2h), f(-h), f(0), f(h), f(2h).
+// Second derivative times h^2 from the five samples f(-2h), f(-h), f(0), f(h), f(2h), written with
+// differences to the centre (c0 = -2 (c1 + c2)): for smooth fields the neighbour differences are
+// nearly exact in floating point, whereas c0 f0 + c1 (...) cancels. This takes the float32 vs
+// float64 gather error from ~1e-5 to ~5e-7 (OpenFWI survey) for three extra subtractions per axis.
 template <typename T>
 UBD_HD T fd4_d2(T m2, T m1, T c, T p1, T p2) {
-  return Fd4<T>::c1 * (m1 + p1) + Fd4<T>::c2 * (m2 + p2) + Fd4<T>::c0 * c;
+  return Fd4<T>::c1 * ((m1 - c) + (p1 - c)) + Fd4<T>::c2 * ((m2 - c) + (p2 - c));
 }
 
 // First derivative times h from the four samples f(-2h), f(-h), f(h), f(2h).
@@ -54,14 +59,15 @@ UBD_HD T leapfrog(T p, T p_prev, T vdt2, T lap) {
   return T(2) * p - p_prev + vdt2 * lap;
 }
 
-// C-PML term along one axis. d2u [1/m^2], du [1/m], d_apsi = d/dx(a psi_old) [1/m^2];
-// a, b dimensionless, db = db/dx [1/m]. Updates zeta in place, writes psi_new, returns the term.
+// C-PML term along one axis. d2u [1/m^2], du [1/m], dPsi = d/dx(Psi_old) [1/m^2], Psi_old = a psi
+// at this cell; a, b dimensionless, db = db/dx [1/m]. Updates zeta in place, writes Psi_new, returns
+// the term that replaces d2u.
 template <typename T>
-UBD_HD T cpml_term(T d2u, T du, T d_apsi, T psi_old, T a, T b, T db, T& zeta, T& psi_new) {
-  const T tmp = (T(1) + b) * d2u + db * du + d_apsi;
+UBD_HD T cpml_term(T d2u, T du, T dPsi, T Psi_old, T a, T b, T db, T& zeta, T& Psi_new) {
+  const T tmp = (T(1) + b) * d2u + db * du + dPsi;
   const T term = (T(1) + b) * tmp + a * zeta;
   zeta = b * tmp + a * zeta;
-  psi_new = b * du + a * psi_old;
+  Psi_new = a * (b * du + Psi_old);
   return term;
 }
 

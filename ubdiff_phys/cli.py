@@ -1,0 +1,58 @@
+"""``ubdiff-phys`` command-line entry point.
+
+Each command group lives next to its code and exposes ``register(subparsers)``, which adds its
+sub-commands with ``set_defaults(func=...)``; ``func(args) -> int`` is the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main"]
+
+# modules with a register(subparsers) function, in help order
+COMMAND_MODULES = ("ubdiff_phys.physics.cli", "ubdiff_phys.data.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ubdiff-phys",
+        description="Physics-checked generation of paired velocity maps and seismic gathers.",
+    )
+    parser.add_argument("--version", action="store_true", help="print version and build info")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        import json
+
+        from ubdiff_phys import build_info
+
+        print(json.dumps(build_info(), indent=2))
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
