@@ -18,9 +18,10 @@ namespace py = pybind11;
 namespace {
 
 template <typename Field>
-auto ptr_property(Field ubd::AcousticForwardParams::*field) {
-  return py::cpp_function(
-      [field](const ubd::AcousticForwardParams& p) { return reinterpret_cast<std::uintptr_t>(p.*field); });
+auto ptr_property(Field ubd::AcousticForwardParams::* field) {
+  return py::cpp_function([field](const ubd::AcousticForwardParams& p) {
+    return reinterpret_cast<std::uintptr_t>(p.*field);
+  });
 }
 
 py::dict build_info() {
@@ -76,10 +77,9 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("rdx", &P::rdx)
       .def_readwrite("rdz", &P::rdz);
   // Pointer fields travel as integers (data_ptr() of tensors the caller keeps alive).
-#define UBD_PTR_FIELD(name, type)                                                             \
-  params.def_property(                                                                        \
-      #name, ptr_property(&P::name),                                                          \
-      [](P& p, std::uintptr_t v) { p.name = reinterpret_cast<type>(v); })
+#define UBD_PTR_FIELD(name, type)                    \
+  params.def_property(#name, ptr_property(&P::name), \
+                      [](P& p, std::uintptr_t v) { p.name = reinterpret_cast<type>(v); })
   UBD_PTR_FIELD(vdt2, const void*);
   UBD_PTR_FIELD(kx, const void*);
   UBD_PTR_FIELD(kz, const void*);
@@ -102,7 +102,8 @@ PYBIND11_MODULE(_C, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("acoustic_forward_cuda", &ubd::acoustic_forward_cuda, py::arg("params"),
         py::call_guard<py::gil_scoped_release>());
-  m.def("acoustic_forward_workspace_elems", &ubd::acoustic_forward_workspace_elems, py::arg("params"));
+  m.def("acoustic_forward_workspace_elems", &ubd::acoustic_forward_workspace_elems,
+        py::arg("params"));
   m.def("cuda_built", &ubd::cuda_built);
   m.def("cuda_device_count", &ubd::cuda_device_count);
   m.def("build_info", &build_info);

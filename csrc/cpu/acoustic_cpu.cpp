@@ -23,27 +23,35 @@
 namespace ubd {
 namespace {
 
-constexpr int64_t kHalo = 2;  // stencil half-width; halo cells hold zeros or the periodic wrap
+constexpr int64_t kHalo = 2;    // stencil half-width; halo cells hold zeros or the periodic wrap
 constexpr int64_t kXStrip = 8;  // C-PML x-strips are widened to a multiple of this (SIMD width)
 
 enum KappaMode { kNoKappa = 0, kKappaArray = 1, kKappaScalar = 2 };
 
 template <typename T>
 struct RowArgs {
-  const T* __restrict P;   // current field, P[j] = cell (i, j); leading dimension ld
-  T* __restrict Q;         // previous field on entry, next field on exit
+  const T* __restrict P;  // current field, P[j] = cell (i, j); leading dimension ld
+  T* __restrict Q;        // previous field on entry, next field on exit
   int64_t ld;
   T rdx2, rdz2, rdx, rdz;
-  const T* __restrict V;   // (v dt)^2 per column (array segments)
-  T vs;                    // (v dt)^2 (scalar segments)
-  const T* __restrict K;   // sponge kappa per column
-  T ks;                    // sponge kappa (scalar segments)
+  const T* __restrict V;  // (v dt)^2 per column (array segments)
+  T vs;                   // (v dt)^2 (scalar segments)
+  const T* __restrict K;  // sponge kappa per column
+  T ks;                   // sponge kappa (scalar segments)
   // C-PML along x: per-column coefficients (with halo) and per-cell auxiliary fields
-  const T* __restrict ax; const T* __restrict bx; const T* __restrict dbx;
-  const T* __restrict psx; T* __restrict psxn; T* __restrict zx;
+  const T* __restrict ax;
+  const T* __restrict bx;
+  const T* __restrict dbx;
+  const T* __restrict psx;
+  T* __restrict psxn;
+  T* __restrict zx;
   // C-PML along z: this row's coefficients, auxiliary fields (psx/psz hold Psi = a psi)
-  T az; T bz; T dbz;
-  const T* __restrict psz; T* __restrict pszn; T* __restrict zz;
+  T az;
+  T bz;
+  T dbz;
+  const T* __restrict psz;
+  T* __restrict pszn;
+  T* __restrict zz;
 };
 
 template <typename T, bool VArr, int KMode, bool XPml, bool ZPml>
@@ -82,10 +90,10 @@ inline void row_segment(const RowArgs<T>& r, int64_t j0, int64_t j1) {
 template <typename T>
 struct ShotScratch {
   int64_t ld = 0, rows = 0;
-  std::vector<T> f0, f1;                 // leapfrog fields
-  std::vector<T> psx0, psx1, psz0, psz1; // C-PML psi (double-buffered)
-  std::vector<T> zx, zz;                 // C-PML zeta
-  std::vector<T> vpad;                   // C-PML: padded (v dt)^2, (nz, nx), no halo
+  std::vector<T> f0, f1;                  // leapfrog fields
+  std::vector<T> psx0, psx1, psz0, psz1;  // C-PML psi (double-buffered)
+  std::vector<T> zx, zz;                  // C-PML zeta
+  std::vector<T> vpad;                    // C-PML: padded (v dt)^2, (nz, nx), no halo
   void init(int64_t nz, int64_t nx, bool cpml) {
     ld = nx + 2 * kHalo;
     rows = nz + 2 * kHalo;
@@ -98,7 +106,8 @@ struct ShotScratch {
     }
   }
   void zero_fields() {
-    for (auto* v : {&f0, &f1, &psx0, &psx1, &psz0, &psz1, &zx, &zz}) std::fill(v->begin(), v->end(), T(0));
+    for (auto* v : {&f0, &f1, &psx0, &psx1, &psz0, &psz1, &zx, &zz})
+      std::fill(v->begin(), v->end(), T(0));
   }
   // Cell (i, j) of the padded grid, i in [-2, nz+2), j in [-2, nx+2).
   int64_t at(int64_t i, int64_t j) const { return (i + kHalo) * ld + (j + kHalo); }
@@ -125,8 +134,12 @@ struct Model {
   const T* vdt2;  // (nzm, nxm)
   const T* kx;    // (NX) or nullptr
   const T* kz;    // (NZ) or nullptr
-  const T* ax; const T* bx; const T* dbx;  // (NX)
-  const T* az; const T* bz; const T* dbz;  // (NZ)
+  const T* ax;
+  const T* bx;
+  const T* dbx;  // (NX)
+  const T* az;
+  const T* bz;
+  const T* dbz;  // (NZ)
 };
 
 template <typename T>
@@ -139,7 +152,8 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
   if (cpml) {  // edge-replicated (v dt)^2 over the padded grid: one SIMD loop per row
     for (int64_t i = 0; i < nz; ++i) {
       const T* vrow = m.vdt2 + std::clamp<int64_t>(i - pad, 0, nzm - 1) * nxm;
-      for (int64_t j = 0; j < nx; ++j) sc.vpad[i * nx + j] = vrow[std::clamp<int64_t>(j - pad, 0, nxm - 1)];
+      for (int64_t j = 0; j < nx; ++j)
+        sc.vpad[i * nx + j] = vrow[std::clamp<int64_t>(j - pad, 0, nxm - 1)];
     }
   }
   T* P = sc.f0.data();
@@ -149,14 +163,18 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
   T* psz = cpml ? sc.psz0.data() : nullptr;
   T* pszn = cpml ? sc.psz1.data() : nullptr;
   const int64_t src = sc.at(src_row, src_col);
-  const T src_vdt2 =
-      m.vdt2[std::clamp<int64_t>(src_row - pad, 0, nzm - 1) * nxm + std::clamp<int64_t>(src_col - pad, 0, nxm - 1)];
+  const T src_vdt2 = m.vdt2[std::clamp<int64_t>(src_row - pad, 0, nzm - 1) * nxm +
+                            std::clamp<int64_t>(src_col - pad, 0, nxm - 1)];
   std::vector<int64_t> rec(static_cast<size_t>(p.n_receivers));
-  for (int64_t k = 0; k < p.n_receivers; ++k) rec[k] = sc.at(p.receiver_rc[2 * k], p.receiver_rc[2 * k + 1]);
+  for (int64_t k = 0; k < p.n_receivers; ++k)
+    rec[k] = sc.at(p.receiver_rc[2 * k], p.receiver_rc[2 * k + 1]);
 
   RowArgs<T> r{};
   r.ld = ld;
-  r.rdx2 = T(p.rdx2); r.rdz2 = T(p.rdz2); r.rdx = T(p.rdx); r.rdz = T(p.rdz);
+  r.rdx2 = T(p.rdx2);
+  r.rdz2 = T(p.rdz2);
+  r.rdx = T(p.rdx);
+  r.rdz = T(p.rdz);
   const int64_t jl0 = 0, jl1 = pad, jm1 = pad + nxm, jr1 = nx;
   // C-PML x-strips [0, xs0) and [xs1, nx): pad + kHalo columns rounded up to kXStrip
   const int64_t xs_width = (pad + kHalo + kXStrip - 1) / kXStrip * kXStrip;
@@ -196,10 +214,18 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
       // columns a = b = db = Psi = zeta = 0 and the C-PML term reduces exactly to d2u. The z-PML
       // update covers the pad plus kHalo model rows.
       r.V = sc.vpad.data() + i * nx;
-      r.ax = m.ax; r.bx = m.bx; r.dbx = m.dbx;
-      r.psx = psx + off; r.psxn = psxn + off; r.zx = sc.zx.data() + off;
-      r.psz = psz + off; r.pszn = pszn + off; r.zz = sc.zz.data() + off;
-      r.az = m.az[i]; r.bz = m.bz[i]; r.dbz = m.dbz[i];
+      r.ax = m.ax;
+      r.bx = m.bx;
+      r.dbx = m.dbx;
+      r.psx = psx + off;
+      r.psxn = psxn + off;
+      r.zx = sc.zx.data() + off;
+      r.psz = psz + off;
+      r.pszn = pszn + off;
+      r.zz = sc.zz.data() + off;
+      r.az = m.az[i];
+      r.bz = m.bz[i];
+      r.dbz = m.dbz[i];
       if (i < pad + kHalo || i >= pad + nzm - kHalo) {
         row_segment<T, true, kNoKappa, true, true>(r, 0, xs0);
         row_segment<T, true, kNoKappa, false, true>(r, xs0, xs1);
@@ -244,8 +270,8 @@ void forward(const AcousticForwardParams& p) {
         }
         const int64_t b = t / p.n_shots, s = t % p.n_shots;
         Model<T> m{vdt2 + b * p.nzm * p.nxm, prof(p.kx, b, nx), prof(p.kz, b, nz),
-                   prof(p.ax, b, nx), prof(p.bx, b, nx), prof(p.dbx, b, nx),
-                   prof(p.az, b, nz), prof(p.bz, b, nz), prof(p.dbz, b, nz)};
+                   prof(p.ax, b, nx),        prof(p.bx, b, nx), prof(p.dbx, b, nx),
+                   prof(p.az, b, nz),        prof(p.bz, b, nz), prof(p.dbz, b, nz)};
         T* out = static_cast<T*>(p.out) + t * p.nt * p.n_receivers;
         run_shot<T>(p, m, p.source_rc[2 * s], p.source_rc[2 * s + 1],
                     static_cast<const T*>(p.wavelet), out, sc);
@@ -265,7 +291,8 @@ void check_acoustic_params(const AcousticForwardParams& p) {
   if (p.n_models < 0 || p.n_shots < 0 || p.nt < 0 || p.n_receivers < 0) fail("negative size");
   if (p.nzm < 1 || p.nxm < 1) fail("empty model");
   if (p.pad < 0) fail("negative pad");
-  if (!p.vdt2 || !p.wavelet || !p.out || (p.n_shots && !p.source_rc) || (p.n_receivers && !p.receiver_rc))
+  if (!p.vdt2 || !p.wavelet || !p.out || (p.n_shots && !p.source_rc) ||
+      (p.n_receivers && !p.receiver_rc))
     fail("null pointer");
   if (p.boundary == Boundary::kCpml && !(p.ax && p.bx && p.dbx && p.az && p.bz && p.dbz))
     fail("C-PML needs a, b and db/dx profiles along both axes");
@@ -282,8 +309,8 @@ void check_acoustic_params(const AcousticForwardParams& p) {
 }
 
 void acoustic_forward_cpu(const AcousticForwardParams& p) {
+  if (p.n_models * p.n_shots * p.nt == 0) return;  // nothing to do (empty tensors have null data)
   check_acoustic_params(p);
-  if (p.n_models * p.n_shots * p.nt == 0) return;
   if (p.dtype == DType::kFloat32) {
     forward<float>(p);
   } else {

@@ -37,9 +37,14 @@ struct DeviceArgs {
   bool cpml, wrap;
   T rdx2, rdz2, rdx, rdz;
   const T* vdt2;
-  const T* kx; const T* kz;
-  const T* ax; const T* bx; const T* dbx;
-  const T* az; const T* bz; const T* dbz;
+  const T* kx;
+  const T* kz;
+  const T* ax;
+  const T* bx;
+  const T* dbx;
+  const T* az;
+  const T* bz;
+  const T* dbz;
   const int64_t* source_rc;
   const int64_t* receiver_rc;
   const T* wavelet;
@@ -61,10 +66,10 @@ __device__ __forceinline__ int64_t cell(const DeviceArgs<T>& a, int64_t i, int64
 }
 
 template <typename T>
-__global__ void step_kernel(DeviceArgs<T> a, int64_t n, const T* __restrict__ P0, T* __restrict__ Q0,
-                            const T* __restrict__ psx0, T* __restrict__ psxn0,
-                            const T* __restrict__ psz0, T* __restrict__ pszn0,
-                            T* __restrict__ zx0, T* __restrict__ zz0) {
+__global__ void step_kernel(DeviceArgs<T> a, int64_t n, const T* __restrict__ P0,
+                            T* __restrict__ Q0, const T* __restrict__ psx0, T* __restrict__ psxn0,
+                            const T* __restrict__ psz0, T* __restrict__ pszn0, T* __restrict__ zx0,
+                            T* __restrict__ zz0) {
   const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t i = blockIdx.y * static_cast<int64_t>(blockDim.y) + threadIdx.y;
   if (i >= a.nz || j >= a.nx) return;
@@ -76,9 +81,11 @@ __global__ void step_kernel(DeviceArgs<T> a, int64_t n, const T* __restrict__ P0
     const int64_t c = cell(a, i, j);
     const T pc = P[c];
     T d2x = fd4_d2(P[cell(a, i, j - 2)], P[cell(a, i, j - 1)], pc, P[cell(a, i, j + 1)],
-                   P[cell(a, i, j + 2)]) * a.rdx2;
+                   P[cell(a, i, j + 2)]) *
+            a.rdx2;
     T d2z = fd4_d2(P[cell(a, i - 2, j)], P[cell(a, i - 1, j)], pc, P[cell(a, i + 1, j)],
-                   P[cell(a, i + 2, j)]) * a.rdz2;
+                   P[cell(a, i + 2, j)]) *
+            a.rdz2;
     const bool in_cols = j >= a.pad && j < a.pad + a.nxm;
     // the C-PML update covers the layer plus kHalo model cells that its d/dx(a psi) stencil reaches
     const bool xpml = j < a.pad + kHalo || j >= a.pad + a.nxm - kHalo;
@@ -130,19 +137,36 @@ __global__ void record_kernel(DeviceArgs<T> a, int64_t n, const T* __restrict__ 
 template <typename T>
 void forward(const AcousticForwardParams& p) {
   DeviceArgs<T> a{};
-  a.n_shots = p.n_shots; a.nt = p.nt; a.nzm = p.nzm; a.nxm = p.nxm; a.pad = p.pad;
-  a.nz = padded_nz(p); a.nx = padded_nx(p); a.ld = a.nx + 2 * kHalo;
+  a.n_shots = p.n_shots;
+  a.nt = p.nt;
+  a.nzm = p.nzm;
+  a.nxm = p.nxm;
+  a.pad = p.pad;
+  a.nz = padded_nz(p);
+  a.nx = padded_nx(p);
+  a.ld = a.nx + 2 * kHalo;
   a.cells = (a.nz + 2 * kHalo) * a.ld;
-  a.n_receivers = p.n_receivers; a.total_shots = p.n_models * p.n_shots;
-  a.cpml = p.boundary == Boundary::kCpml; a.wrap = p.wrap;
-  a.rdx2 = T(p.rdx2); a.rdz2 = T(p.rdz2); a.rdx = T(p.rdx); a.rdz = T(p.rdz);
+  a.n_receivers = p.n_receivers;
+  a.total_shots = p.n_models * p.n_shots;
+  a.cpml = p.boundary == Boundary::kCpml;
+  a.wrap = p.wrap;
+  a.rdx2 = T(p.rdx2);
+  a.rdz2 = T(p.rdz2);
+  a.rdx = T(p.rdx);
+  a.rdz = T(p.rdz);
   a.vdt2 = static_cast<const T*>(p.vdt2);
-  a.kx = static_cast<const T*>(p.kx); a.kz = static_cast<const T*>(p.kz);
-  a.ax = static_cast<const T*>(p.ax); a.bx = static_cast<const T*>(p.bx);
-  a.dbx = static_cast<const T*>(p.dbx); a.az = static_cast<const T*>(p.az);
-  a.bz = static_cast<const T*>(p.bz); a.dbz = static_cast<const T*>(p.dbz);
-  a.source_rc = p.source_rc; a.receiver_rc = p.receiver_rc;
-  a.wavelet = static_cast<const T*>(p.wavelet); a.out = static_cast<T*>(p.out);
+  a.kx = static_cast<const T*>(p.kx);
+  a.kz = static_cast<const T*>(p.kz);
+  a.ax = static_cast<const T*>(p.ax);
+  a.bx = static_cast<const T*>(p.bx);
+  a.dbx = static_cast<const T*>(p.dbx);
+  a.az = static_cast<const T*>(p.az);
+  a.bz = static_cast<const T*>(p.bz);
+  a.dbz = static_cast<const T*>(p.dbz);
+  a.source_rc = p.source_rc;
+  a.receiver_rc = p.receiver_rc;
+  a.wavelet = static_cast<const T*>(p.wavelet);
+  a.out = static_cast<T*>(p.out);
 
   T* ws = static_cast<T*>(p.workspace);
   const int64_t field = a.cells * a.total_shots;
@@ -184,7 +208,9 @@ void acoustic_forward_cuda(const AcousticForwardParams& p) {
   }
 }
 
-bool cuda_built() { return true; }
+bool cuda_built() {
+  return true;
+}
 
 int cuda_device_count() {
   int n = 0;

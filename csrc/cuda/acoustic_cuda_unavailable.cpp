@@ -8,12 +8,17 @@ namespace ubd {
 
 void acoustic_forward_cuda(const AcousticForwardParams&) {
   throw std::runtime_error(
-      "acoustic_forward_cuda: this build of ubdiff_phys has no CUDA kernels (built with UBD_CUDA=OFF "
+      "acoustic_forward_cuda: this build of ubdiff_phys has no CUDA kernels (built with "
+      "UBD_CUDA=OFF "
       "or without nvcc); reinstall with a CUDA toolkit on PATH, e.g. UBD_CUDA=ON pip install .");
 }
 
-bool cuda_built() { return false; }
+bool cuda_built() {
+  return false;
+}
 
-int cuda_device_count() { return 0; }
+int cuda_device_count() {
+  return 0;
+}
 
 }  // namespace ubd

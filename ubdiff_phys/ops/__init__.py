@@ -1,4 +1,4 @@
-"""Torch-facing native ops: argument checks, CPU/CUDA dispatch, and their pure-PyTorch references."""
+"""Torch-facing native ops: argument checks, CPU/CUDA dispatch, pure-PyTorch references."""
 
 from ubdiff_phys.ops.acoustic import AcousticProblem, acoustic_forward
 

@@ -52,6 +52,8 @@ def _native_forward(pr: AcousticProblem) -> torch.Tensor:
         return t.data_ptr()
 
     out = torch.empty(pr.n_models, pr.n_shots, pr.nt, pr.n_receivers, dtype=dtype, device=device)
+    if out.numel() == 0:
+        return out
     p = C.AcousticForwardParams()
     p.n_models, p.n_shots, p.nt = pr.n_models, pr.n_shots, pr.nt
     p.nzm, p.nxm, p.pad = vdt2.shape[1], vdt2.shape[2], pr.pad

@@ -50,13 +50,22 @@ def simulate_deepwave(
     amp = torch.zeros(s_count, 1, nt + 1, dtype=dtype, device=dev)
     amp[:, 0, :nt] = -w
     src = torch.tensor(survey.sources, dtype=torch.long, device=dev)[:, None, :]
-    rec = torch.tensor(survey.receivers, dtype=torch.long, device=dev)[None].expand(s_count, r_count, 2)
+    rec = torch.tensor(survey.receivers, dtype=torch.long, device=dev)[None].expand(
+        s_count, r_count, 2
+    )
     out = []
     for model in v:
         result = deepwave.scalar(
-            model, survey.dx, survey.dt,
-            source_amplitudes=amp, source_locations=src, receiver_locations=rec.contiguous(),
-            accuracy=4, pml_width=pml_width, pml_freq=survey.frequency, max_vel=max_vel,
+            model,
+            survey.dx,
+            survey.dt,
+            source_amplitudes=amp,
+            source_locations=src,
+            receiver_locations=rec.contiguous(),
+            accuracy=4,
+            pml_width=pml_width,
+            pml_freq=survey.frequency,
+            max_vel=max_vel,
             courant_number=0.65,
         )
         data = result[-1]  # (shots, receivers, nt + 1)

@@ -34,7 +34,7 @@ class Survey:
         sources: (row, col) of each source; one shot per source.
         receivers: (row, col) of each receiver, shared by all shots.
         frequency: Ricker peak frequency [Hz] of the OpenFWI wavelet (ignored if ``wavelet`` given).
-        wavelet: optional custom source time function, ``nt`` samples (sample n-1 injected at step n).
+        wavelet: optional custom source time function of ``nt`` samples (n-1 injected at step n).
         sponge_width: padding [cells] of ``boundary="openfwi"`` (OpenFWI: 120).
         pml_width: C-PML width [cells] of ``boundary="pml"``.
         pml_reflection: target normal-incidence reflection coefficient of the C-PML profile.
@@ -119,7 +119,7 @@ class Survey:
         return ricker_openfwi(self.frequency, self.dt, self.nt)
 
     def courant(self, v_max: float) -> float:
-        """Courant number ``v_max dt sqrt(1/dx^2 + 1/dz^2) / sqrt(2)`` (= v dt / h on a square grid).
+        """Courant number ``v_max dt sqrt(1/dx^2 + 1/dz^2) / sqrt(2)`` (v dt / h if dx = dz).
 
         Stable iff <= :data:`STABILITY_LIMIT` (~0.612)."""
         return v_max * self.dt * math.sqrt(1.0 / self.dx**2 + 1.0 / self.dz**2) / math.sqrt(2.0)
@@ -157,7 +157,7 @@ def _as_locations(locations: Any, name: str) -> tuple[tuple[int, int], ...]:
         out = tuple((int(r), int(c)) for r, c in locations)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Survey.{name} must be a sequence of (row, col) integer pairs") from exc
-    for (r, c), orig in zip(out, locations):
+    for (r, c), orig in zip(out, locations, strict=True):
         if (r, c) != tuple(orig):
             raise ValueError(f"Survey.{name}: locations must be integers, got {tuple(orig)}")
     return out

@@ -10,7 +10,7 @@ __all__ = ["ricker_openfwi"]
 
 
 def ricker_openfwi(frequency: float, dt: float, nt: int) -> np.ndarray:
-    """The Ricker wavelet exactly as the OpenFWI / CSIM modelling code builds it (specs/physics.md §1).
+    """The Ricker wavelet exactly as the OpenFWI / CSIM modelling builds it (specs/physics.md §1).
 
     ``nw = 2 floor(int(2.2 / (f dt)) / 2) + 1`` samples, peak at sample ``c = (nw - 1) / 2``,
     ``w[j] = (1 - 2 b) exp(-b)`` with ``b = (pi f dt (c - j))^2``, zero after ``nw`` samples.

@@ -11,10 +11,12 @@
 // Boundary: kSponge: damping kappa(i, j) = kx[j] + kz[i] * [j inside the model's columns]
 //                    (OpenFWI puts the vertical profile only above/below the model), with optional
 //                    periodic wrap of the neighbours at the outer edge (OpenFWI does this).
-//           kCpml:   convolutional PML (Pasalic & McGarry 2010, SEG Expanded Abstracts, "Convolutional
-//                    perfectly matched layer for isotropic and anisotropic acoustic wave equations")
-//                    in the pad, zero field beyond the outer edge.
-// Stability: leapfrog + 4th-order Laplacian needs v dt sqrt(1/dx^2 + 1/dz^2) <= sqrt(3/4); the Python
+//           kCpml:   convolutional PML (Pasalic & McGarry 2010, SEG Expanded Abstracts,
+//           "Convolutional
+//                    perfectly matched layer for isotropic and anisotropic acoustic wave
+//                    equations") in the pad, zero field beyond the outer edge.
+// Stability: leapfrog + 4th-order Laplacian needs v dt sqrt(1/dx^2 + 1/dz^2) <= sqrt(3/4); the
+// Python
 //           layer refuses anything beyond it before calling in here.
 #pragma once
 #include <cstdint>
@@ -27,37 +29,45 @@ enum class DType : int32_t { kFloat32 = 0, kFloat64 = 1 };
 // All pointers point to contiguous arrays in the compute dtype (`dtype`) unless typed otherwise,
 // on the device that runs the op. Shapes use B = n_models, S = n_shots, R = n_receivers.
 struct AcousticForwardParams {
-  int64_t n_models = 0;     // B
-  int64_t n_shots = 0;      // S (sources per model; one shot each)
-  int64_t nt = 0;           // time steps == samples recorded
-  int64_t nzm = 0, nxm = 0; // model size in cells
-  int64_t pad = 0;          // padding cells on each side (sponge or PML width)
-  int64_t n_receivers = 0;  // R
+  int64_t n_models = 0;      // B
+  int64_t n_shots = 0;       // S (sources per model; one shot each)
+  int64_t nt = 0;            // time steps == samples recorded
+  int64_t nzm = 0, nxm = 0;  // model size in cells
+  int64_t pad = 0;           // padding cells on each side (sponge or PML width)
+  int64_t n_receivers = 0;   // R
   Boundary boundary = Boundary::kSponge;
   DType dtype = DType::kFloat32;
-  bool wrap = false;        // sponge only: periodic neighbours at the padded grid's edge
-  double rdx2 = 0, rdz2 = 0; // 1/dx^2, 1/dz^2 [1/m^2]
-  double rdx = 0, rdz = 0;   // 1/dx, 1/dz [1/m] (C-PML first derivatives)
+  bool wrap = false;          // sponge only: periodic neighbours at the padded grid's edge
+  double rdx2 = 0, rdz2 = 0;  // 1/dx^2, 1/dz^2 [1/m^2]
+  double rdx = 0, rdz = 0;    // 1/dx, 1/dz [1/m] (C-PML first derivatives)
 
   const void* vdt2 = nullptr;  // (B, nzm, nxm): (v dt)^2 [m^2] of the unpadded model
   // kSponge: kappa = d dt profiles along each padded axis, zero inside the model (nullptr: none)
-  const void* kx = nullptr;    // (B, NX)
-  const void* kz = nullptr;    // (B, NZ)
+  const void* kx = nullptr;  // (B, NX)
+  const void* kz = nullptr;  // (B, NZ)
   // kCpml: recursive-convolution coefficients a, b and db/dx [1/m] per padded axis, zero inside
-  const void* ax = nullptr;  const void* bx = nullptr;  const void* dbx = nullptr;  // (B, NX)
-  const void* az = nullptr;  const void* bz = nullptr;  const void* dbz = nullptr;  // (B, NZ)
+  const void* ax = nullptr;
+  const void* bx = nullptr;
+  const void* dbx = nullptr;  // (B, NX)
+  const void* az = nullptr;
+  const void* bz = nullptr;
+  const void* dbz = nullptr;  // (B, NZ)
 
   const int64_t* source_rc = nullptr;    // (S, 2) (row, col) in padded-grid cells
   const int64_t* receiver_rc = nullptr;  // (R, 2) (row, col) in padded-grid cells
-  const void* wavelet = nullptr;         // (nt,) source time function, sample n-1 injected at step n
-  void* out = nullptr;                   // (B, S, nt, R) recorded pressure
+  const void* wavelet = nullptr;  // (nt,) source time function, sample n-1 injected at step n
+  void* out = nullptr;            // (B, S, nt, R) recorded pressure
   // CUDA only: caller-allocated workspace of `acoustic_forward_workspace_elems` elements (dtype)
   void* workspace = nullptr;
-  void* stream = nullptr;                // CUDA only: cudaStream_t (nullptr = legacy default stream)
+  void* stream = nullptr;  // CUDA only: cudaStream_t (nullptr = legacy default stream)
 };
 
-inline int64_t padded_nz(const AcousticForwardParams& p) { return p.nzm + 2 * p.pad; }
-inline int64_t padded_nx(const AcousticForwardParams& p) { return p.nxm + 2 * p.pad; }
+inline int64_t padded_nz(const AcousticForwardParams& p) {
+  return p.nzm + 2 * p.pad;
+}
+inline int64_t padded_nx(const AcousticForwardParams& p) {
+  return p.nxm + 2 * p.pad;
+}
 
 // Number of dtype elements of CUDA workspace needed for all B*S shots at once.
 int64_t acoustic_forward_workspace_elems(const AcousticForwardParams& p);

@@ -60,8 +60,8 @@ UBD_HD T leapfrog(T p, T p_prev, T vdt2, T lap) {
 }
 
 // C-PML term along one axis. d2u [1/m^2], du [1/m], dPsi = d/dx(Psi_old) [1/m^2], Psi_old = a psi
-// at this cell; a, b dimensionless, db = db/dx [1/m]. Updates zeta in place, writes Psi_new, returns
-// the term that replaces d2u.
+// at this cell; a, b dimensionless, db = db/dx [1/m]. Updates zeta in place, writes Psi_new,
+// returns the term that replaces d2u.
 template <typename T>
 UBD_HD T cpml_term(T d2u, T du, T dPsi, T Psi_old, T a, T b, T db, T& zeta, T& Psi_new) {
   const T tmp = (T(1) + b) * d2u + db * du + dPsi;

@@ -100,8 +100,12 @@ def acoustic_forward_reference(problem: AcousticProblem) -> torch.Tensor:
         p_next = 2 * p - p_prev + v * (d2x + d2z)
         if kappa is not None:
             p_next = p_next - kappa * (p - p_prev)
-        src_index = (b_idx, s_idx.expand(b_count, s_count), src_r.expand(b_count, s_count),
-                     src_c.expand(b_count, s_count))
+        src_index = (
+            b_idx,
+            s_idx.expand(b_count, s_count),
+            src_r.expand(b_count, s_count),
+            src_c.expand(b_count, s_count),
+        )
         p_next = p_next.index_put(src_index, src_vdt2 * pr.wavelet[n], accumulate=True)
         samples.append(p_next[:, :, rec_r, rec_c])
         p_prev, p = p, p_next

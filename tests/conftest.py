@@ -1,0 +1,52 @@
+"""Shared fixtures and markers.
+
+CUDA tests carry ``@requires_cuda`` and skip with a visible reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ubdiff_phys import build_info
+
+
+def _cuda_skip_reason() -> str | None:
+    info = build_info()
+    if not info["native"]:
+        return f"native module unavailable: {info['native_error']}"
+    if not info["cuda"]:
+        return "this build has no CUDA kernels (UBD_CUDA=OFF or no nvcc at build time)"
+    if not torch.cuda.is_available():
+        return "no CUDA device visible to PyTorch (CPU-only machine or CPU build of torch)"
+    return None
+
+
+CUDA_SKIP_REASON = _cuda_skip_reason()
+requires_cuda = pytest.mark.skipif(CUDA_SKIP_REASON is not None, reason=str(CUDA_SKIP_REASON))
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative L2 difference ||a - b|| / ||b|| in float64."""
+    a, b = a.double().cpu(), b.double().cpu()
+    return float((a - b).norm() / b.norm())
+
+
+def layered_models(
+    n: int, seed: int, nz: int = 70, nx: int = 70, dtype=torch.float64
+) -> torch.Tensor:
+    """Random laterally varying layered models [m/s], (n, nz, nx), velocities in [1500, 4500]."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.empty(n, nz, nx, dtype=dtype)
+    z = torch.arange(nz, dtype=dtype)[:, None]
+    x = torch.arange(nx, dtype=dtype)[None, :]
+    for k in range(n):
+        n_layers = int(torch.randint(2, 7, (1,), generator=g))
+        vel = torch.sort(1500 + 3000 * torch.rand(n_layers, generator=g, dtype=dtype)).values
+        depth = torch.sort(torch.rand(n_layers - 1, generator=g, dtype=dtype)).values * nz
+        tilt = (torch.rand(n_layers - 1, generator=g, dtype=dtype) - 0.5) * 0.3
+        m = torch.full((nz, nx), float(vel[0]), dtype=dtype)
+        for i in range(n_layers - 1):
+            m = torch.where(z >= depth[i] + tilt[i] * (x - nx / 2), vel[i + 1], m)
+        out[k] = m
+    return out
