@@ -2,12 +2,15 @@
 // scheme, the conventions and the boundaries, and ubd/stencil.h for the per-point maths.
 //
 // Work split: one OpenMP task per (model, shot); each thread time-steps its shot start to finish in
-// private scratch (no synchronisation inside the time loop, unlike a fork/join per step). Each row
-// of the padded grid is cut into three segments (left pad, model columns, right pad) whose
-// coefficients are known at compile time (velocity scalar or per column, sponge profile
-// array / scalar / none, C-PML along x and/or z), so every inner loop is a branch-free SIMD loop.
-// The padded velocity is never stored: edge replication means the pad's (v dt)^2 in a row is the
-// model row's first or last value, which keeps a 310 x 310 OpenFWI shot (two fields) inside L2.
+// private scratch (no synchronisation inside the time loop, unlike a fork/join per step).
+// Every inner loop is a branch-free SIMD loop over whole vectors: rows are computed over
+// nxr = nx rounded up to kVec columns, the extra "dead" columns having (v dt)^2 = 0 and zero
+// coefficients, so they stay exactly zero (or, in the periodic halo, are refilled before use) and
+// no scalar remainder loop ever runs (remainders made the 98-wide C-PML grid ~1.5x slower).
+// Sponge rows take (v dt)^2 and kappa from per-row buffers rebuilt only when they change (the
+// padded 310 x 310 OpenFWI velocity is never stored, which keeps a shot inside L2); C-PML rows are
+// cut into x-strips and an interior at multiples of kVec, and interior rows are done in pairs.
+// Denormals are flushed to zero while the kernel runs (FlushDenormals).
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -19,97 +22,182 @@
 #ifdef UBD_WITH_OPENMP
 #include <omp.h>
 #endif
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#define UBD_HAVE_MXCSR 1
+#endif
 
 namespace ubd {
 namespace {
 
-constexpr int64_t kHalo = 2;    // stencil half-width; halo cells hold zeros or the periodic wrap
-constexpr int64_t kXStrip = 8;  // C-PML x-strips are widened to a multiple of this (SIMD width)
+constexpr int64_t kHalo = 2;  // stencil half-width; halo cells hold zeros or the periodic wrap
+constexpr int64_t kVec = 8;   // row widths and segment boundaries are multiples of this
 
-enum KappaMode { kNoKappa = 0, kKappaArray = 1, kKappaScalar = 2 };
+inline int64_t round_up(int64_t n, int64_t m) {
+  return (n + m - 1) / m * m;
+}
+inline int64_t round_down(int64_t n, int64_t m) {
+  return n / m * m;
+}
 
 template <typename T>
 struct RowArgs {
-  const T* __restrict P;  // current field, P[j] = cell (i, j); leading dimension ld
-  T* __restrict Q;        // previous field on entry, next field on exit
+  const T* P;  // current field, P[j] = cell (i, j); leading dimension ld
+  T* Q;        // previous field on entry, next field on exit
   int64_t ld;
   T rdx2, rdz2, rdx, rdz;
-  const T* __restrict V;  // (v dt)^2 per column (array segments)
-  T vs;                   // (v dt)^2 (scalar segments)
-  const T* __restrict K;  // sponge kappa per column
-  T ks;                   // sponge kappa (scalar segments)
-  // C-PML along x: per-column coefficients (with halo) and per-cell auxiliary fields
-  const T* __restrict ax;
-  const T* __restrict bx;
-  const T* __restrict dbx;
-  const T* __restrict psx;
-  T* __restrict psxn;
-  T* __restrict zx;
-  // C-PML along z: this row's coefficients, auxiliary fields (psx/psz hold Psi = a psi)
-  T az;
-  T bz;
-  T dbz;
-  const T* __restrict psz;
-  T* __restrict pszn;
-  T* __restrict zz;
+  const T* V;  // (v dt)^2 per column
+  const T* K;  // sponge kappa per column
+  // C-PML along x: per-column coefficients and per-cell auxiliary fields (Psi = a psi)
+  const T* ax;
+  const T* bx;
+  const T* dbx;
+  const T* psx;
+  T* psxn;
+  T* zx;
+  // C-PML along z: this row's coefficients and auxiliary fields
+  T az, bz, dbz;
+  const T* psz;
+  T* pszn;
+  T* zz;
 };
 
-template <typename T, bool VArr, int KMode, bool XPml, bool ZPml>
+// One row segment [j0, j1) with the absorbing terms chosen at compile time.
+template <typename T, bool Kappa, bool XPml, bool ZPml>
 inline void row_segment(const RowArgs<T>& r, int64_t j0, int64_t j1) {
+  // Everything the loop reads is copied to restrict-qualified locals: read through the struct,
+  // the compiler cannot prove that the stores to Q leave it unchanged.
   const T* __restrict P = r.P;
   T* __restrict Q = r.Q;
   const int64_t L = r.ld;
+  const T rdx2 = r.rdx2, rdz2 = r.rdz2, rdx = r.rdx, rdz = r.rdz;
+  const T* __restrict V = r.V;
+  const T* __restrict K = r.K;
+  const T* __restrict ax = r.ax;
+  const T* __restrict bx = r.bx;
+  const T* __restrict dbx = r.dbx;
+  const T* __restrict psx = r.psx;
+  T* __restrict psxn = r.psxn;
+  T* __restrict zx = r.zx;
+  const T az = r.az, bz = r.bz, dbz = r.dbz;
+  const T* __restrict psz = r.psz;
+  T* __restrict pszn = r.pszn;
+  T* __restrict zz = r.zz;
 #pragma omp simd
   for (int64_t j = j0; j < j1; ++j) {
-    T d2x = fd4_d2(P[j - 2], P[j - 1], P[j], P[j + 1], P[j + 2]) * r.rdx2;
-    T d2z = fd4_d2(P[j - 2 * L], P[j - L], P[j], P[j + L], P[j + 2 * L]) * r.rdz2;
+    T d2x = fd4_d2(P[j - 2], P[j - 1], P[j], P[j + 1], P[j + 2]) * rdx2;
+    T d2z = fd4_d2(P[j - 2 * L], P[j - L], P[j], P[j + L], P[j + 2 * L]) * rdz2;
     if constexpr (XPml) {
-      const T* __restrict s = r.psx;
-      const T du = fd4_d1(P[j - 2], P[j - 1], P[j + 1], P[j + 2]) * r.rdx;
-      const T dps = fd4_d1(s[j - 2], s[j - 1], s[j + 1], s[j + 2]) * r.rdx;
-      d2x = cpml_term(d2x, du, dps, s[j], r.ax[j], r.bx[j], r.dbx[j], r.zx[j], r.psxn[j]);
+      const T du = fd4_d1(P[j - 2], P[j - 1], P[j + 1], P[j + 2]) * rdx;
+      const T dps = fd4_d1(psx[j - 2], psx[j - 1], psx[j + 1], psx[j + 2]) * rdx;
+      d2x = cpml_term(d2x, du, dps, psx[j], ax[j], bx[j], dbx[j], zx[j], psxn[j]);
     }
     if constexpr (ZPml) {
-      const T* __restrict s = r.psz;
-      const T du = fd4_d1(P[j - 2 * L], P[j - L], P[j + L], P[j + 2 * L]) * r.rdz;
-      const T dps = fd4_d1(s[j - 2 * L], s[j - L], s[j + L], s[j + 2 * L]) * r.rdz;
-      d2z = cpml_term(d2z, du, dps, s[j], r.az, r.bz, r.dbz, r.zz[j], r.pszn[j]);
+      const T du = fd4_d1(P[j - 2 * L], P[j - L], P[j + L], P[j + 2 * L]) * rdz;
+      const T dps = fd4_d1(psz[j - 2 * L], psz[j - L], psz[j + L], psz[j + 2 * L]) * rdz;
+      d2z = cpml_term(d2z, du, dps, psz[j], az, bz, dbz, zz[j], pszn[j]);
     }
-    const T v = VArr ? r.V[j] : r.vs;
-    if constexpr (KMode == kKappaArray) {
-      Q[j] = leapfrog(P[j], Q[j], v, d2x + d2z, r.K[j]);
-    } else if constexpr (KMode == kKappaScalar) {
-      Q[j] = leapfrog(P[j], Q[j], v, d2x + d2z, r.ks);
+    if constexpr (Kappa) {
+      Q[j] = leapfrog(P[j], Q[j], V[j], d2x + d2z, K[j]);
     } else {
-      Q[j] = leapfrog(P[j], Q[j], v, d2x + d2z);
+      Q[j] = leapfrog(P[j], Q[j], V[j], d2x + d2z);
     }
   }
 }
 
-// Private scratch of one thread: fields with a halo of kHalo cells on every side.
+// Two adjacent rows i, i + 1 without absorbing terms, V rows vld apart: the z-neighbour loads are
+// shared between the rows (6 instead of 10 per column pair).
+template <typename T>
+inline void row_pair_plain(const RowArgs<T>& r, int64_t vld, int64_t j0, int64_t j1) {
+  const T* __restrict P = r.P;
+  T* __restrict Q = r.Q;
+  const T* __restrict V = r.V;
+  const int64_t L = r.ld;
+  const T rdx2 = r.rdx2, rdz2 = r.rdz2;
+#pragma omp simd
+  for (int64_t j = j0; j < j1; ++j) {
+    const T a = P[j - 2 * L], b = P[j - L], c = P[j], d = P[j + L], e = P[j + 2 * L];
+    const T f = P[j + 3 * L];
+    const T lap0 =
+        fd4_d2(P[j - 2], P[j - 1], c, P[j + 1], P[j + 2]) * rdx2 + fd4_d2(a, b, c, d, e) * rdz2;
+    const T lap1 = fd4_d2(P[j + L - 2], P[j + L - 1], d, P[j + L + 1], P[j + L + 2]) * rdx2 +
+                   fd4_d2(b, c, d, e, f) * rdz2;
+    Q[j] = leapfrog(c, Q[j], V[j], lap0);
+    Q[j + L] = leapfrog(d, Q[j + L], V[j + vld], lap1);
+  }
+}
+
+// Flush-to-zero / denormals-are-zero on this thread for the object's lifetime. Ahead of the
+// wavefront the stencil spreads exponentially small precursors; below ~1e-38 (float) each
+// operation on them costs a microcode assist. Flushing changes results by < 1e-38 absolute.
+class FlushDenormals {
+ public:
+  FlushDenormals() {
+#ifdef UBD_HAVE_MXCSR
+    saved_ = _mm_getcsr();
+    _mm_setcsr(saved_ | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
+#endif
+  }
+  ~FlushDenormals() {
+#ifdef UBD_HAVE_MXCSR
+    _mm_setcsr(saved_);
+#endif
+  }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned int saved_ = 0;
+};
+
+template <typename T>
+struct Model {
+  const T* vdt2;  // (nzm, nxm)
+  const T* kx;    // (NX) or nullptr
+  const T* kz;    // (NZ) or nullptr
+  const T* ax;
+  const T* bx;
+  const T* dbx;  // (NX)
+  const T* az;
+  const T* bz;
+  const T* dbz;  // (NZ)
+};
+
+// Private scratch of one thread. Fields have kHalo cells on every side of the nz x nxr block
+// (nxr = nx rounded up to kVec; columns nx..nxr-1 are dead columns).
 template <typename T>
 struct ShotScratch {
-  int64_t ld = 0, rows = 0;
+  int64_t nz = 0, nx = 0, nxr = 0, ld = 0;
   std::vector<T> f0, f1;                  // leapfrog fields
-  std::vector<T> psx0, psx1, psz0, psz1;  // C-PML psi (double-buffered)
+  std::vector<T> psx0, psx1, psz0, psz1;  // C-PML Psi = a psi (double-buffered)
   std::vector<T> zx, zz;                  // C-PML zeta
-  std::vector<T> vpad;                    // C-PML: padded (v dt)^2, (nz, nx), no halo
-  void init(int64_t nz, int64_t nx, bool cpml) {
-    ld = nx + 2 * kHalo;
-    rows = nz + 2 * kHalo;
-    const size_t n = static_cast<size_t>(ld * rows);
+  std::vector<T> vpad;                    // C-PML: padded (v dt)^2, (nz, nxr), 0 in dead columns
+  std::vector<T> ax, bx, dbx;             // C-PML: x coefficients, (nxr), 0 in dead columns
+  std::vector<T> vrow, krow;              // sponge: (v dt)^2 and kappa of the current row, (nxr)
+
+  void init(int64_t nz_, int64_t nx_, bool cpml) {
+    nz = nz_;
+    nx = nx_;
+    nxr = round_up(nx, kVec);
+    ld = nxr + 2 * kHalo;
+    const size_t n = static_cast<size_t>(ld * (nz + 2 * kHalo));
     f0.assign(n, T(0));
     f1.assign(n, T(0));
     if (cpml) {
       for (auto* v : {&psx0, &psx1, &psz0, &psz1, &zx, &zz}) v->assign(n, T(0));
-      vpad.assign(static_cast<size_t>(nz * nx), T(0));
+      vpad.assign(static_cast<size_t>(nz * nxr), T(0));
+      for (auto* v : {&ax, &bx, &dbx}) v->assign(static_cast<size_t>(nxr), T(0));
+    } else {
+      vrow.assign(static_cast<size_t>(nxr), T(0));
+      krow.assign(static_cast<size_t>(nxr), T(0));
     }
   }
   void zero_fields() {
-    for (auto* v : {&f0, &f1, &psx0, &psx1, &psz0, &psz1, &zx, &zz})
+    for (auto* v : {&f0, &f1, &psx0, &psx1, &psz0, &psz1, &zx, &zz}) {
       std::fill(v->begin(), v->end(), T(0));
+    }
   }
-  // Cell (i, j) of the padded grid, i in [-2, nz+2), j in [-2, nx+2).
+  // Offset of cell (i, j), i in [-2, nz+2), j in [-2, nxr+2).
   int64_t at(int64_t i, int64_t j) const { return (i + kHalo) * ld + (j + kHalo); }
 };
 
@@ -129,32 +217,110 @@ void fill_periodic_halo(T* f, int64_t nz, int64_t nx, int64_t ld) {
   }
 }
 
+// One time step of the sponge modes ("openfwi", "none") over all rows.
 template <typename T>
-struct Model {
-  const T* vdt2;  // (nzm, nxm)
-  const T* kx;    // (NX) or nullptr
-  const T* kz;    // (NZ) or nullptr
-  const T* ax;
-  const T* bx;
-  const T* dbx;  // (NX)
-  const T* az;
-  const T* bz;
-  const T* dbz;  // (NZ)
-};
+void sweep_sponge(const AcousticForwardParams& p, const Model<T>& m, ShotScratch<T>& sc,
+                  RowArgs<T>& r, const T* P, T* Q) {
+  const int64_t nz = sc.nz, nx = sc.nx, nxr = sc.nxr, pad = p.pad, nzm = p.nzm, nxm = p.nxm;
+  const bool kappa = m.kx || m.kz;
+  int64_t v_row = -1;  // model row whose (v dt)^2 is in sc.vrow
+  T k_row = T(-1);     // kz value whose kappa row is in sc.krow
+  r.V = sc.vrow.data();
+  r.K = sc.krow.data();
+  for (int64_t i = 0; i < nz; ++i) {
+    const int64_t mr = std::clamp<int64_t>(i - pad, 0, nzm - 1);
+    if (mr != v_row) {  // edge-replicated (v dt)^2 of this padded row
+      const T* src = m.vdt2 + mr * nxm;
+      std::fill(sc.vrow.begin(), sc.vrow.begin() + pad, src[0]);
+      std::copy(src, src + nxm, sc.vrow.begin() + pad);
+      std::fill(sc.vrow.begin() + pad + nxm, sc.vrow.begin() + nx, src[nxm - 1]);
+      v_row = mr;
+    }
+    const int64_t off = sc.at(i, 0);
+    r.P = P + off;
+    r.Q = Q + off;
+    if (!kappa) {
+      row_segment<T, false, false, false>(r, 0, nxr);
+      continue;
+    }
+    const T kz = m.kz ? m.kz[i] : T(0);
+    if (kz != k_row) {  // kappa = kx + kz inside the model's columns only (OpenFWI)
+      for (int64_t j = 0; j < nx; ++j) {
+        const bool in_cols = j >= pad && j < pad + nxm;
+        sc.krow[j] = (m.kx ? m.kx[j] : T(0)) + (in_cols ? kz : T(0));
+      }
+      k_row = kz;
+    }
+    row_segment<T, true, false, false>(r, 0, nxr);
+  }
+}
+
+// One time step of the C-PML mode over all rows.
+template <typename T>
+void sweep_cpml(const AcousticForwardParams& p, const Model<T>& m, ShotScratch<T>& sc,
+                RowArgs<T>& r, const T* P, T* Q, const T* psx, T* psxn, const T* psz, T* pszn) {
+  const int64_t nz = sc.nz, nx = sc.nx, nxr = sc.nxr, pad = p.pad, nzm = p.nzm;
+  // d/dx(Psi) reaches kHalo cells into the model: the x-PML update covers [0, xs0) and
+  // [xs1, nxr), at least the pad plus kHalo columns on each side, cut at multiples of kVec (in the
+  // extra model and dead columns a = b = db = Psi = zeta = 0 and the term reduces to d2u).
+  const int64_t xs0 = std::min(round_up(pad + kHalo, kVec), nxr);
+  const int64_t xs1 = xs0 + round_down(std::max<int64_t>(nx - pad - kHalo - xs0, 0), kVec);
+  const int64_t z0 = pad + kHalo, z1 = pad + nzm - kHalo;  // rows without z-PML: [z0, z1)
+  r.ax = sc.ax.data();
+  r.bx = sc.bx.data();
+  r.dbx = sc.dbx.data();
+  auto set_row = [&](int64_t row) {
+    const int64_t o = sc.at(row, 0);
+    r.P = P + o;
+    r.Q = Q + o;
+    r.V = sc.vpad.data() + row * nxr;
+    r.psx = psx + o;
+    r.psxn = psxn + o;
+    r.zx = sc.zx.data() + o;
+    r.psz = psz + o;
+    r.pszn = pszn + o;
+    r.zz = sc.zz.data() + o;
+    r.az = m.az[row];
+    r.bz = m.bz[row];
+    r.dbz = m.dbz[row];
+  };
+  for (int64_t i = 0; i < nz; ++i) {
+    set_row(i);
+    if (i < z0 || i >= z1) {
+      row_segment<T, false, true, true>(r, 0, xs0);
+      row_segment<T, false, false, true>(r, xs0, xs1);
+      row_segment<T, false, true, true>(r, xs1, nxr);
+    } else if (i + 1 < z1) {  // two interior rows at once
+      row_segment<T, false, true, false>(r, 0, xs0);
+      row_segment<T, false, true, false>(r, xs1, nxr);
+      row_pair_plain<T>(r, nxr, xs0, xs1);
+      set_row(++i);
+      row_segment<T, false, true, false>(r, 0, xs0);
+      row_segment<T, false, true, false>(r, xs1, nxr);
+    } else {
+      row_segment<T, false, true, false>(r, 0, xs0);
+      row_segment<T, false, false, false>(r, xs0, xs1);
+      row_segment<T, false, true, false>(r, xs1, nxr);
+    }
+  }
+}
 
 template <typename T>
 void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row, int64_t src_col,
               const T* wavelet, T* out, ShotScratch<T>& sc) {
-  const int64_t nz = padded_nz(p), nx = padded_nx(p), pad = p.pad;
-  const int64_t nzm = p.nzm, nxm = p.nxm, ld = sc.ld;
+  const int64_t nz = sc.nz, nx = sc.nx, nxr = sc.nxr, pad = p.pad, nzm = p.nzm, nxm = p.nxm;
   const bool cpml = p.boundary == Boundary::kCpml;
   sc.zero_fields();
-  if (cpml) {  // edge-replicated (v dt)^2 over the padded grid: one SIMD loop per row
+  if (cpml) {  // edge-replicated (v dt)^2 over the padded grid and the x coefficients
     for (int64_t i = 0; i < nz; ++i) {
-      const T* vrow = m.vdt2 + std::clamp<int64_t>(i - pad, 0, nzm - 1) * nxm;
-      for (int64_t j = 0; j < nx; ++j)
-        sc.vpad[i * nx + j] = vrow[std::clamp<int64_t>(j - pad, 0, nxm - 1)];
+      const T* src = m.vdt2 + std::clamp<int64_t>(i - pad, 0, nzm - 1) * nxm;
+      for (int64_t j = 0; j < nx; ++j) {
+        sc.vpad[i * nxr + j] = src[std::clamp<int64_t>(j - pad, 0, nxm - 1)];
+      }
     }
+    std::copy(m.ax, m.ax + nx, sc.ax.begin());
+    std::copy(m.bx, m.bx + nx, sc.bx.begin());
+    std::copy(m.dbx, m.dbx + nx, sc.dbx.begin());
   }
   T* P = sc.f0.data();
   T* Q = sc.f1.data();
@@ -166,84 +332,28 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
   const T src_vdt2 = m.vdt2[std::clamp<int64_t>(src_row - pad, 0, nzm - 1) * nxm +
                             std::clamp<int64_t>(src_col - pad, 0, nxm - 1)];
   std::vector<int64_t> rec(static_cast<size_t>(p.n_receivers));
-  for (int64_t k = 0; k < p.n_receivers; ++k)
+  for (int64_t k = 0; k < p.n_receivers; ++k) {
     rec[k] = sc.at(p.receiver_rc[2 * k], p.receiver_rc[2 * k + 1]);
-
+  }
   RowArgs<T> r{};
-  r.ld = ld;
+  r.ld = sc.ld;
   r.rdx2 = T(p.rdx2);
   r.rdz2 = T(p.rdz2);
   r.rdx = T(p.rdx);
   r.rdz = T(p.rdz);
-  const int64_t jl0 = 0, jl1 = pad, jm1 = pad + nxm, jr1 = nx;
-  // C-PML x-strips [0, xs0) and [xs1, nx): pad + kHalo columns rounded up to kXStrip
-  const int64_t xs_width = (pad + kHalo + kXStrip - 1) / kXStrip * kXStrip;
-  const int64_t xs0 = std::min(xs_width, nx / 2), xs1 = std::max(nx - xs_width, xs0);
   for (int64_t n = 0; n < p.nt; ++n) {
-    if (p.wrap) fill_periodic_halo(P, nz, nx, ld);
-    for (int64_t i = 0; i < nz; ++i) {
-      const int64_t off = (i + kHalo) * ld + kHalo;
-      r.P = P + off;
-      r.Q = Q + off;
-      const T* vrow = m.vdt2 + std::clamp<int64_t>(i - pad, 0, nzm - 1) * nxm;
-      r.V = vrow - pad;
-      const bool in_model_rows = i >= pad && i < pad + nzm;
-      if (!cpml) {
-        r.K = m.kx;
-        r.ks = m.kz ? m.kz[i] : T(0);
-        if (m.kx) {
-          r.vs = vrow[0];
-          row_segment<T, false, kKappaArray, false, false>(r, jl0, jl1);
-          r.vs = vrow[nxm - 1];
-          row_segment<T, false, kKappaArray, false, false>(r, jm1, jr1);
-        } else {
-          r.vs = vrow[0];
-          row_segment<T, false, kNoKappa, false, false>(r, jl0, jl1);
-          r.vs = vrow[nxm - 1];
-          row_segment<T, false, kNoKappa, false, false>(r, jm1, jr1);
-        }
-        if (in_model_rows || !m.kz) {
-          row_segment<T, true, kNoKappa, false, false>(r, jl1, jm1);
-        } else {
-          row_segment<T, true, kKappaScalar, false, false>(r, jl1, jm1);
-        }
-        continue;
-      }
-      // C-PML. d/dx(Psi) reaches kHalo cells into the model, so the x-PML update covers the pad
-      // plus kHalo model columns, rounded up to whole SIMD vectors (kXStrip): in the extra model
-      // columns a = b = db = Psi = zeta = 0 and the C-PML term reduces exactly to d2u. The z-PML
-      // update covers the pad plus kHalo model rows.
-      r.V = sc.vpad.data() + i * nx;
-      r.ax = m.ax;
-      r.bx = m.bx;
-      r.dbx = m.dbx;
-      r.psx = psx + off;
-      r.psxn = psxn + off;
-      r.zx = sc.zx.data() + off;
-      r.psz = psz + off;
-      r.pszn = pszn + off;
-      r.zz = sc.zz.data() + off;
-      r.az = m.az[i];
-      r.bz = m.bz[i];
-      r.dbz = m.dbz[i];
-      if (i < pad + kHalo || i >= pad + nzm - kHalo) {
-        row_segment<T, true, kNoKappa, true, true>(r, 0, xs0);
-        row_segment<T, true, kNoKappa, false, true>(r, xs0, xs1);
-        row_segment<T, true, kNoKappa, true, true>(r, xs1, nx);
-      } else {
-        row_segment<T, true, kNoKappa, true, false>(r, 0, xs0);
-        row_segment<T, true, kNoKappa, false, false>(r, xs0, xs1);
-        row_segment<T, true, kNoKappa, true, false>(r, xs1, nx);
-      }
+    if (cpml) {
+      sweep_cpml(p, m, sc, r, P, Q, psx, psxn, psz, pszn);
+      std::swap(psx, psxn);
+      std::swap(psz, pszn);
+    } else {
+      if (p.wrap) fill_periodic_halo(P, nz, nx, sc.ld);
+      sweep_sponge(p, m, sc, r, P, Q);
     }
     Q[src] += src_vdt2 * wavelet[n];
     T* o = out + n * p.n_receivers;
     for (int64_t k = 0; k < p.n_receivers; ++k) o[k] = Q[rec[k]];
     std::swap(P, Q);
-    if (cpml) {
-      std::swap(psx, psxn);
-      std::swap(psz, pszn);
-    }
   }
 }
 
@@ -259,6 +369,7 @@ void forward(const AcousticForwardParams& p) {
   std::string error;
 #pragma omp parallel
   {
+    FlushDenormals ftz;
     ShotScratch<T> sc;
     bool ready = false;
 #pragma omp for schedule(dynamic, 1)
@@ -292,12 +403,15 @@ void check_acoustic_params(const AcousticForwardParams& p) {
   if (p.nzm < 1 || p.nxm < 1) fail("empty model");
   if (p.pad < 0) fail("negative pad");
   if (!p.vdt2 || !p.wavelet || !p.out || (p.n_shots && !p.source_rc) ||
-      (p.n_receivers && !p.receiver_rc))
+      (p.n_receivers && !p.receiver_rc)) {
     fail("null pointer");
-  if (p.boundary == Boundary::kCpml && !(p.ax && p.bx && p.dbx && p.az && p.bz && p.dbz))
+  }
+  if (p.boundary == Boundary::kCpml && !(p.ax && p.bx && p.dbx && p.az && p.bz && p.dbz)) {
     fail("C-PML needs a, b and db/dx profiles along both axes");
+  }
   if (p.boundary == Boundary::kCpml && p.wrap) fail("periodic wrap is only defined for the sponge");
   const int64_t nz = padded_nz(p), nx = padded_nx(p);
+  if (p.wrap && (nz < 2 || nx < 2)) fail("periodic wrap needs a padded grid of at least 2 x 2");
   for (int64_t s = 0; s < p.n_shots; ++s) {
     const int64_t i = p.source_rc[2 * s], j = p.source_rc[2 * s + 1];
     if (i < 0 || i >= nz || j < 0 || j >= nx) fail("source outside the padded grid");
@@ -316,12 +430,6 @@ void acoustic_forward_cpu(const AcousticForwardParams& p) {
   } else {
     forward<double>(p);
   }
-}
-
-int64_t acoustic_forward_workspace_elems(const AcousticForwardParams& p) {
-  const int64_t cells = (padded_nz(p) + 2 * kHalo) * (padded_nx(p) + 2 * kHalo);
-  const int64_t buffers = p.boundary == Boundary::kCpml ? 8 : 2;
-  return buffers * cells * p.n_models * p.n_shots;
 }
 
 }  // namespace ubd

@@ -208,6 +208,12 @@ void acoustic_forward_cuda(const AcousticForwardParams& p) {
   }
 }
 
+int64_t acoustic_forward_workspace_elems(const AcousticForwardParams& p) {
+  const int64_t cells = (padded_nz(p) + 2 * kHalo) * (padded_nx(p) + 2 * kHalo);
+  const int64_t buffers = p.boundary == Boundary::kCpml ? 8 : 2;
+  return buffers * cells * p.n_models * p.n_shots;
+}
+
 bool cuda_built() {
   return true;
 }

@@ -13,6 +13,10 @@ void acoustic_forward_cuda(const AcousticForwardParams&) {
       "or without nvcc); reinstall with a CUDA toolkit on PATH, e.g. UBD_CUDA=ON pip install .");
 }
 
+int64_t acoustic_forward_workspace_elems(const AcousticForwardParams&) {
+  return 0;
+}
+
 bool cuda_built() {
   return false;
 }

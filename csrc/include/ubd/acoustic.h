@@ -69,7 +69,7 @@ inline int64_t padded_nx(const AcousticForwardParams& p) {
   return p.nxm + 2 * p.pad;
 }
 
-// Number of dtype elements of CUDA workspace needed for all B*S shots at once.
+// Number of dtype elements of CUDA workspace needed for all B*S shots at once (0 without CUDA).
 int64_t acoustic_forward_workspace_elems(const AcousticForwardParams& p);
 
 // Run the whole time loop for every shot of every model. Throws std::invalid_argument /
