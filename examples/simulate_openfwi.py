@@ -1,6 +1,7 @@
 """Solver demo: simulate OpenFWI-style seismic gathers for a few synthetic velocity models.
 
-Builds flat-layered, curved-layered and faulted 70 x 70 models, simulates them on the OpenFWI survey
+Generates FlatVel-A, CurveVel-A, FlatFault-A and CurveFault-A-like 70 x 70 maps
+(ubdiff_phys.data.families), simulates them on the OpenFWI survey
 in both boundary modes ("openfwi": reproduces the OpenFWI data files; "pml": fast absorbing layer),
 and writes a PNG with each model and its middle-shot gathers plus a JSON summary with timings.
 
@@ -22,33 +23,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import ubdiff_phys  # noqa: E402
+from ubdiff_phys.data import families  # noqa: E402
 from ubdiff_phys.physics import Survey, simulate  # noqa: E402
+
+DEMO_FAMILIES = ("flatvel-a", "curvevel-a", "flatfault-a", "curvefault-a")
 
 
 def demo_models(n: int, seed: int) -> torch.Tensor:
-    """n models cycling through flat layers, curved layers and a faulted stack; (n, 70, 70) m/s."""
-    rng = np.random.default_rng(seed)
-    z = np.arange(70)[:, None].astype(np.float64)
-    x = np.arange(70)[None, :].astype(np.float64)
-    models = []
-    for k in range(n):
-        n_layers = int(rng.integers(3, 7))
-        vel = np.sort(rng.uniform(1500, 4500, n_layers)).round()
-        depths = np.sort(rng.uniform(8, 66, n_layers - 1))
-        kind = k % 3
-        if kind == 0:  # flat
-            shift = np.zeros_like(x)
-        elif kind == 1:  # curved: a smooth lateral displacement of the whole stack
-            shift = 6 * np.sin(2 * np.pi * x / rng.uniform(25, 70) + rng.uniform(0, 6))
-        else:  # fault: a dipping plane that shifts the hanging wall down
-            dip = np.tan(np.deg2rad(rng.uniform(45, 80)))
-            x0 = rng.uniform(20, 50)
-            shift = np.where(z > dip * (x - x0), rng.uniform(4, 9), 0.0) * np.ones_like(x)
-        m = np.full((70, 70), vel[0])
-        for i, d in enumerate(depths):
-            m = np.where(z >= d + shift, vel[i + 1], m)
-        models.append(m)
-    return torch.tensor(np.stack(models), dtype=torch.float32)
+    """n maps cycling through DEMO_FAMILIES (ubdiff_phys.data.families), (n, 70, 70) m/s."""
+    maps = [
+        families.generate(DEMO_FAMILIES[k % len(DEMO_FAMILIES)], 1, seed=seed + k)[0, 0]
+        for k in range(n)
+    ]
+    return torch.from_numpy(np.stack(maps))
 
 
 def main() -> None:
@@ -84,7 +71,8 @@ def main() -> None:
     t_max = survey.nt * survey.dt
     for k in range(n_show):
         axes[k, 0].imshow(v[k].cpu(), cmap="viridis", extent=(0, 700, 700, 0))
-        axes[k, 0].set(title=f"model {k}: velocity [m/s]", xlabel="x [m]", ylabel="depth [m]")
+        family = DEMO_FAMILIES[k % len(DEMO_FAMILIES)]
+        axes[k, 0].set(title=f"{family}: velocity [m/s]", xlabel="x [m]", ylabel="depth [m]")
         for j, boundary in enumerate(("openfwi", "pml")):
             g = gathers[boundary][k, 2].numpy()
             clip = np.percentile(np.abs(g), 99)

@@ -1,0 +1,476 @@
+"""One HDF5 file per dataset: velocity maps, the seismic gathers of some of them, split indices.
+
+Layout (format version :data:`FORMAT_VERSION`)::
+
+    velocity      (N, 1, nz, nx)    float32  wave speed [m/s], row 0 = surface
+    seismic       (P, S, nt, R)     float32  gathers in physical amplitude (simulate's output)
+    paired_index  (P,)              int64    seismic[i] belongs to velocity[paired_index[i]]
+    train_index   (N_train,)        int64    rows of velocity a training step may use
+    test_index    (N_test,)         int64    held-out rows; disjoint from train_index
+
+Datasets are chunked one sample per chunk and compressed (gzip + shuffle by default), so readers
+stream single samples with bounded memory. Attributes: ``format``, ``format_version``,
+``survey`` (JSON or "null"), ``boundary``, ``solver_version``, ``family``, ``seed``, ``source``,
+``source_files`` (JSON), ``normalization`` (JSON, see :class:`~.normalize.Normalizer`), ``split``
+(JSON), ``build_args`` (JSON: what a resumed build must match), the commit counters
+``n_velocity_committed`` / ``n_seismic_committed``, ``complete``, and running ``seismic_min`` /
+``seismic_max`` of the committed gathers.
+
+Crash safety: the file is created complete in structure (every dataset at its final size) under a
+temporary name and renamed into place, so it exists only in a readable state. Afterwards a writer
+fills rows in order and, after each batch, flushes the data, then raises the commit counter and
+flushes again. A build killed at any point leaves a readable file whose committed rows are
+complete; rows past the counters are ignored and rewritten by the resumed build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ubdiff_phys.data.normalize import Normalizer
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Store",
+    "StoreError",
+    "StoreWriter",
+    "create_store",
+    "open_store",
+]
+
+FORMAT_NAME = "ubdiff_phys.dataset"
+FORMAT_VERSION = 1
+_JSON_ATTRS = ("survey", "source_files", "normalization", "split", "build_args")
+
+
+class StoreError(ValueError):
+    """A file that is not a (complete, consistent) ubdiff_phys dataset."""
+
+
+def _compression_kwargs(compression: str | None) -> dict[str, Any]:
+    if compression in (None, "none"):
+        return {}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
+
+
+def _index(values: Sequence[int] | np.ndarray, name: str, n_rows: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.int64).reshape(-1)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_rows):
+        raise ValueError(f"{name} has rows outside [0, {n_rows})")
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"{name} has repeated rows")
+    return arr
+
+
+def create_store(
+    path: str | os.PathLike,
+    *,
+    n_rows: int,
+    grid: tuple[int, int],
+    seismic_shape: tuple[int, int, int],
+    paired_index: Sequence[int] | np.ndarray,
+    train_index: Sequence[int] | np.ndarray,
+    test_index: Sequence[int] | np.ndarray,
+    attrs: dict[str, Any],
+    compression: str | None = "gzip",
+) -> Path:
+    """Create an empty dataset file with every dataset at its final size.
+
+    Written to ``<path>.creating`` and renamed, so ``path`` never holds a half-made skeleton.
+
+    Args:
+        n_rows: number of velocity maps N.
+        grid: (nz, nx) of a map [cells].
+        seismic_shape: (S, nt, R) of one sample's gathers.
+        paired_index: (P,) velocity rows that get gathers, in seismic order.
+        train_index, test_index: disjoint velocity rows.
+        attrs: attributes (dicts/lists/None go in as JSON for the keys in ``_JSON_ATTRS``).
+    """
+    path = Path(path)
+    paired = _index(paired_index, "paired_index", n_rows)
+    train = _index(train_index, "train_index", n_rows)
+    test = _index(test_index, "test_index", n_rows)
+    if np.intersect1d(train, test).size:
+        raise ValueError("train_index and test_index overlap")
+    comp = _compression_kwargs(compression)
+    tmp = path.with_name(path.name + ".creating")
+    tmp.unlink(missing_ok=True)
+    nz, nx = grid
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset(
+            "velocity",
+            shape=(n_rows, 1, nz, nx),
+            dtype=np.float32,
+            chunks=(1, 1, nz, nx) if n_rows else None,
+            **(comp if n_rows else {}),
+        )
+        p = len(paired)
+        f.create_dataset(
+            "seismic",
+            shape=(p, *seismic_shape),
+            dtype=np.float32,
+            chunks=(1, *seismic_shape) if p else None,
+            **(comp if p else {}),
+        )
+        f.create_dataset("paired_index", data=paired)
+        f.create_dataset("train_index", data=train)
+        f.create_dataset("test_index", data=test)
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        for key, value in attrs.items():
+            if key in _JSON_ATTRS:
+                f.attrs[key] = json.dumps(value)
+            elif value is not None:
+                f.attrs[key] = value
+        f.attrs["n_velocity_committed"] = 0
+        f.attrs["n_seismic_committed"] = 0
+        f.attrs["seismic_min"] = np.inf
+        f.attrs["seismic_max"] = -np.inf
+        f.attrs["complete"] = False
+    os.replace(tmp, path)
+    return path
+
+
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        raise StoreError(
+            f"{str(path)!r} cannot be opened as HDF5 ({exc}); it is not a ubdiff_phys "
+            "dataset, or it "
+            "is truncated or corrupt"
+        ) from exc
+
+
+def _attr(f: h5py.File, key: str) -> Any:
+    value = f.attrs[key]
+    if isinstance(value, bytes):
+        value = value.decode()
+    if key in _JSON_ATTRS:
+        return json.loads(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_structure(f: h5py.File, path: Path) -> None:
+    """Format name/version, datasets, shapes and index ranges."""
+    if f.attrs.get("format") not in (FORMAT_NAME, FORMAT_NAME.encode()):
+        raise StoreError(
+            f"{str(path)!r} is an HDF5 file but not a ubdiff_phys dataset (no format="
+            f"{FORMAT_NAME!r} attribute); import OpenFWI .npy files with `ubdiff-phys "
+            "import-openfwi` or build one with `ubdiff-phys make-dataset`"
+        )
+    version = f.attrs.get("format_version")
+    if not isinstance(version, (int, np.integer)):
+        raise StoreError(f"{str(path)!r}: missing or invalid format_version attribute")
+    if int(version) != FORMAT_VERSION:
+        raise StoreError(
+            f"{str(path)!r} has dataset format version {int(version)}; this ubdiff_phys reads "
+            f"version {FORMAT_VERSION}"
+            + (" (upgrade ubdiff_phys)" if version > FORMAT_VERSION else "")
+        )
+    for name, ndim in (
+        ("velocity", 4),
+        ("seismic", 4),
+        ("paired_index", 1),
+        ("train_index", 1),
+        ("test_index", 1),
+    ):
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise StoreError(f"{str(path)!r} is corrupt: dataset {name!r} is missing")
+        if f[name].ndim != ndim:
+            raise StoreError(
+                f"{str(path)!r} is corrupt: {name} has shape {f[name].shape}, want {ndim}-D"
+            )
+    n, one, nz, nx = f["velocity"].shape
+    if one != 1:
+        raise StoreError(
+            f"{str(path)!r}: velocity has shape {f['velocity'].shape}, want (N, 1, nz, nx)"
+        )
+    p = f["seismic"].shape[0]
+    if f["paired_index"].shape != (p,):
+        raise StoreError(
+            f"{str(path)!r} is corrupt: paired_index has {f['paired_index'].shape[0]} rows but "
+            f"seismic has {p}"
+        )
+    for name in ("paired_index", "train_index", "test_index"):
+        idx = f[name][()]
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise StoreError(
+                f"{str(path)!r} is corrupt: {name} points outside the {n} velocity rows"
+            )
+    if np.intersect1d(f["train_index"][()], f["test_index"][()]).size:
+        raise StoreError(f"{str(path)!r} is corrupt: train_index and test_index overlap")
+    survey = _attr(f, "survey") if "survey" in f.attrs else None
+    if survey is not None and p:
+        want = (len(survey["sources"]), survey["nt"], len(survey["receivers"]))
+        if tuple(f["seismic"].shape[1:]) != want or (nz, nx) != (survey["nz"], survey["nx"]):
+            raise StoreError(
+                f"{str(path)!r}: shapes velocity {f['velocity'].shape}, "
+                f"seismic {f['seismic'].shape} "
+                f"do not match the recorded survey "
+                f"(grid {survey['nz']}x{survey['nx']}, gathers {want})"
+            )
+    for key in ("n_velocity_committed", "n_seismic_committed"):
+        c = int(f.attrs.get(key, -1))
+        limit = n if key == "n_velocity_committed" else p
+        if not 0 <= c <= limit:
+            raise StoreError(f"{str(path)!r} is corrupt: {key} = {c} outside [0, {limit}]")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Commit state of a dataset file."""
+
+    n_velocity: int
+    n_velocity_committed: int
+    n_seismic: int
+    n_seismic_committed: int
+    complete: bool
+
+
+class StoreWriter:
+    """Fills a file made by :func:`create_store` in order, committing after each batch.
+
+    Use as a context manager; the file is closed (and stays readable) on any exception, including
+    KeyboardInterrupt.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._f = _open_h5(self.path, "r+")
+        try:
+            _check_structure(self._f, self.path)
+        except Exception:
+            self._f.close()
+            raise
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+    def attr(self, key: str) -> Any:
+        return _attr(self._f, key)
+
+    @property
+    def progress(self) -> Progress:
+        f = self._f
+        return Progress(
+            n_velocity=f["velocity"].shape[0],
+            n_velocity_committed=int(f.attrs["n_velocity_committed"]),
+            n_seismic=f["seismic"].shape[0],
+            n_seismic_committed=int(f.attrs["n_seismic_committed"]),
+            complete=bool(f.attrs["complete"]),
+        )
+
+    @property
+    def paired_index(self) -> np.ndarray:
+        return self._f["paired_index"][()]
+
+    def read_velocity(self, rows: np.ndarray) -> np.ndarray:
+        """Committed velocity rows (increasing), (k, 1, nz, nx) float32."""
+        if len(rows) and rows.max() >= self.progress.n_velocity_committed:
+            raise RuntimeError("reading velocity rows that are not committed yet")
+        return self._f["velocity"][np.asarray(rows)]
+
+    def _check_batch(self, name: str, start: int, data: np.ndarray, committed: int) -> np.ndarray:
+        dset = self._f[name]
+        data = np.asarray(data, dtype=np.float32)
+        if start != committed:
+            raise RuntimeError(f"{name}: writing rows from {start} but {committed} are committed")
+        if data.shape[1:] != dset.shape[1:] or start + len(data) > dset.shape[0]:
+            raise ValueError(
+                f"{name}: batch of shape {data.shape} at row {start} does not fit {dset.shape}"
+            )
+        if not np.isfinite(data).all():
+            raise ValueError(f"{name}: batch at row {start} contains NaN or infinite values")
+        return data
+
+    def write_velocity(self, start: int, v: np.ndarray) -> None:
+        """Write and commit velocity rows start .. start+len(v)-1 ((k, 1, nz, nx) m/s)."""
+        v = self._check_batch("velocity", start, v, self.progress.n_velocity_committed)
+        self._f["velocity"][start : start + len(v)] = v
+        self._f.flush()
+        self._f.attrs["n_velocity_committed"] = start + len(v)
+        self._f.flush()
+
+    def write_seismic(self, start: int, s: np.ndarray) -> None:
+        """Write and commit gathers start .. start+len(s)-1 ((k, S, nt, R), physical amplitude)."""
+        s = self._check_batch("seismic", start, s, self.progress.n_seismic_committed)
+        self._f["seismic"][start : start + len(s)] = s
+        self._f.flush()
+        if len(s):
+            self._f.attrs["seismic_min"] = min(float(self._f.attrs["seismic_min"]), float(s.min()))
+            self._f.attrs["seismic_max"] = max(float(self._f.attrs["seismic_max"]), float(s.max()))
+        self._f.attrs["n_seismic_committed"] = start + len(s)
+        self._f.flush()
+
+    def finalize(self, **attrs: Any) -> None:
+        """Mark the file complete (all rows committed) and add final attributes."""
+        p = self.progress
+        if p.n_velocity_committed != p.n_velocity or p.n_seismic_committed != p.n_seismic:
+            raise RuntimeError(f"cannot finalise an incomplete dataset: {p}")
+        for key, value in attrs.items():
+            self._f.attrs[key] = json.dumps(value) if key in _JSON_ATTRS else value
+        self._f.attrs["complete"] = True
+        self._f.flush()
+
+
+class Store:
+    """Read access to a dataset file, one sample at a time (bounded memory).
+
+    Opening checks the format name and version, dataset shapes, index ranges and, unless
+    ``allow_incomplete``, that the build finished. Every sample read is checked for finiteness;
+    :meth:`verify` scans the whole file. The HDF5 handle is reopened lazily in each process, so a
+    Store can be used from DataLoader worker processes.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, allow_incomplete: bool = False):
+        self.path = Path(path)
+        self._f: h5py.File | None = None
+        self._pid: int | None = None
+        f = self._file()
+        _check_structure(f, self.path)
+        self.attrs: dict[str, Any] = {k: _attr(f, k) for k in f.attrs}
+        self.n_velocity = f["velocity"].shape[0]
+        self.grid = tuple(f["velocity"].shape[2:])
+        self.seismic_shape = tuple(f["seismic"].shape[1:])
+        self.paired_index = f["paired_index"][()]
+        self.train_index = f["train_index"][()]
+        self.test_index = f["test_index"][()]
+        self.progress = Progress(
+            n_velocity=self.n_velocity,
+            n_velocity_committed=int(self.attrs["n_velocity_committed"]),
+            n_seismic=len(self.paired_index),
+            n_seismic_committed=int(self.attrs["n_seismic_committed"]),
+            complete=bool(self.attrs["complete"]),
+        )
+        if not self.progress.complete and not allow_incomplete:
+            self.close()
+            p = self.progress
+            raise StoreError(
+                f"{str(self.path)!r} is an unfinished build (velocity {p.n_velocity_committed}/"
+                f"{p.n_velocity}, seismic {p.n_seismic_committed}/{p.n_seismic} committed); re-run "
+                "the same command to resume it"
+            )
+        # seismic row of each velocity row (-1: none)
+        self.seismic_row = np.full(self.n_velocity, -1, dtype=np.int64)
+        self.seismic_row[self.paired_index] = np.arange(len(self.paired_index))
+
+    # -- file handle, per process -------------------------------------------------------------
+    def _file(self) -> h5py.File:
+        if self._f is None or self._pid != os.getpid() or not self._f.id.valid:
+            self._f = _open_h5(self.path, "r")
+            self._pid = os.getpid()
+        return self._f
+
+    def close(self) -> None:
+        if self._f is not None and self._pid == os.getpid() and self._f.id.valid:
+            self._f.close()
+        self._f = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_f"], state["_pid"] = None, None
+        return state
+
+    # -- metadata ----------------------------------------------------------------------------
+    @property
+    def survey(self):  # -> Survey | None
+        from ubdiff_phys.physics import Survey
+
+        s = self.attrs.get("survey")
+        return None if s is None else Survey.from_dict(s)
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return Normalizer.from_dict(self.attrs["normalization"])
+
+    @property
+    def family(self) -> str:
+        return str(self.attrs.get("family", "unknown"))
+
+    # -- samples -----------------------------------------------------------------------------
+    def velocity(self, row: int) -> np.ndarray:
+        """Velocity map ``row``: (1, nz, nx) float32 [m/s]."""
+        if not 0 <= row < self.progress.n_velocity_committed:
+            raise IndexError(
+                f"velocity row {row} outside the "
+                f"{self.progress.n_velocity_committed} committed rows"
+            )
+        v = self._file()["velocity"][row]
+        if not np.isfinite(v).all() or v.min() <= 0:
+            raise StoreError(
+                f"{str(self.path)!r}: velocity row {row} is corrupt (non-finite or <= 0)"
+            )
+        return v
+
+    def seismic(self, i: int) -> np.ndarray:
+        """Gathers ``i`` (of velocity row ``paired_index[i]``): (S, nt, R) float32."""
+        if not 0 <= i < self.progress.n_seismic_committed:
+            raise IndexError(
+                f"seismic row {i} outside the {self.progress.n_seismic_committed} committed"
+            )
+        s = self._file()["seismic"][i]
+        if not np.isfinite(s).all():
+            raise StoreError(f"{str(self.path)!r}: seismic row {i} contains NaN or infinite values")
+        return s
+
+    def seismic_of(self, row: int) -> np.ndarray:
+        """Gathers of velocity row ``row``; KeyError if that row has none."""
+        i = int(self.seismic_row[row])
+        if i < 0:
+            raise KeyError(f"velocity row {row} has no seismic gathers")
+        return self.seismic(i)
+
+    def verify(self, chunk: int = 256) -> None:
+        """Scan every committed sample for finiteness (and positive velocity), ``chunk`` rows at
+        a time."""
+        f = self._file()
+        for name, n in (
+            ("velocity", self.progress.n_velocity_committed),
+            ("seismic", self.progress.n_seismic_committed),
+        ):
+            for a in range(0, n, chunk):
+                block = f[name][a : min(a + chunk, n)]
+                bad = ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
+                if name == "velocity":
+                    bad |= block.reshape(len(block), -1).min(axis=1) <= 0
+                if bad.any():
+                    raise StoreError(
+                        f"{str(self.path)!r}: {name} row {a + int(np.argmax(bad))} is corrupt "
+                        "(non-finite values or non-positive velocity)"
+                    )
+
+
+def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Store:
+    """Open a dataset file for reading (see :class:`Store`)."""
+    return Store(path, allow_incomplete=allow_incomplete)
