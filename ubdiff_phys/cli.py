@@ -13,7 +13,7 @@ import sys
 __all__ = ["main"]
 
 # modules with a register(subparsers) function, in help order
-COMMAND_MODULES = ("ubdiff_phys.physics.cli", "ubdiff_phys.data.cli")
+COMMAND_MODULES = ("ubdiff_phys.data.cli", "ubdiff_phys.train.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
