@@ -5,10 +5,28 @@ CUDA tests carry ``@requires_cuda`` and skip with a visible reason.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
+import ubdiff_phys
 from ubdiff_phys import build_info
+from ubdiff_phys.physics import Survey
+
+#: folder holding the ubdiff_phys package this test run imported (site-packages after
+#: `pip install .`, the checkout in a development tree)
+PACKAGE_PARENT = Path(ubdiff_phys.__file__).resolve().parent.parent
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a child Python process that must import the same ubdiff_phys as this one.
+
+    Run the child with ``cwd`` outside the checkout as well: ``python -c`` puts its working
+    directory first on sys.path, where the source tree (without the compiled module) would win.
+    """
+    return {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT), **extra}
 
 
 def _cuda_skip_reason() -> str | None:
@@ -23,6 +41,22 @@ def _cuda_skip_reason() -> str | None:
 
 
 CUDA_SKIP_REASON = _cuda_skip_reason()
+
+#: a survey unlike OpenFWI: rectangular non-square cells, interior and deep sources, sparse
+#: receivers, narrow sponge and PML
+ODD_SURVEY = Survey(
+    nz=30,
+    nx=45,
+    dz=8.0,
+    dx=12.0,
+    dt=8e-4,
+    nt=250,
+    frequency=20.0,
+    sources=((3, 5), (15, 40), (29, 0)),
+    receivers=tuple((0, j) for j in range(0, 45, 2)) + ((29, 10), (12, 44)),
+    sponge_width=30,
+    pml_width=10,
+)
 requires_cuda = pytest.mark.skipif(CUDA_SKIP_REASON is not None, reason=str(CUDA_SKIP_REASON))
 
 

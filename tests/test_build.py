@@ -1,7 +1,10 @@
 """The package imports everywhere and describes its build."""
 
+import json
 import subprocess
 import sys
+
+from conftest import child_env
 
 import ubdiff_phys
 from ubdiff_phys import build_info
@@ -19,17 +22,20 @@ def test_build_info_keys_and_types():
         assert info["cuda_version"] is None
 
 
-def test_import_needs_no_gpu():
-    # a fresh interpreter with CUDA hidden still imports and reports the build
+def test_import_needs_no_gpu(tmp_path):
+    # a fresh interpreter with CUDA hidden imports the same package and reports the same build
     code = "import ubdiff_phys, json; print(json.dumps(ubdiff_phys.build_info()))"
-    env = {"CUDA_VISIBLE_DEVICES": ""}
-    import os
-
     result = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        env=child_env(CUDA_VISIBLE_DEVICES=""),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert '"version"' in result.stdout
+    info = json.loads(result.stdout)
+    assert info["version"] == ubdiff_phys.__version__
+    assert info["native"] == build_info()["native"] and info["cuda"] == build_info()["cuda"]
 
 
 def test_cli_version():

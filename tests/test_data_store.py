@@ -4,7 +4,6 @@ kill-and-resume equality (bit-exact, with killed subprocesses), and clear errors
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import child_env
 
 import ubdiff_phys
 from ubdiff_phys.cli import main as cli_main
@@ -21,7 +21,6 @@ from ubdiff_phys.data import generate, make_dataset, open_store
 from ubdiff_phys.data.store import FORMAT_VERSION, StoreError
 from ubdiff_phys.physics import Survey, simulate
 
-ROOT = Path(__file__).resolve().parents[1]
 # 70 x 70 grid (the families' grid), few time steps, 2 shots, 14 receivers: ~3 ms per model
 TINY = Survey(nt=300, sources=((1, 0), (1, 35)), receivers=tuple((1, j) for j in range(0, 70, 5)))
 ARGS = dict(family="flatfault-a", n_velocity=300, n_paired=120, n_test=40, seed=7, boundary="pml")
@@ -70,9 +69,13 @@ def _assert_same_file(a: Path, b: Path) -> None:
 def _run_child(out: Path, kill_after: int | None, sig: int = signal.SIGKILL) -> int:
     """Run a build in a subprocess; send ``sig`` once ``kill_after`` more gathers are committed."""
     args = {**ARGS, "survey": TINY.to_dict(), "out": str(out)}
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = child_env(OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(args)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=out.parent,
     )
     first = None
     for line in proc.stdout:
