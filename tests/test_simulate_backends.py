@@ -2,30 +2,18 @@
 
 import pytest
 import torch
-from conftest import layered_models, rel_l2
+from conftest import ODD_SURVEY, layered_models, rel_l2
 
 from ubdiff_phys.physics import Survey, simulate
 
 OPENFWI_SHORT = Survey.openfwi().with_(nt=300)
-# a survey unlike OpenFWI: rectangular non-square cells, interior and deep sources, sparse receivers
-ODD = Survey(
-    nz=30,
-    nx=45,
-    dz=8.0,
-    dx=12.0,
-    dt=8e-4,
-    nt=250,
-    frequency=20.0,
-    sources=((3, 5), (15, 40), (29, 0)),
-    receivers=tuple((0, j) for j in range(0, 45, 2)) + ((29, 10), (12, 44)),
-    sponge_width=30,
-    pml_width=10,
-)
 
 
 @pytest.mark.parametrize("boundary", ["openfwi", "pml", "none"])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
-@pytest.mark.parametrize("survey", [OPENFWI_SHORT, ODD], ids=["openfwi-survey", "odd-survey"])
+@pytest.mark.parametrize(
+    "survey", [OPENFWI_SHORT, ODD_SURVEY], ids=["openfwi-survey", "odd-survey"]
+)
 def test_native_matches_reference(boundary, dtype, tol, survey):
     v = layered_models(2, seed=1, nz=survey.nz, nx=survey.nx, dtype=dtype)
     kwargs = {"pad": 20} if boundary == "none" else {}

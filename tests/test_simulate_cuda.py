@@ -3,7 +3,7 @@ machines without a CUDA build or device (run `pytest -rs` to see it)."""
 
 import pytest
 import torch
-from conftest import layered_models, rel_l2, requires_cuda
+from conftest import ODD_SURVEY, layered_models, rel_l2, requires_cuda
 
 from ubdiff_phys.physics import Survey, simulate
 
@@ -11,19 +11,7 @@ pytestmark = requires_cuda
 
 SURVEYS = {
     "openfwi": Survey.openfwi(),
-    "odd": Survey(
-        nz=30,
-        nx=45,
-        dz=8.0,
-        dx=12.0,
-        dt=8e-4,
-        nt=250,
-        frequency=20.0,
-        sources=((3, 5), (15, 40), (29, 0)),
-        receivers=tuple((0, j) for j in range(0, 45, 2)) + ((29, 10), (12, 44)),
-        sponge_width=30,
-        pml_width=10,
-    ),
+    "odd": ODD_SURVEY,
 }
 
 
