@@ -2,12 +2,13 @@
 
 Subpackages: ``physics`` (survey geometry, wavelets, the acoustic finite-difference solver),
 ``data`` (velocity families, the HDF5 store, OpenFWI import, normalisation, datasets),
-``ops`` (torch-facing native ops and their pure-PyTorch references).
+``models`` (the UB-Diff 1-in-2-out autoencoder), ``train`` (two-step training, ``train-ae``),
+``eval`` (MAE/MSE/RMSE/SSIM), ``ops`` (torch-facing native ops and their pure-PyTorch references).
 """
 
 __version__ = "0.1.0"
 
-from ubdiff_phys import data, physics  # noqa: E402
+from ubdiff_phys import data, models, physics  # noqa: E402
 from ubdiff_phys._native import build_info  # noqa: E402
 
-__all__ = ["__version__", "build_info", "data", "physics"]
+__all__ = ["__version__", "build_info", "data", "models", "physics"]

@@ -1,0 +1,176 @@
+"""Decoders from a modality latent (the output of a modality head) to data, normalised units.
+
+* :class:`VelocityDecoder` — the official UB-Diff velocity decoder (InversionNet's decoder layout
+  from 128 channels, 2,556,771 parameters at width 1): 128 x 1 x 1 -> 1 x 70 x 70, Tanh output.
+* :class:`PaperSeismicDecoder` — the official "transformer decoder": a 2-token pre-LN ViT (a
+  learned class token + the 640-d seismic latent; width 640, depth 2, 8 heads, MLP x 5) whose class
+  token goes through one Linear(640 -> S*nt*R) (224 M parameters for 5 x 1000 x 70). No output
+  activation.
+* :class:`TokenSeismicDecoder` — this project's small alternative (``seismic_decoder="token"``):
+  one token per (shot, time window), axial attention (along time within each shot, then across
+  shots), a linear "unpatchify" of each token to its window x receivers patch and a small residual
+  convolution over (time, receiver) that smooths patch seams. 2,089,669 parameters for
+  5 x 1000 x 70 (under 1 % of the paper variant). No output activation either (targets are in
+  [-1, 1]; the loss keeps outputs there).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ubdiff_phys.models.blocks import ConvBlock, DeconvBlock, scaled
+
+__all__ = ["PaperSeismicDecoder", "TokenSeismicDecoder", "TransformerBlock", "VelocityDecoder"]
+
+
+class VelocityDecoder(nn.Module):
+    """Velocity latent (B, in_dim) -> velocity map (B, 1, 70, 70) in [-1, 1].
+
+    Deconv 5/2/0 (1 -> 5) and a 3 x 3 Conv at 128 channels, then Deconv 4/2/1 to 10, 20, 40, 80
+    with widths 256, 128, 64, 32, each followed by a 3 x 3 Conv; crop 5 cells per side (80 -> 70);
+    Conv -> BN -> Tanh to one channel.
+    """
+
+    def __init__(self, in_dim: int = 128, width: float = 1.0):
+        super().__init__()
+        w0, w1, w2, w3, w4 = (scaled(c, width) for c in (128, 256, 128, 64, 32))
+        self.blocks = nn.Sequential(
+            DeconvBlock(in_dim, w0, 5, 2, 0),
+            ConvBlock(w0, w0),
+            DeconvBlock(w0, w1),
+            ConvBlock(w1, w1),
+            DeconvBlock(w1, w2),
+            ConvBlock(w2, w2),
+            DeconvBlock(w2, w3),
+            ConvBlock(w3, w3),
+            DeconvBlock(w3, w4),
+            ConvBlock(w4, w4),
+        )
+        self.out = ConvBlock(w4, 1, act="tanh")
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(h[:, :, None, None])
+        return self.out(x[:, :, 5:-5, 5:-5])
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN transformer block: x + MHA(LN(x)), then x + MLP(LN(x)) (GELU)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class PaperSeismicDecoder(nn.Module):
+    """Seismic latent (B, dim) -> gathers (B, S, nt, R): the official 2-token ViT + one Linear."""
+
+    def __init__(
+        self,
+        dim: int = 640,
+        seismic_shape=(5, 1000, 70),
+        depth: int = 2,
+        heads: int = 8,
+        mlp_ratio: float = 5.0,
+    ):
+        super().__init__()
+        self.seismic_shape = tuple(seismic_shape)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 2, dim))
+        self.blocks = nn.Sequential(
+            *(TransformerBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, math.prod(self.seismic_shape))
+        if not self.cls_token.is_meta:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([self.cls_token.expand(len(h), -1, -1), h[:, None, :]], dim=1)
+        x = self.norm(self.blocks(tokens + self.pos_embed))
+        return self.out(x[:, 0]).view(len(h), *self.seismic_shape)
+
+
+class TokenSeismicDecoder(nn.Module):
+    """Seismic latent (B, in_dim) -> gathers (B, S, nt, R) through S x ceil(nt / window) tokens.
+
+    Token (s, t) starts as shot_content[s] + time_content[t] + learned positions, where both
+    contents are linear maps of the latent (time content through a narrow bottleneck). ``depth``
+    axial blocks alternate attention along time (within a shot) and across shots. Each token is
+    mapped linearly to its (window x R) patch; a residual 2-layer 5 x 5 convolution over
+    (time, receiver), shots as channels, removes patch seams.
+    """
+
+    def __init__(
+        self,
+        in_dim: int = 640,
+        seismic_shape=(5, 1000, 70),
+        dim: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        window: int = 40,
+        mlp_ratio: float = 4.0,
+        time_bottleneck: int = 32,
+        refine_channels: int = 16,
+    ):
+        super().__init__()
+        self.seismic_shape = n_shots, nt, nr = tuple(seismic_shape)
+        self.window = window
+        self.n_windows = n_win = -(-nt // window)
+        self.dim = dim
+        self.shot_content = nn.Linear(in_dim, n_shots * dim)
+        self.time_content = nn.Sequential(
+            nn.Linear(in_dim, n_win * time_bottleneck), nn.Unflatten(1, (n_win, time_bottleneck))
+        )
+        self.time_up = nn.Linear(time_bottleneck, dim)
+        self.shot_pos = nn.Parameter(torch.zeros(n_shots, 1, dim))
+        self.time_pos = nn.Parameter(torch.zeros(1, n_win, dim))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.to_patch = nn.Linear(dim, window * nr)
+        self.refine = (
+            nn.Sequential(
+                nn.Conv2d(n_shots, refine_channels, 5, 1, 2),
+                nn.GELU(),
+                nn.Conv2d(refine_channels, n_shots, 5, 1, 2),
+            )
+            if refine_channels
+            else None
+        )
+        if not self.shot_pos.is_meta:
+            nn.init.trunc_normal_(self.shot_pos, std=0.02)
+            nn.init.trunc_normal_(self.time_pos, std=0.02)
+            if self.refine is not None:  # start as identity
+                nn.init.zeros_(self.refine[2].weight)
+                nn.init.zeros_(self.refine[2].bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b = len(h)
+        n_shots, nt, nr = self.seismic_shape
+        n_win, d = self.n_windows, self.dim
+        shot = self.shot_content(h).view(b, n_shots, 1, d)
+        time = self.time_up(self.time_content(h)).view(b, 1, n_win, d)
+        x = shot + time + self.shot_pos + self.time_pos  # (B, S, T, d)
+        for i, block in enumerate(self.blocks):
+            if i % 2 == 0:  # along time, within each shot
+                x = block(x.reshape(b * n_shots, n_win, d)).view(b, n_shots, n_win, d)
+            else:  # across shots, per time window
+                x = block(x.transpose(1, 2).reshape(b * n_win, n_shots, d))
+                x = x.view(b, n_win, n_shots, d).transpose(1, 2)
+        patches = self.to_patch(self.norm(x))  # (B, S, T, window * R)
+        out = patches.view(b, n_shots, n_win * self.window, nr)[:, :, :nt]
+        if self.refine is not None:
+            out = out + self.refine(out)
+        return out

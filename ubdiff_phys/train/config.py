@@ -1,0 +1,200 @@
+"""Typed configuration of autoencoder training, loaded from TOML (stdlib ``tomllib``).
+
+Sections: ``[run]`` (:class:`RunConfig`), ``[data]`` (:class:`DataConfig`), ``[model]``
+(:class:`~ubdiff_phys.models.AutoencoderConfig`), ``[step1]`` and ``[step2]``
+(:class:`StepConfig`). Unknown keys are errors. The resolved config (store-derived values filled
+in) is written as ``config.toml`` in the run directory and embedded in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ubdiff_phys.models.autoencoder import AutoencoderConfig
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = ["DataConfig", "RunConfig", "StepConfig", "TrainConfig", "dump_toml", "load_config"]
+
+
+def _from_dict(cls, d: dict[str, Any], section: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown option(s) in [{section}]: {sorted(unknown)}")
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Attributes:
+    out_dir: run directory (checkpoints, config.toml, metrics.jsonl).
+    seed: seeds model init, data order and the RNGs.
+    device: "cpu", "cuda" or "auto" (CUDA when available; under torchrun each rank uses
+        cuda:LOCAL_RANK).
+    threads: torch intra-op threads (0: leave torch's default).
+    val_every: validate every N epochs (0: never; the last epoch of a step always validates).
+    checkpoint_every_steps: also checkpoint every N optimizer steps inside an epoch (0: only at
+        epoch ends).
+    val_max_samples: validate on at most this many held-out samples (0: all).
+    progress: show tqdm progress bars (rank 0 only).
+    sync_batchnorm: under DDP on CUDA, convert BatchNorm to SyncBatchNorm.
+    init_from: optional checkpoint of a previous run whose weights initialise a fresh run (every
+        tensor whose name and shape match; e.g. reuse one step-1 result for several step-2
+        variants with ``step1.epochs = 0``). Ignored when resuming.
+    """
+
+    out_dir: str = "runs/ae"
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    val_every: int = 10
+    checkpoint_every_steps: int = 0
+    val_max_samples: int = 0
+    progress: bool = True
+    sync_batchnorm: bool = False
+    init_from: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("seed", "threads", "val_every", "checkpoint_every_steps", "val_max_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"run.{name} must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Attributes:
+    store: dataset HDF5 file (``ubdiff-phys make-dataset`` or ``import-openfwi``); relative paths
+        are resolved against the config file's folder.
+    n_majority: majority rows for step 1 (0: all available: all training velocity maps, or all
+        training rows with gathers when the majority is seismic).
+    n_paired: paired rows for step 2 (0: the split recorded in the store).
+    split_seed: seed of the row selection (:class:`~ubdiff_phys.data.SplitSpec`).
+    paired_only: the "UB-Diff w/o opt" ablation: step 1 uses the paired rows only.
+    num_workers, prefetch_factor: DataLoader workers; memory is bounded by
+        batch_size x prefetch_factor x num_workers samples.
+    """
+
+    store: str = ""
+    n_majority: int = 0
+    n_paired: int = 0
+    split_seed: int = 0
+    paired_only: bool = False
+    num_workers: int = 0
+    prefetch_factor: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.store:
+            raise ValueError("data.store (the dataset file) is required")
+        for name in ("n_majority", "n_paired", "split_seed", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"data.{name} must be >= 0")
+        if self.prefetch_factor < 1:
+            raise ValueError("data.prefetch_factor must be >= 1")
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """One training step (Eq. 2 or Eq. 3 of the paper).
+
+    Attributes:
+        epochs: epochs of this step (0 skips it).
+        batch_size: global batch size (split evenly over DDP ranks).
+        lr, weight_decay: AdamW.
+        lr_decay, lr_decay_every: lr x lr_decay every lr_decay_every epochs.
+        gamma_l1, gamma_l2: weights of L1 and MSE on the step's target modality.
+        freeze: step 2 only: F = 1 freezes the encoder and the majority branch (BN in eval
+            mode); F = 0 fine-tunes everything with the loss (1 - F) l_ma + g3 L1 + g4 MSE.
+    """
+
+    epochs: int = 500
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    lr_decay: float = 0.98
+    lr_decay_every: int = 10
+    gamma_l1: float = 1.0
+    gamma_l2: float = 1.0
+    freeze: int = 1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr_decay_every < 1:
+            raise ValueError("step: epochs >= 0, batch_size >= 1 and lr_decay_every >= 1 required")
+        if self.freeze not in (0, 1):
+            raise ValueError(f"step2.freeze must be 0 or 1, got {self.freeze!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(store="data.h5"))
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    step1: StepConfig = field(default_factory=StepConfig)
+    step2: StepConfig = field(default_factory=StepConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": asdict(self.run),
+            "data": asdict(self.data),
+            "model": self.model.to_dict(),
+            "step1": asdict(self.step1),
+            "step2": asdict(self.step2),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        unknown = set(d) - {"run", "data", "model", "step1", "step2"}
+        if unknown:
+            raise ValueError(f"unknown config section(s): {sorted(unknown)}")
+        return cls(
+            run=_from_dict(RunConfig, d.get("run", {}), "run"),
+            data=_from_dict(DataConfig, d.get("data", {}), "data"),
+            model=AutoencoderConfig.from_dict(d.get("model", {})),
+            step1=_from_dict(StepConfig, d.get("step1", {}), "step1"),
+            step2=_from_dict(StepConfig, d.get("step2", {}), "step2"),
+        )
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        return replace(self, **sections)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML config; relative ``data.store`` and ``run.out_dir`` are taken relative to the
+    current directory (as a user types them), except that a relative store path that does not exist
+    there is tried next to the config file."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    cfg = TrainConfig.from_dict(raw)
+    store = Path(cfg.data.store)
+    if not store.is_absolute() and not store.exists() and (path.parent / store).exists():
+        cfg = cfg.replace(data=replace(cfg.data, store=str(path.parent / store)))
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(d: dict[str, dict[str, Any]]) -> str:
+    """TOML text of a two-level dict of scalars and lists (:meth:`TrainConfig.to_dict`)."""
+    lines = []
+    for section, values in d.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
