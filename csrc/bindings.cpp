@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "ubd/acoustic.h"
+#include "ubd/group_norm_film_silu.h"
 
 namespace py = pybind11;
 
@@ -22,6 +24,14 @@ auto ptr_property(Field ubd::AcousticForwardParams::* field) {
   return py::cpp_function([field](const ubd::AcousticForwardParams& p) {
     return reinterpret_cast<std::uintptr_t>(p.*field);
   });
+}
+
+// Pointer property for any params struct (the fused U-Net ops).
+template <typename P, typename Field>
+void def_ptr_field(py::class_<P>& cls, const char* name, Field P::* field) {
+  cls.def_property(
+      name, [field](const P& p) { return reinterpret_cast<std::uintptr_t>(p.*field); },
+      [field](P& p, std::uintptr_t v) { p.*field = reinterpret_cast<Field>(v); });
 }
 
 py::dict build_info() {
@@ -104,6 +114,53 @@ PYBIND11_MODULE(_C, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("acoustic_forward_workspace_elems", &ubd::acoustic_forward_workspace_elems,
         py::arg("params"));
+  // Fused GroupNorm -> FiLM -> SiLU (ubdiff_phys.ops.group_norm_film_silu).
+  py::enum_<ubd::GnDType>(m, "GnDType")
+      .value("float32", ubd::GnDType::kFloat32)
+      .value("float64", ubd::GnDType::kFloat64)
+      .value("float16", ubd::GnDType::kFloat16)
+      .value("bfloat16", ubd::GnDType::kBFloat16);
+  using GnP = ubd::GroupNormFiLMSiLUParams;
+  py::class_<GnP> gn(m, "GroupNormFiLMSiLUParams");
+  gn.def(py::init<>())
+      .def_readwrite("batch", &GnP::batch)
+      .def_readwrite("channels", &GnP::channels)
+      .def_readwrite("length", &GnP::length)
+      .def_readwrite("groups", &GnP::groups)
+      .def_readwrite("eps", &GnP::eps)
+      .def_readwrite("dtype", &GnP::dtype);
+  for (auto [name, field] : {std::pair{"x", &GnP::x},
+                             {"scale", &GnP::scale},
+                             {"shift", &GnP::shift},
+                             {"weight", &GnP::weight},
+                             {"bias", &GnP::bias},
+                             {"grad_y", &GnP::grad_y}}) {
+    def_ptr_field(gn, name, field);
+  }
+  for (auto [name, field] : {std::pair{"y", &GnP::y},
+                             {"mean", &GnP::mean},
+                             {"rstd", &GnP::rstd},
+                             {"grad_x", &GnP::grad_x},
+                             {"grad_scale", &GnP::grad_scale},
+                             {"grad_shift", &GnP::grad_shift},
+                             {"grad_weight", &GnP::grad_weight},
+                             {"grad_bias", &GnP::grad_bias},
+                             {"workspace", &GnP::workspace},
+                             {"stream", &GnP::stream}}) {
+    def_ptr_field(gn, name, field);
+  }
+  m.def("group_norm_film_silu_workspace_elems", &ubd::group_norm_film_silu_workspace_elems,
+        py::arg("params"));
+  // Short kernels: the GIL is still released (they never touch Python objects).
+  m.def("group_norm_film_silu_forward_cpu", &ubd::group_norm_film_silu_forward_cpu,
+        py::arg("params"), py::call_guard<py::gil_scoped_release>());
+  m.def("group_norm_film_silu_backward_cpu", &ubd::group_norm_film_silu_backward_cpu,
+        py::arg("params"), py::call_guard<py::gil_scoped_release>());
+  m.def("group_norm_film_silu_forward_cuda", &ubd::group_norm_film_silu_forward_cuda,
+        py::arg("params"), py::call_guard<py::gil_scoped_release>());
+  m.def("group_norm_film_silu_backward_cuda", &ubd::group_norm_film_silu_backward_cuda,
+        py::arg("params"), py::call_guard<py::gil_scoped_release>());
+
   m.def("cuda_built", &ubd::cuda_built);
   m.def("cuda_device_count", &ubd::cuda_device_count);
   m.def("build_info", &build_info);
