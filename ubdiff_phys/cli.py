@@ -13,7 +13,12 @@ import sys
 __all__ = ["main"]
 
 # modules with a register(subparsers) function, in help order
-COMMAND_MODULES = ("ubdiff_phys.data.cli", "ubdiff_phys.train.cli")
+COMMAND_MODULES = (
+    "ubdiff_phys.data.cli",
+    "ubdiff_phys.train.cli",
+    "ubdiff_phys.diffusion.cli",
+    "ubdiff_phys.eval.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
