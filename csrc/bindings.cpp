@@ -85,6 +85,9 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("rdx2", &P::rdx2)
       .def_readwrite("rdz2", &P::rdz2)
       .def_readwrite("rdx", &P::rdx)
+      .def_readwrite("normalise", &P::normalise)
+      .def_readwrite("norm_lo", &P::norm_lo)
+      .def_readwrite("norm_hi", &P::norm_hi)
       .def_readwrite("rdz", &P::rdz);
   // Pointer fields travel as integers (data_ptr() of tensors the caller keeps alive).
 #define UBD_PTR_FIELD(name, type)                    \
@@ -105,6 +108,8 @@ PYBIND11_MODULE(_C, m) {
   UBD_PTR_FIELD(out, void*);
   UBD_PTR_FIELD(workspace, void*);
   UBD_PTR_FIELD(stream, void*);
+  UBD_PTR_FIELD(observed, const void*);
+  UBD_PTR_FIELD(misfit, double*);
 #undef UBD_PTR_FIELD
 
   // The CPU kernel releases the GIL: it may run for seconds and never touches Python objects.

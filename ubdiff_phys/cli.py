@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "ubdiff_phys.data.cli",
     "ubdiff_phys.train.cli",
     "ubdiff_phys.diffusion.cli",
+    "ubdiff_phys.validate.cli",
     "ubdiff_phys.eval.cli",
 )
 

@@ -10,7 +10,8 @@
 // Sponge rows take (v dt)^2 and kappa from per-row buffers rebuilt only when they change (the
 // padded 310 x 310 OpenFWI velocity is never stored, which keeps a shot inside L2); C-PML rows are
 // cut into x-strips and an interior at multiples of kVec, and interior rows are done in pairs.
-// Denormals are flushed to zero while the kernel runs (FlushDenormals).
+// Denormals are flushed to zero while the kernel runs (FlushDenormals). With `observed` set, the
+// receivers' samples are compared on the fly (fused misfit) instead of being written out.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -307,7 +308,7 @@ void sweep_cpml(const AcousticForwardParams& p, const Model<T>& m, ShotScratch<T
 
 template <typename T>
 void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row, int64_t src_col,
-              const T* wavelet, T* out, ShotScratch<T>& sc) {
+              const T* wavelet, T* out, const T* observed, double* sums, ShotScratch<T>& sc) {
   const int64_t nz = sc.nz, nx = sc.nx, nxr = sc.nxr, pad = p.pad, nzm = p.nzm, nxm = p.nxm;
   const bool cpml = p.boundary == Boundary::kCpml;
   sc.zero_fields();
@@ -351,8 +352,23 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
       sweep_sponge(p, m, sc, r, P, Q);
     }
     Q[src] += src_vdt2 * wavelet[n];
-    T* o = out + n * p.n_receivers;
-    for (int64_t k = 0; k < p.n_receivers; ++k) o[k] = Q[rec[k]];
+    if (observed) {  // fused misfit: compare instead of recording
+      const T* obs = observed + n * p.n_receivers;
+      for (int64_t k = 0; k < p.n_receivers; ++k) {
+        const double sim = Q[rec[k]], o = obs[k];
+        sums[0] += (sim - o) * (sim - o);
+        sums[1] += sim * sim;
+        if (p.normalise) {
+          const double ns = openfwi_normalise(sim, p.norm_lo, p.norm_hi);
+          const double no = openfwi_normalise(o, p.norm_lo, p.norm_hi);
+          sums[2] += (ns - no) * (ns - no);
+          sums[3] += ns * ns;
+        }
+      }
+    } else {
+      T* o = out + n * p.n_receivers;
+      for (int64_t k = 0; k < p.n_receivers; ++k) o[k] = Q[rec[k]];
+    }
     std::swap(P, Q);
   }
 }
@@ -383,9 +399,12 @@ void forward(const AcousticForwardParams& p) {
         Model<T> m{vdt2 + b * p.nzm * p.nxm, prof(p.kx, b, nx), prof(p.kz, b, nz),
                    prof(p.ax, b, nx),        prof(p.bx, b, nx), prof(p.dbx, b, nx),
                    prof(p.az, b, nz),        prof(p.bz, b, nz), prof(p.dbz, b, nz)};
-        T* out = static_cast<T*>(p.out) + t * p.nt * p.n_receivers;
+        const int64_t trace0 = t * p.nt * p.n_receivers;
+        T* out = p.out ? static_cast<T*>(p.out) + trace0 : nullptr;
+        const T* observed = p.observed ? static_cast<const T*>(p.observed) + trace0 : nullptr;
+        double* sums = p.misfit ? p.misfit + 4 * t : nullptr;
         run_shot<T>(p, m, p.source_rc[2 * s], p.source_rc[2 * s + 1],
-                    static_cast<const T*>(p.wavelet), out, sc);
+                    static_cast<const T*>(p.wavelet), out, observed, sums, sc);
       } catch (const std::exception& e) {
 #pragma omp critical
         error = e.what();
@@ -402,7 +421,8 @@ void check_acoustic_params(const AcousticForwardParams& p) {
   if (p.n_models < 0 || p.n_shots < 0 || p.nt < 0 || p.n_receivers < 0) fail("negative size");
   if (p.nzm < 1 || p.nxm < 1) fail("empty model");
   if (p.pad < 0) fail("negative pad");
-  if (!p.vdt2 || !p.wavelet || !p.out || (p.n_shots && !p.source_rc) ||
+  if (p.observed && !p.misfit) fail("observed gathers given without a misfit output");
+  if (!p.vdt2 || !p.wavelet || (!p.out && !p.observed) || (p.n_shots && !p.source_rc) ||
       (p.n_receivers && !p.receiver_rc)) {
     fail("null pointer");
   }

@@ -134,6 +134,45 @@ __global__ void record_kernel(DeviceArgs<T> a, int64_t n, const T* __restrict__ 
   a.out[(t * a.nt + n) * a.n_receivers + r] = Q0[t * a.cells + c];
 }
 
+// Fused misfit: one block per shot accumulates the four sums of this step over the receivers
+// (block reduction in shared memory, thread 0 adds to the shot's float64 sums). Launches on one
+// stream are ordered, so no atomics are needed across steps.
+constexpr int kMisfitThreads = 128;
+
+template <typename T>
+__global__ void misfit_kernel(DeviceArgs<T> a, int64_t n, const T* __restrict__ Q0,
+                              const T* __restrict__ observed, double* __restrict__ misfit,
+                              bool normalise, double lo, double hi) {
+  __shared__ double red[4][kMisfitThreads];
+  for (int64_t t = blockIdx.x; t < a.total_shots; t += gridDim.x) {
+    double acc[4] = {0, 0, 0, 0};
+    for (int64_t r = threadIdx.x; r < a.n_receivers; r += blockDim.x) {
+      const int64_t c = (a.receiver_rc[2 * r] + kHalo) * a.ld + a.receiver_rc[2 * r + 1] + kHalo;
+      const double sim = Q0[t * a.cells + c];
+      const double obs = observed[(t * a.nt + n) * a.n_receivers + r];
+      acc[0] += (sim - obs) * (sim - obs);
+      acc[1] += sim * sim;
+      if (normalise) {
+        const double ns = openfwi_normalise(sim, lo, hi), no = openfwi_normalise(obs, lo, hi);
+        acc[2] += (ns - no) * (ns - no);
+        acc[3] += ns * ns;
+      }
+    }
+    for (int k = 0; k < 4; ++k) red[k][threadIdx.x] = acc[k];
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+      if (threadIdx.x < stride) {
+        for (int k = 0; k < 4; ++k) red[k][threadIdx.x] += red[k][threadIdx.x + stride];
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      for (int k = 0; k < 4; ++k) misfit[4 * t + k] += red[k][0];
+    }
+    __syncthreads();
+  }
+}
+
 template <typename T>
 void forward(const AcousticForwardParams& p) {
   DeviceArgs<T> a{};
@@ -186,9 +225,15 @@ void forward(const AcousticForwardParams& p) {
                   static_cast<unsigned>(std::min<int64_t>(a.total_shots, 65535)));
   const int64_t n_rec = a.total_shots * a.n_receivers;
   const unsigned rec_blocks = static_cast<unsigned>((n_rec + 255) / 256);
+  const unsigned misfit_blocks = static_cast<unsigned>(std::min<int64_t>(a.total_shots, 65535));
   for (int64_t n = 0; n < a.nt; ++n) {
     step_kernel<T><<<grid, block, 0, stream>>>(a, n, P, Q, psx, psxn, psz, pszn, zx, zz);
-    if (n_rec > 0) record_kernel<T><<<rec_blocks, 256, 0, stream>>>(a, n, Q);
+    if (p.observed) {
+      misfit_kernel<T><<<misfit_blocks, kMisfitThreads, 0, stream>>>(
+          a, n, Q, static_cast<const T*>(p.observed), p.misfit, p.normalise, p.norm_lo, p.norm_hi);
+    } else if (n_rec > 0) {
+      record_kernel<T><<<rec_blocks, 256, 0, stream>>>(a, n, Q);
+    }
     std::swap(P, Q);
     std::swap(psx, psxn);
     std::swap(psz, pszn);
@@ -201,6 +246,10 @@ void forward(const AcousticForwardParams& p) {
 void acoustic_forward_cuda(const AcousticForwardParams& p) {
   if (p.n_models * p.n_shots * p.nt == 0) return;
   if (!p.workspace) throw std::invalid_argument("acoustic_forward_cuda: workspace is null");
+  if (p.observed && !p.misfit) {
+    throw std::invalid_argument(
+        "acoustic_forward_cuda: observed gathers given without a misfit output");
+  }
   if (p.dtype == DType::kFloat32) {
     forward<float>(p);
   } else {

@@ -1,14 +1,18 @@
-"""Acoustic wave physics: survey geometry, source wavelets and the finite-difference solver."""
+"""Acoustic wave physics: survey geometry, wavelets, the finite-difference solver, residuals."""
 
 from ubdiff_phys.physics.forward import BOUNDARIES, courant_number, simulate
+from ubdiff_phys.physics.residual import Residual, keep_mask, residual
 from ubdiff_phys.physics.survey import STABILITY_LIMIT, Survey
 from ubdiff_phys.physics.wavelets import ricker_openfwi
 
 __all__ = [
     "BOUNDARIES",
     "STABILITY_LIMIT",
+    "Residual",
     "Survey",
     "courant_number",
+    "keep_mask",
+    "residual",
     "ricker_openfwi",
     "simulate",
 ]

@@ -57,6 +57,15 @@ struct AcousticForwardParams {
   const int64_t* receiver_rc = nullptr;  // (R, 2) (row, col) in padded-grid cells
   const void* wavelet = nullptr;  // (nt,) source time function, sample n-1 injected at step n
   void* out = nullptr;            // (B, S, nt, R) recorded pressure
+  // Fused misfit (pair validation): when `observed` is set, each recorded sample is compared with
+  // it during the time loop and nothing is written to `out` (which may be null). Per shot, four
+  // float64 sums go to misfit[(b * S + s) * 4 + k]: k = 0: sum (sim - obs)^2, 1: sum sim^2, and
+  // with `normalise`, 2 and 3 the same for n(x) = 2 (sign(x) log1p|x| - lo) / (hi - lo) - 1
+  // (the OpenFWI seismic normalisation with log bounds lo = norm_lo, hi = norm_hi).
+  const void* observed = nullptr;  // (B, S, nt, R)
+  double* misfit = nullptr;        // (B, S, 4), zero-initialised by the caller
+  bool normalise = false;
+  double norm_lo = 0, norm_hi = 1;
   // CUDA only: caller-allocated workspace of `acoustic_forward_workspace_elems` elements (dtype)
   void* workspace = nullptr;
   void* stream = nullptr;  // CUDA only: cudaStream_t (nullptr = legacy default stream)

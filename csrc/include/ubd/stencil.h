@@ -16,6 +16,8 @@
 //   Psi_new  = a psi_new
 #pragma once
 
+#include <cmath>
+
 #if defined(__CUDACC__)
 #define UBD_HD __host__ __device__ __forceinline__
 #else
@@ -69,6 +71,14 @@ UBD_HD T cpml_term(T d2u, T du, T dPsi, T Psi_old, T a, T b, T db, T& zeta, T& P
   zeta = b * tmp + a * zeta;
   Psi_new = a * (b * du + Psi_old);
   return term;
+}
+
+// OpenFWI seismic normalisation of one sample: 2 (sign(x) log1p|x| - lo) / (hi - lo) - 1, with lo,
+// hi the log-transformed bounds of the dataset (specs/data.md section 2).
+template <typename T>
+UBD_HD T openfwi_normalise(T x, T lo, T hi) {
+  const T l = x < T(0) ? -log1p(-x) : log1p(x);
+  return T(2) * (l - lo) / (hi - lo) - T(1);
 }
 
 }  // namespace ubd

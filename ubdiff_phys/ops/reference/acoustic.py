@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ubdiff_phys.ops.problem import AcousticProblem
 
-__all__ = ["acoustic_forward_reference"]
+__all__ = ["acoustic_forward_reference", "misfit_sums_reference"]
 
 # 4th-order central-difference coefficients (Fornberg 1988)
 C0, C1, C2 = -5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0  # second derivative * h^2
@@ -110,3 +110,32 @@ def acoustic_forward_reference(problem: AcousticProblem) -> torch.Tensor:
         samples.append(p_next[:, :, rec_r, rec_c])
         p_prev, p = p, p_next
     return torch.stack(samples, dim=2)
+
+
+def openfwi_normalise(x: torch.Tensor, log_lo: float, log_hi: float) -> torch.Tensor:
+    """2 (sign(x) log1p|x| - lo) / (hi - lo) - 1 (specs/data.md §2), as in stencil.h."""
+    return 2 * (torch.sign(x) * torch.log1p(x.abs()) - log_lo) / (log_hi - log_lo) - 1
+
+
+def misfit_sums_reference(
+    simulated: torch.Tensor, observed: torch.Tensor, log_bounds: tuple[float, float] | None
+) -> torch.Tensor:
+    """Per-shot misfit sums of the fused native path, from materialised gathers.
+
+    Args:
+        simulated, observed: (B, S, nt, R) gathers (physical amplitude).
+        log_bounds: (lo, hi) log-transformed seismic bounds, or None (no normalised sums).
+
+    Returns:
+        (B, S, 4) float64: sum (sim - obs)^2, sum sim^2, and the same in normalised units (zero
+        without ``log_bounds``).
+    """
+    sim, obs = simulated.double(), observed.double()
+    out = torch.zeros(*sim.shape[:2], 4, dtype=torch.float64, device=sim.device)
+    out[..., 0] = (sim - obs).square().sum(dim=(2, 3))
+    out[..., 1] = sim.square().sum(dim=(2, 3))
+    if log_bounds is not None:
+        ns, no = (openfwi_normalise(x, *log_bounds) for x in (sim, obs))
+        out[..., 2] = (ns - no).square().sum(dim=(2, 3))
+        out[..., 3] = ns.square().sum(dim=(2, 3))
+    return out

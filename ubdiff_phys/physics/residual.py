@@ -1,0 +1,131 @@
+"""Physics residual of (velocity, seismic) pairs: does the seismic obey the wave equation?
+
+For each pair the velocity is simulated with the survey and boundary mode the data were made with,
+and the pair's seismic is compared with the simulation (specs/ubdiff.md §5):
+``rel_l2 = ||s - F(v)|| / ||F(v)||`` in physical units, and the same after the OpenFWI seismic
+normalisation (specs/data.md §2). Real pairs give 0 by construction. The native path accumulates
+the misfit at the receivers during the time loop, so the simulated gathers are never materialised
+(on a GPU nothing is copied to the host).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ubdiff_phys.ops.acoustic import acoustic_forward
+from ubdiff_phys.ops.reference.acoustic import misfit_sums_reference
+from ubdiff_phys.physics.forward import BOUNDARIES, _check_stability, _check_velocity
+from ubdiff_phys.physics.forward import prepare_problem as _prepare
+from ubdiff_phys.physics.survey import Survey
+
+__all__ = ["Residual", "keep_mask", "residual"]
+
+
+@dataclass(frozen=True)
+class Residual:
+    """Per-pair physics residuals and the keep decision.
+
+    Attributes:
+        rel_l2: (B,) float64, ``||s - F(v)|| / ||F(v)||`` in physical units.
+        rel_l2_normalized: (B,) float64, the same in normalised units, or None (no log bounds).
+        keep: (B,) bool, pairs within the threshold (all True without a criterion).
+        threshold: the threshold applied to ``rel_l2`` (the quantile's value with
+            ``keep_quantile``), or None.
+    """
+
+    rel_l2: torch.Tensor
+    rel_l2_normalized: torch.Tensor | None
+    keep: torch.Tensor
+    threshold: float | None
+
+
+def _log_bounds(normalizer: Any) -> tuple[float, float] | None:
+    if normalizer is None:
+        return None
+    if hasattr(normalizer, "s_log_min"):
+        return float(normalizer.s_log_min), float(normalizer.s_log_max)
+    lo, hi = normalizer
+    return float(lo), float(hi)
+
+
+def keep_mask(
+    rel_l2: torch.Tensor, *, threshold: float | None = None, keep_quantile: float | None = None
+) -> tuple[torch.Tensor, float | None]:
+    """Pairs to keep: ``rel_l2 <= threshold``, or the ``keep_quantile`` fraction with the lowest
+    residual (ties at the quantile value are kept). Returns (mask (B,) bool, threshold used)."""
+    if threshold is not None and keep_quantile is not None:
+        raise ValueError("give threshold or keep_quantile, not both")
+    if threshold is not None:
+        if not threshold >= 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        return rel_l2 <= threshold, float(threshold)
+    if keep_quantile is not None:
+        if not 0 < keep_quantile <= 1:
+            raise ValueError(f"keep_quantile must be in (0, 1], got {keep_quantile}")
+        if rel_l2.numel() == 0:
+            return torch.ones_like(rel_l2, dtype=torch.bool), None
+        value = float(torch.quantile(rel_l2.double(), keep_quantile, interpolation="lower"))
+        return rel_l2 <= value, value
+    return torch.ones_like(rel_l2, dtype=torch.bool), None
+
+
+def residual(
+    v: torch.Tensor,
+    seismic: torch.Tensor,
+    survey: Survey | None = None,
+    *,
+    boundary: str = "openfwi",
+    normalizer: Any = None,
+    threshold: float | None = None,
+    keep_quantile: float | None = None,
+    fused: bool = True,
+    backend: str = "native",
+) -> Residual:
+    """Physics residual of each (velocity, seismic) pair.
+
+    Args:
+        v: (B, nz, nx) or (B, 1, nz, nx) wave speed [m/s] (checked like :func:`simulate`).
+        seismic: (B, n_sources, nt, n_receivers) gathers in physical amplitude, same device.
+        survey, boundary: how the pairs' seismic was (supposedly) made; default OpenFWI, "openfwi".
+        normalizer: an object with ``s_log_min``/``s_log_max`` (``ubdiff_phys.data.Normalizer``)
+            or a (lo, hi) pair of log-transformed bounds: also report the normalised residual.
+        threshold, keep_quantile: the keep criterion on the physical ``rel_l2`` (at most one).
+        fused: accumulate the misfit inside the native time loop (no simulated gathers kept);
+            False simulates the gathers first and compares them (the plain path).
+        backend: "native" or "reference" (the reference always uses the plain path).
+
+    Returns:
+        :class:`Residual` with tensors on the input's device.
+    """
+    survey = Survey.openfwi() if survey is None else survey
+    v = _check_velocity(v, survey)
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+    expected = (v.shape[0], survey.n_sources, survey.nt, survey.n_receivers)
+    if not isinstance(seismic, torch.Tensor) or tuple(seismic.shape) != expected:
+        shape = tuple(seismic.shape) if isinstance(seismic, torch.Tensor) else type(seismic)
+        raise ValueError(f"seismic must be a tensor of shape {expected} (B, S, nt, R), got {shape}")
+    if seismic.device != v.device:
+        raise ValueError(f"seismic is on {seismic.device} but the velocity on {v.device}")
+    if not bool(torch.isfinite(seismic).all()):
+        raise ValueError("seismic contains NaN or infinite values")
+    bounds = _log_bounds(normalizer)
+    if v.shape[0] > 0:
+        _check_stability(v, survey, boundary)
+    problem = _prepare(v, survey, boundary=boundary)
+    observed = seismic.to(v.dtype).contiguous()
+    if fused and backend == "native":
+        sums = acoustic_forward(problem, observed=observed, log_bounds=bounds)
+    else:
+        sums = misfit_sums_reference(acoustic_forward(problem, backend=backend), observed, bounds)
+    per_model = sums.sum(dim=1)  # (B, 4)
+    tiny = torch.finfo(torch.float64).tiny
+    rel = torch.sqrt(per_model[:, 0] / per_model[:, 1].clamp(min=tiny))
+    rel_n = None
+    if bounds is not None:
+        rel_n = torch.sqrt(per_model[:, 2] / per_model[:, 3].clamp(min=tiny))
+    keep, used = keep_mask(rel, threshold=threshold, keep_quantile=keep_quantile)
+    return Residual(rel_l2=rel, rel_l2_normalized=rel_n, keep=keep, threshold=used)
