@@ -1,4 +1,5 @@
-"""Models: UB-Diff's 1-in-2-out autoencoder (encoders, modality heads, decoders).
+"""Models: UB-Diff's 1-in-2-out autoencoder (encoders, modality heads, decoders), the 1-D U-Net
+latent denoiser, and InversionNet (the evaluation protocol's inversion network).
 
 ``build_autoencoder(AutoencoderConfig(...))`` builds the paper configuration (official 2-token ViT
 + Linear seismic decoder) by default; ``seismic_decoder="token"`` gives the small token decoder.
@@ -12,15 +13,21 @@ from ubdiff_phys.models.autoencoder import (
 )
 from ubdiff_phys.models.decoders import PaperSeismicDecoder, TokenSeismicDecoder, VelocityDecoder
 from ubdiff_phys.models.encoders import SeismicEncoder, VelocityEncoder
+from ubdiff_phys.models.inversionnet import InversionNet
+from ubdiff_phys.models.unet1d import UNet1D, UNet1DConfig, build_unet1d
 
 __all__ = [
     "AutoencoderConfig",
+    "InversionNet",
     "PaperSeismicDecoder",
     "SeismicEncoder",
     "TokenSeismicDecoder",
     "UBDiffAutoencoder",
+    "UNet1D",
+    "UNet1DConfig",
     "VelocityDecoder",
     "VelocityEncoder",
     "build_autoencoder",
+    "build_unet1d",
     "count_parameters",
 ]

@@ -1,0 +1,184 @@
+"""Typed configuration of latent-diffusion training, loaded from TOML.
+
+Sections: ``[run]`` (:class:`RunConfig`), ``[data]`` (:class:`DataConfig`), ``[model]``
+(:class:`~ubdiff_phys.models.UNet1DConfig`), ``[diffusion]`` (:class:`DiffusionConfig`),
+``[optim]`` (:class:`OptimConfig`). Unknown keys are errors. The resolved config is written as
+``config.toml`` in the run directory and embedded in every checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ubdiff_phys.models.unet1d import UNet1DConfig
+from ubdiff_phys.train.config import _from_dict, dump_toml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = [
+    "DataConfig",
+    "DiffusionConfig",
+    "DiffusionTrainConfig",
+    "OptimConfig",
+    "RunConfig",
+    "dump_toml",
+    "load_diffusion_config",
+]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Attributes:
+    out_dir: run directory (last.pt, final.pt, config.toml, metrics.jsonl).
+    seed: seeds the U-Net init, the data order, t and the noise.
+    device: "cpu", "cuda" or "auto" (under torchrun each rank uses cuda:LOCAL_RANK).
+    threads: torch intra-op threads (0: torch's default).
+    checkpoint_every: write last.pt every N optimizer steps (0: only at the end).
+    log_every: one metrics.jsonl line every N optimizer steps.
+    progress: tqdm bar (rank 0).
+    """
+
+    out_dir: str = "runs/diffusion"
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seed < 0 or self.threads < 0 or self.checkpoint_every < 0 or self.log_every < 1:
+            raise ValueError("run: seed, threads, checkpoint_every >= 0 and log_every >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Attributes:
+    autoencoder: trained autoencoder checkpoint (``train-ae``'s final.pt); required.
+    store: the dataset whose majority rows are encoded ("": the autoencoder's training store).
+    latents: latent cache file ("": ``<store>.latents.h5``); built on first use, rebuilt when it
+        was made by another autoencoder (see :mod:`ubdiff_phys.diffusion.latents`).
+    encode_batch: batch size of the one-off encoding pass.
+    """
+
+    autoencoder: str = ""
+    store: str = ""
+    latents: str = ""
+    encode_batch: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.autoencoder:
+            raise ValueError("data.autoencoder (a train-ae checkpoint) is required")
+        if self.encode_batch < 1:
+            raise ValueError("data.encode_batch must be >= 1")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Attributes:
+    timesteps: T (256).
+    cosine_s: offset s of the cosine schedule (0.008).
+    max_beta: beta clip (0.999).
+    min_snr_gamma: 0 (default, the spec): loss weight snr/(snr+1) = alpha_bar_t; > 0: Min-SNR
+        weight min(snr, gamma)/(snr+1).
+    """
+
+    timesteps: int = 256
+    cosine_s: float = 0.008
+    max_beta: float = 0.999
+    min_snr_gamma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.timesteps < 2 or not 0 < self.max_beta <= 1 or self.min_snr_gamma < 0:
+            raise ValueError("diffusion: timesteps >= 2, 0 < max_beta <= 1, min_snr_gamma >= 0")
+
+    def schedule(self):
+        from ubdiff_phys.diffusion.schedule import cosine_schedule
+
+        return cosine_schedule(self.timesteps, self.cosine_s, self.max_beta)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam and the training length (defaults: the paper's, specs/ubdiff.md §3).
+
+    Attributes:
+        steps: optimizer steps (150 000).
+        batch_size: global batch per micro-step (16), split evenly over DDP ranks.
+        grad_accum: micro-steps per optimizer step (2): effective batch 32.
+        lr, beta1, beta2: Adam (8e-5, 0.9, 0.99).
+        clip: gradient-norm clip (1.0; 0: off).
+        ema_decay, ema_every: EMA 0.995 every 10 optimizer steps.
+    """
+
+    steps: int = 150_000
+    batch_size: int = 16
+    grad_accum: int = 2
+    lr: float = 8e-5
+    beta1: float = 0.9
+    beta2: float = 0.99
+    clip: float = 1.0
+    ema_decay: float = 0.995
+    ema_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.ema_every < 1:
+            raise ValueError("optim: steps >= 0, batch_size, grad_accum, ema_every >= 1")
+
+
+@dataclass(frozen=True)
+class DiffusionTrainConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(autoencoder="ae.pt"))
+    model: UNet1DConfig = field(default_factory=UNet1DConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    SECTIONS = ("run", "data", "model", "diffusion", "optim")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": asdict(self.run),
+            "data": asdict(self.data),
+            "model": self.model.to_dict(),
+            "diffusion": asdict(self.diffusion),
+            "optim": asdict(self.optim),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DiffusionTrainConfig:
+        unknown = set(d) - set(cls.SECTIONS)
+        if unknown:
+            raise ValueError(f"unknown config section(s): {sorted(unknown)}")
+        return cls(
+            run=_from_dict(RunConfig, d.get("run", {}), "run"),
+            data=_from_dict(DataConfig, d.get("data", {}), "data"),
+            model=UNet1DConfig.from_dict(d.get("model", {})),
+            diffusion=_from_dict(DiffusionConfig, d.get("diffusion", {}), "diffusion"),
+            optim=_from_dict(OptimConfig, d.get("optim", {}), "optim"),
+        )
+
+    def replace(self, **sections: Any) -> DiffusionTrainConfig:
+        return replace(self, **sections)
+
+    def with_(self, section: str, **changes: Any) -> DiffusionTrainConfig:
+        """Copy with ``section``'s fields changed, e.g. ``cfg.with_("run", seed=1)``."""
+        return replace(self, **{section: replace(getattr(self, section), **changes)})
+
+
+def load_diffusion_config(path: str | Path) -> DiffusionTrainConfig:
+    """Read a TOML config; a relative ``data.autoencoder`` / ``data.store`` that does not exist
+    relative to the current directory is tried next to the config file."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        cfg = DiffusionTrainConfig.from_dict(tomllib.load(f))
+    for key in ("autoencoder", "store"):
+        p = Path(getattr(cfg.data, key))
+        if str(p) and not p.is_absolute() and not p.exists() and (path.parent / p).exists():
+            cfg = cfg.with_("data", **{key: str(path.parent / p)})
+    return cfg

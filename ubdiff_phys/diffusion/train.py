@@ -1,0 +1,291 @@
+"""Latent-diffusion training (specs/ubdiff.md §3): v-prediction U-Net on cached co-latents.
+
+Run directory: ``config.toml`` (resolved config), ``last.pt`` (resume point: U-Net, EMA, Adam,
+RNG states, step; every ``run.checkpoint_every`` steps and at the end), ``final.pt`` (U-Net + EMA,
+written when training finishes) and ``metrics.jsonl`` (one line every ``run.log_every`` steps:
+step, mean weighted loss of the local micro-batches since the last line, lr, grad norm).
+Checkpoints are atomic and code-free (``format`` = :data:`CHECKPOINT_FORMAT`) and embed the
+config, the autoencoder's sha256 and the survey/normalisation attributes of its training store,
+so ``ubdiff-phys sample`` needs only this checkpoint and the autoencoder's.
+
+Determinism: the data order is a pure function of (seed, micro-batch counter), t and noise come
+from a generator seeded by (seed, rank) whose state is checkpointed, so a resumed run is
+bit-identical to an uninterrupted one (tested). Distributed: under ``torchrun`` the process
+group is initialised (NCCL on CUDA, gloo on CPU), the U-Net is wrapped in DDP (gradients of the
+non-final accumulation micro-steps are not synchronised) and each rank takes its slice of every
+global batch; all ranks hold identical weights (tested with 2 CPU ranks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ubdiff_phys.diffusion.config import DiffusionTrainConfig, dump_toml
+from ubdiff_phys.diffusion.denoiser import EMA, VDenoiser
+from ubdiff_phys.diffusion.latents import LatentBatches, build_latent_cache, default_latent_path
+from ubdiff_phys.diffusion.targets import diffusion_loss
+from ubdiff_phys.models.unet1d import build_unet1d
+from ubdiff_phys.train.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+
+__all__ = ["CHECKPOINT_FORMAT", "load_diffusion_checkpoint", "resolve_config", "train_diffusion"]
+
+CHECKPOINT_FORMAT = "ubdiff_phys.diffusion_checkpoint"
+_RESUME_FREE = {("run", "progress"), ("run", "threads"), ("run", "device")}
+# store attributes a sampled store inherits (survey geometry, boundary, normalisation, origin)
+STORE_ATTRS = ("survey", "boundary", "solver_version", "family", "normalization", "source")
+
+
+def load_diffusion_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Read a diffusion checkpoint (a file, or a run directory: its final.pt, else last.pt) with
+    ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "final.pt" if (path / "final.pt").exists() else path / "last.pt"
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a ubdiff_phys diffusion checkpoint")
+    return ckpt
+
+
+def resolve_config(cfg: DiffusionTrainConfig) -> DiffusionTrainConfig:
+    """Fill ``data.store`` (the autoencoder's training store), ``data.latents`` and the U-Net's
+    ``seq_len`` (the autoencoder's latent_dim)."""
+    from ubdiff_phys.train.checkpoint import load_checkpoint
+    from ubdiff_phys.train.config import TrainConfig
+
+    ae_cfg = TrainConfig.from_dict(load_checkpoint(cfg.data.autoencoder)["config"])
+    store = cfg.data.store or ae_cfg.data.store
+    latents = cfg.data.latents or str(default_latent_path(store))
+    cfg = cfg.with_("data", store=store, latents=latents)
+    if cfg.model.channels != 1:
+        raise ValueError("model.channels must be 1 (the latent is a 1-channel sequence)")
+    return cfg.with_("model", seq_len=ae_cfg.model.latent_dim)
+
+
+def _mismatch(a: dict, b: dict) -> list[str]:
+    out = []
+    for sec in set(a) | set(b):
+        for key in set(a.get(sec, {})) | set(b.get(sec, {})):
+            if (sec, key) not in _RESUME_FREE and a.get(sec, {}).get(key) != b.get(sec, {}).get(
+                key
+            ):
+                out.append(f"{sec}.{key}")
+    return sorted(out)
+
+
+class _Trainer:
+    def __init__(self, cfg: DiffusionTrainConfig, resume: bool):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world > 1
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        want_cuda = cfg.run.device == "cuda" or (
+            cfg.run.device == "auto" and torch.cuda.is_available()
+        )
+        if want_cuda:
+            self.device = torch.device("cuda", local_rank if self.distributed else 0)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if want_cuda else "gloo")
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        self.is_main = self.rank == 0
+        self.cfg = cfg = resolve_config(cfg)
+        o = cfg.optim
+        if o.batch_size % self.world:
+            raise ValueError(f"optim.batch_size must be divisible by the {self.world} ranks")
+        self.out = Path(cfg.run.out_dir)
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            build_latent_cache(
+                cfg.data.store,
+                cfg.data.autoencoder,
+                cfg.data.latents,
+                batch_size=cfg.data.encode_batch,
+                device=self.device,
+                progress=cfg.run.progress,
+            )
+        self._barrier()
+        self.data = LatentBatches(cfg.data.latents, seed=cfg.run.seed)
+        self.schedule = cfg.diffusion.schedule()
+        torch.manual_seed(cfg.run.seed)
+        self.net = build_unet1d(cfg.model).to(self.device)
+        self.ema = EMA(self.net, o.ema_decay, o.ema_every)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+        self.gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.rank)
+        self.state = {"step": 0}
+        last = self.out / "last.pt"
+        if resume and last.exists():
+            ckpt = load_diffusion_checkpoint(last, self.device)
+            diff = _mismatch(ckpt["config"], cfg.to_dict())
+            if diff:
+                raise ValueError(
+                    f"{last} was written with a different config ({', '.join(diff)}); "
+                    "use another run.out_dir or --restart"
+                )
+            if ckpt["world_size"] != self.world:
+                raise ValueError(
+                    f"{last} was written by {ckpt['world_size']} ranks; resume with the same number"
+                )
+            self.net.load_state_dict(ckpt["model"])
+            self.ema.load_state_dict(ckpt["ema"])
+            if "optimizer" in ckpt:
+                self.opt.load_state_dict(ckpt["optimizer"])
+            set_rng_state(ckpt["rng"])
+            self.gen.set_state(ckpt["generators"][self.rank])
+            self.state = dict(ckpt["state"])
+        if self.is_main:
+            (self.out / "config.toml").write_text(dump_toml(cfg.to_dict()))
+        self.store_attrs = self._store_attrs()
+
+    def _store_attrs(self) -> dict[str, Any]:
+        from ubdiff_phys.data import open_store
+
+        with open_store(self.cfg.data.store) as s:
+            return {k: s.attrs[k] for k in STORE_ATTRS if k in s.attrs}
+
+    def _barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def _generators(self) -> list[torch.Tensor]:
+        state = self.gen.get_state()
+        if not self.distributed:
+            return [state]
+        out = [torch.empty_like(state) for _ in range(self.world)]
+        dist.all_gather(out, state) if self.device.type == "cpu" else self._gather_cuda(out, state)
+        return out
+
+    def _gather_cuda(self, out: list[torch.Tensor], state: torch.Tensor) -> None:
+        dev = [t.to(self.device) for t in out]
+        dist.all_gather(dev, state.to(self.device))
+        for o, d in zip(out, dev, strict=True):
+            o.copy_(d.cpu())
+
+    def _payload(self, *, final: bool) -> dict[str, Any]:
+        p = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg.to_dict(),
+            "model": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "state": dict(self.state),
+            "world_size": self.world,
+            "autoencoder_sha256": self.data.autoencoder_sha256,
+            "store_attrs": self.store_attrs,
+        }
+        if not final:
+            p["optimizer"] = self.opt.state_dict()
+            p["rng"] = get_rng_state()
+        return p
+
+    def _checkpoint(self, name: str, *, final: bool = False) -> None:
+        gens = self._generators()  # collective: every rank calls it
+        if self.is_main:
+            payload = self._payload(final=final)
+            if not final:
+                payload["generators"] = gens
+            save_checkpoint(self.out / name, payload)
+        self._barrier()
+
+    def run(self, stop_after: int | None = None) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        cfg, o = self.cfg, self.cfg.optim
+        net: nn.Module = self.net
+        if self.distributed:
+            net = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        model = VDenoiser(net, self.schedule)
+        self.net.train()
+        end = o.steps if stop_after is None else min(o.steps, stop_after)
+        bar = tqdm(
+            total=o.steps,
+            initial=self.state["step"],
+            desc="diffusion",
+            disable=not (cfg.run.progress and self.is_main),
+            dynamic_ncols=True,
+        )
+        # the running sums of the current log interval are part of the resumable state
+        loss_sum, loss_n = self.state.get("loss_sum", 0.0), self.state.get("loss_n", 0)
+        t0 = time.perf_counter()
+        while self.state["step"] < end:
+            step = self.state["step"]
+            for m in range(o.grad_accum):
+                x0 = self.data.batch(step * o.grad_accum + m, o.batch_size, self.rank, self.world)
+                x0 = x0.to(self.device)
+                sync = m == o.grad_accum - 1 or not self.distributed
+                with contextlib.nullcontext() if sync else net.no_sync():
+                    loss = diffusion_loss(
+                        model,
+                        x0,
+                        self.schedule,
+                        generator=self.gen,
+                        min_snr_gamma=cfg.diffusion.min_snr_gamma,
+                    )
+                    (loss / o.grad_accum).backward()
+                loss_sum += float(loss.detach())
+                loss_n += 1
+            params = self.net.parameters()
+            gnorm = torch.nn.utils.clip_grad_norm_(params, o.clip if o.clip > 0 else float("inf"))
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            self.ema.update(self.net)
+            self.state.update(step=step + 1, loss_sum=loss_sum, loss_n=loss_n)
+            bar.update(1)
+            if self.state["step"] % cfg.run.log_every == 0 or self.state["step"] == o.steps:
+                record = {
+                    "step": self.state["step"],
+                    "loss": loss_sum / max(loss_n, 1),
+                    "grad_norm": float(gnorm),
+                    "lr": self.opt.param_groups[0]["lr"],
+                    "time_s": round(time.perf_counter() - t0, 3),
+                }
+                bar.set_postfix(loss=f"{record['loss']:.4g}")
+                if self.is_main:
+                    with open(self.out / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                loss_sum, loss_n = 0.0, 0
+                self.state.update(loss_sum=0.0, loss_n=0)
+            every = cfg.run.checkpoint_every
+            if every and self.state["step"] % every == 0 and self.state["step"] < o.steps:
+                self._checkpoint("last.pt")
+        bar.close()
+        self._checkpoint("last.pt")
+        if self.state["step"] >= o.steps:
+            self._checkpoint("final.pt", final=True)
+        return {"out_dir": str(self.out), "step": self.state["step"]}
+
+    def close(self) -> None:
+        self.data.close()
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train_diffusion(
+    cfg: DiffusionTrainConfig, *, resume: bool = True, stop_after: int | None = None
+) -> dict[str, Any]:
+    """Train (or resume) the latent diffusion model; returns {"out_dir", "step"}.
+
+    Args:
+        cfg: the config (:func:`~ubdiff_phys.diffusion.config.load_diffusion_config`).
+        resume: continue from ``<out_dir>/last.pt`` when it exists (its config must match).
+        stop_after: stop (with last.pt written) once this many optimizer steps are done, as an
+            interruption would; ``None``: train to ``optim.steps``.
+    """
+    trainer = _Trainer(cfg, resume)
+    try:
+        return trainer.run(stop_after)
+    finally:
+        trainer.close()
