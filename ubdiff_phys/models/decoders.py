@@ -34,20 +34,24 @@ class VelocityDecoder(nn.Module):
     Conv -> BN -> Tanh to one channel.
     """
 
-    def __init__(self, in_dim: int = 128, width: float = 1.0):
+    def __init__(
+        self, in_dim: int = 128, width: float = 1.0, first_width: int = 128, act: str = "relu"
+    ):
+        """``first_width`` and ``act`` default to UB-Diff's decoder; InversionNet's decoder is
+        ``first_width=512, act="leaky"`` (LeakyReLU 0.2) from a 512-d code."""
         super().__init__()
-        w0, w1, w2, w3, w4 = (scaled(c, width) for c in (128, 256, 128, 64, 32))
+        w0, w1, w2, w3, w4 = (scaled(c, width) for c in (first_width, 256, 128, 64, 32))
         self.blocks = nn.Sequential(
-            DeconvBlock(in_dim, w0, 5, 2, 0),
-            ConvBlock(w0, w0),
-            DeconvBlock(w0, w1),
-            ConvBlock(w1, w1),
-            DeconvBlock(w1, w2),
-            ConvBlock(w2, w2),
-            DeconvBlock(w2, w3),
-            ConvBlock(w3, w3),
-            DeconvBlock(w3, w4),
-            ConvBlock(w4, w4),
+            DeconvBlock(in_dim, w0, 5, 2, 0, act=act),
+            ConvBlock(w0, w0, act=act),
+            DeconvBlock(w0, w1, act=act),
+            ConvBlock(w1, w1, act=act),
+            DeconvBlock(w1, w2, act=act),
+            ConvBlock(w2, w2, act=act),
+            DeconvBlock(w2, w3, act=act),
+            ConvBlock(w3, w3, act=act),
+            DeconvBlock(w3, w4, act=act),
+            ConvBlock(w4, w4, act=act),
         )
         self.out = ConvBlock(w4, 1, act="tanh")
 

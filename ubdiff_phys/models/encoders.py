@@ -70,7 +70,16 @@ class SeismicEncoder(nn.Module):
     what is left, with BN and Tanh, to latent_dim x 1 x 1.
     """
 
-    def __init__(self, seismic_shape=(5, 1000, 70), latent_dim: int = 128, width: float = 1.0):
+    def __init__(
+        self,
+        seismic_shape=(5, 1000, 70),
+        latent_dim: int = 128,
+        width: float = 1.0,
+        final_act: str = "tanh",
+        spatial_stages: int = 4,
+    ):
+        """InversionNet's encoder is ``final_act="leaky"`` (an unbounded 512-d code instead of
+        Tanh) with ``spatial_stages=3`` (three 3 x 3 stride-2 stages, then an 8 x 9 kernel)."""
         super().__init__()
         n_shots, nt, nr = seismic_shape
         w = [scaled(c, width) for c in (32, 64, 64, 128, 128, 256, 256)]
@@ -84,13 +93,15 @@ class SeismicEncoder(nn.Module):
             ]
             h, c = _out(h, 3, 2, 1), c_out
         x = nr
-        for c_out in (w[4], w[5], w[6], w[6]):  # time and receivers
+        if spatial_stages not in (3, 4):
+            raise ValueError(f"spatial_stages must be 3 or 4, got {spatial_stages}")
+        for c_out in (w[4], w[5], w[6], w[6])[:spatial_stages]:  # time and receivers
             layers += [
                 ConvBlock(c, c_out, 3, 2, 1, act="leaky"),
                 ConvBlock(c_out, c_out, 3, 1, 1, act="leaky"),
             ]
             h, x, c = _out(h, 3, 2, 1), _out(x, 3, 2, 1), c_out
-        layers.append(ConvBlock(c, latent_dim, (h, x), 1, 0, act="tanh"))
+        layers.append(ConvBlock(c, latent_dim, (h, x), 1, 0, act=final_act))
         self.blocks = nn.Sequential(*layers)
         self.seismic_shape = tuple(seismic_shape)
 
