@@ -35,6 +35,7 @@ from ubdiff_phys.diffusion.latents import LatentBatches, build_latent_cache, def
 from ubdiff_phys.diffusion.targets import diffusion_loss
 from ubdiff_phys.models.unet1d import build_unet1d
 from ubdiff_phys.train.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+from ubdiff_phys.train.distributed import setup_distributed
 
 __all__ = ["CHECKPOINT_FORMAT", "load_diffusion_checkpoint", "resolve_config", "train_diffusion"]
 
@@ -84,23 +85,9 @@ def _mismatch(a: dict, b: dict) -> list[str]:
 
 class _Trainer:
     def __init__(self, cfg: DiffusionTrainConfig, resume: bool):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.distributed = self.world > 1
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        want_cuda = cfg.run.device == "cuda" or (
-            cfg.run.device == "auto" and torch.cuda.is_available()
-        )
-        if want_cuda:
-            self.device = torch.device("cuda", local_rank if self.distributed else 0)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
-        if self.distributed and not dist.is_initialized():
-            dist.init_process_group("nccl" if want_cuda else "gloo")
-        if cfg.run.threads:
-            torch.set_num_threads(cfg.run.threads)
-        self.is_main = self.rank == 0
+        ctx = setup_distributed(cfg.run.device, cfg.run.threads)
+        self.world, self.rank, self.device = ctx.world, ctx.rank, ctx.device
+        self.distributed, self.is_main = ctx.distributed, ctx.is_main
         self.cfg = cfg = resolve_config(cfg)
         o = cfg.optim
         if o.batch_size % self.world:

@@ -49,6 +49,7 @@ from ubdiff_phys.train.checkpoint import (
 )
 from ubdiff_phys.train.config import StepConfig, TrainConfig, dump_toml
 from ubdiff_phys.train.data import ResumableSampler, TrainViews, make_train_views
+from ubdiff_phys.train.distributed import setup_distributed
 
 __all__ = ["evaluate_autoencoder", "resolve_config", "train_autoencoder"]
 
@@ -115,25 +116,11 @@ def evaluate_autoencoder(
 
 class _Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.distributed = self.world > 1
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        want_cuda = cfg.run.device == "cuda" or (
-            cfg.run.device == "auto" and torch.cuda.is_available()
-        )
-        if want_cuda:
-            self.device = torch.device("cuda", local_rank if self.distributed else 0)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
-        if self.distributed and not dist.is_initialized():
-            dist.init_process_group("nccl" if want_cuda else "gloo")
-        if cfg.run.threads:
-            torch.set_num_threads(cfg.run.threads)
+        ctx = setup_distributed(cfg.run.device, cfg.run.threads)
+        self.world, self.rank, self.device = ctx.world, ctx.rank, ctx.device
+        self.distributed, self.is_main = ctx.distributed, ctx.is_main
         self.cfg = resolve_config(cfg)
         self.out = Path(self.cfg.run.out_dir)
-        self.is_main = self.rank == 0
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.store = open_store(self.cfg.data.store)
@@ -149,7 +136,7 @@ class _Trainer:
         )
         torch.manual_seed(self.cfg.run.seed)
         self.model = build_autoencoder(self.cfg.model).to(self.device)
-        if self.cfg.run.sync_batchnorm and self.distributed and want_cuda:
+        if self.cfg.run.sync_batchnorm and self.distributed and self.device.type == "cuda":
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.state = {"phase": "step1", "epoch": 0, "batch": 0, "global_step": 0}
         self.best: dict[str, float] = {}
