@@ -3,3 +3,18 @@
 from ubdiff_phys.validate.pairs import ValidationSummary, validate_store
 
 __all__ = ["ValidationSummary", "validate_store"]
+from ubdiff_phys.validate.generate import (  # noqa: E402
+    generate_and_validate,
+    load_generator,
+    reference_residuals,
+    residual_trace,
+    shipped_checkpoint,
+)
+
+__all__ += [
+    "generate_and_validate",
+    "load_generator",
+    "reference_residuals",
+    "residual_trace",
+    "shipped_checkpoint",
+]
