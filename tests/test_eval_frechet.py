@@ -60,5 +60,6 @@ def test_inversionnet_parameter_count_and_shapes():
         full = InversionNet()
     assert sum(p.numel() for p in full.parameters()) == 24_409_123  # OpenFWI: ~24.4 M
     small = InversionNet(width=0.125)
-    out = small(torch.randn(2, 5, 1000, 70))
+    with torch.no_grad():
+        out = small(torch.randn(2, 5, 1000, 70))
     assert out.shape == (2, 1, 70, 70) and float(out.abs().max()) <= 1.0

@@ -13,3 +13,31 @@ __all__ = [
     "ssim",
     "ssim_map",
 ]
+
+from ubdiff_phys.eval.features import (  # noqa: E402
+    FeatureConfig,
+    FeatureExtractor,
+    load_feature_extractor,
+    train_feature_network,
+)
+from ubdiff_phys.eval.protocol import (  # noqa: E402
+    ProtocolConfig,
+    ProtocolResult,
+    evaluate_inversion,
+    run_protocol,
+    train_inversionnet,
+)
+from ubdiff_phys.eval.report import evaluate  # noqa: E402
+
+__all__ += [
+    "FeatureConfig",
+    "FeatureExtractor",
+    "ProtocolConfig",
+    "ProtocolResult",
+    "evaluate",
+    "evaluate_inversion",
+    "load_feature_extractor",
+    "run_protocol",
+    "train_feature_network",
+    "train_inversionnet",
+]
