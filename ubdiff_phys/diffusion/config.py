@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ubdiff_phys.models.unet1d import UNet1DConfig
-from ubdiff_phys.train.config import _from_dict, dump_toml
+from ubdiff_phys.train.config import dump_toml, section_from_dict
 
 try:
     import tomllib
@@ -156,11 +156,11 @@ class DiffusionTrainConfig:
         if unknown:
             raise ValueError(f"unknown config section(s): {sorted(unknown)}")
         return cls(
-            run=_from_dict(RunConfig, d.get("run", {}), "run"),
-            data=_from_dict(DataConfig, d.get("data", {}), "data"),
+            run=section_from_dict(RunConfig, d.get("run", {}), "run"),
+            data=section_from_dict(DataConfig, d.get("data", {}), "data"),
             model=UNet1DConfig.from_dict(d.get("model", {})),
-            diffusion=_from_dict(DiffusionConfig, d.get("diffusion", {}), "diffusion"),
-            optim=_from_dict(OptimConfig, d.get("optim", {}), "optim"),
+            diffusion=section_from_dict(DiffusionConfig, d.get("diffusion", {}), "diffusion"),
+            optim=section_from_dict(OptimConfig, d.get("optim", {}), "optim"),
         )
 
     def replace(self, **sections: Any) -> DiffusionTrainConfig:

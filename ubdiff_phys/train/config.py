@@ -20,10 +20,19 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["DataConfig", "RunConfig", "StepConfig", "TrainConfig", "dump_toml", "load_config"]
+__all__ = [
+    "DataConfig",
+    "RunConfig",
+    "StepConfig",
+    "TrainConfig",
+    "dump_toml",
+    "load_config",
+    "section_from_dict",
+]
 
 
-def _from_dict(cls, d: dict[str, Any], section: str):
+def section_from_dict(cls, d: dict[str, Any], section: str):
+    """Build the frozen dataclass ``cls`` of TOML section ``[section]``, refusing unknown keys."""
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
@@ -153,11 +162,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config section(s): {sorted(unknown)}")
         return cls(
-            run=_from_dict(RunConfig, d.get("run", {}), "run"),
-            data=_from_dict(DataConfig, d.get("data", {}), "data"),
+            run=section_from_dict(RunConfig, d.get("run", {}), "run"),
+            data=section_from_dict(DataConfig, d.get("data", {}), "data"),
             model=AutoencoderConfig.from_dict(d.get("model", {})),
-            step1=_from_dict(StepConfig, d.get("step1", {}), "step1"),
-            step2=_from_dict(StepConfig, d.get("step2", {}), "step2"),
+            step1=section_from_dict(StepConfig, d.get("step1", {}), "step1"),
+            step2=section_from_dict(StepConfig, d.get("step2", {}), "step2"),
         )
 
     def replace(self, **sections: Any) -> TrainConfig:
