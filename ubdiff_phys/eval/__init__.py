@@ -41,3 +41,8 @@ __all__ += [
     "train_feature_network",
     "train_inversionnet",
 ]
+
+from ubdiff_phys.eval.experiment import PRESETS as EXPERIMENT_PRESETS  # noqa: E402
+from ubdiff_phys.eval.experiment import run_experiment  # noqa: E402
+
+__all__ += ["EXPERIMENT_PRESETS", "run_experiment"]

@@ -1,0 +1,93 @@
+"""The unbalanced-data experiment (examples/unbalanced_experiment.py), tiny preset end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import child_env
+from torch.utils.data import ConcatDataset
+
+from ubdiff_phys.eval.experiment import PRESETS, SETTINGS, training_set
+
+SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "unbalanced_experiment.py"
+
+
+def _run(workdir: Path, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(SCRIPT), "--scale", "tiny", "--workdir", str(workdir)]
+    cmd += ["--device", "cpu", "--no-progress"]
+    return subprocess.run(
+        cmd, cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def test_presets_are_complete():
+    assert set(PRESETS) == {"tiny", "small", "full"}
+    full = PRESETS["full"]
+    assert (full.n_velocity, full.n_paired) == (24000, 1000)
+
+
+def test_tiny_experiment_end_to_end(tmp_path):
+    work = tmp_path / "exp"
+    proc = _run(work, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((work / "results.json").read_text())
+    assert results["scale"] == "tiny"
+    assert "non_finite" not in results
+    assert list(results["inversion"]) == list(SETTINGS)
+    p = PRESETS["tiny"]
+    n_train = {r: results["inversion"][r]["n_train"] for r in SETTINGS}
+    assert n_train == {
+        "real": p.n_paired,
+        "ubdiff": p.n_generated,
+        "ubdiff+real": p.n_generated + p.n_paired,
+        "wo_opt": p.n_generated,
+    }
+    for r in results["inversion"].values():
+        # the same optimiser-step budget for every setting
+        assert r["n_test"] == p.n_test and r["steps"] == p.protocol["max_steps"]
+        assert set(r["metrics"]) >= {"mae", "mse", "rmse", "ssim"}
+        assert all(math.isfinite(v) for v in r["metrics"].values())
+    assert set(results["frechet"]) == {"ubdiff", "wo_opt", "real_train"}
+    for f in results["frechet"].values():
+        assert math.isfinite(f["fd"]) and f["fd"] >= 0 and f["n_real"] == p.n_test
+    assert results["frechet"]["ubdiff"]["n_generated"] == p.n_generated
+    md = (work / "results.md").read_text()
+    assert "| setting | train pairs | MAE | MSE | RMSE | SSIM |" in md
+    assert md.count("| (") == len(SETTINGS)
+    for name in ("ae_ubdiff", "ae_wo_opt", "diffusion_ubdiff", "diffusion_wo_opt"):
+        assert (work / name / "final.pt").exists()
+
+    # resumable: a second run skips every step and reproduces the table
+    proc = _run(work, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "running" not in proc.stdout
+    assert (work / "results.md").read_text() == md
+
+    # (c) is the union of the generated and the real pairs
+    ds = training_set([work / "generated_ubdiff.h5", work / "data.h5"])
+    assert isinstance(ds, ConcatDataset) and len(ds) == p.n_generated + p.n_paired
+    v, s = ds[len(ds) - 1]
+    assert v.shape == (1, 70, 70) and s.shape[0] == 5
+
+
+def test_training_set_refuses_mismatched_normalisation(tmp_path, monkeypatch):
+    from ubdiff_phys.eval import experiment, protocol
+
+    class _Store:
+        def __init__(self, name, norm):
+            self.path, self.seismic_shape, self.grid = name, (5, 1000, 70), (70, 70)
+            self.normalizer = type("N", (), {"to_dict": lambda self, n=norm: n})()
+
+    class _View:
+        def __init__(self, store):
+            self.store = store
+
+    stores = {"a": _Store("a", {"v": 1}), "b": _Store("b", {"v": 2})}
+    monkeypatch.setattr(protocol, "training_pairs", lambda s: _View(stores[s]))
+    with pytest.raises(ValueError, match="normalised"):
+        experiment.training_set(["a", "b"])
