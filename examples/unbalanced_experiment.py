@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ubdiff_phys.eval.experiment import PRESETS, run_experiment
 
@@ -25,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--configs",
+        default=str(Path(__file__).resolve().parent.parent / "configs"),
+        help="folder with the base TOML configs (default: the repository's configs/)",
+    )
     args = ap.parse_args(argv)
     results = run_experiment(
         args.workdir,
@@ -32,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.no_progress,
+        configs_dir=args.configs,
     )
     print(f"{args.workdir}/results.md:\n")
     with open(f"{args.workdir}/results.md") as f:

@@ -205,9 +205,19 @@ def run_experiment(
     device: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = _print,
+    configs_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment in ``workdir``; returns the results dict also written to
-    ``workdir/results.json`` (and ``results.md``)."""
+    ``workdir/results.json`` (and ``results.md``).
+
+    ``configs_dir`` holds the base TOML configs (the repository's ``configs/``; default: the one
+    next to this package when it runs from a checkout)."""
+    configs = Path(configs_dir) if configs_dir is not None else CONFIGS
+    if not configs.is_dir():
+        raise FileNotFoundError(
+            f"config folder {str(configs)!r} not found: pass configs_dir= (the repository's "
+            "configs/ folder)"
+        )
     from ubdiff_phys.data import make_dataset
     from ubdiff_phys.diffusion import generate_store, load_diffusion_config, train_diffusion
     from ubdiff_phys.eval.features import (
@@ -262,7 +272,7 @@ def run_experiment(
         ae_dir = work / f"ae_{variant}"
         ae_ckpt = ae_dir / "final.pt"
         if _step(log, f"autoencoder {variant}", ae_ckpt.exists()):
-            cfg = _apply(load_config(CONFIGS / preset.ae_config), preset.ae_overrides)
+            cfg = _apply(load_config(configs / preset.ae_config), preset.ae_overrides)
             cfg = _apply(
                 cfg,
                 {
@@ -279,7 +289,7 @@ def run_experiment(
         # 3. latent diffusion
         diff_dir = work / f"diffusion_{variant}"
         if _step(log, f"diffusion {variant}", (diff_dir / "final.pt").exists()):
-            dcfg = load_diffusion_config(CONFIGS / preset.diffusion_config)
+            dcfg = load_diffusion_config(configs / preset.diffusion_config)
             dcfg = _apply(dcfg, preset.diffusion_overrides)
             dcfg = _apply(
                 dcfg,
