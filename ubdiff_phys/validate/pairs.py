@@ -108,7 +108,8 @@ def validate_store(
             )
         if boundary not in ("openfwi", "pml", "none"):
             raise StoreError(f"{str(path)!r} records an unknown boundary mode {boundary!r}")
-        normalizer = store.normalizer
+        # files without normalisation constants get the physical residual only
+        normalizer = store.normalizer if store.attrs.get("normalization") else None
         n = len(store.paired_index)
         rel, rel_n = [], []
         start = time.perf_counter()
@@ -125,11 +126,12 @@ def validate_store(
                     normalizer=normalizer,
                 )
                 rel.append(r.rel_l2.cpu().numpy())
-                rel_n.append(r.rel_l2_normalized.cpu().numpy())
+                if r.rel_l2_normalized is not None:
+                    rel_n.append(r.rel_l2_normalized.cpu().numpy())
                 bar.update(len(rows))
         seconds = time.perf_counter() - start
     rel_all = np.concatenate(rel) if rel else np.zeros(0)
-    rel_n_all = np.concatenate(rel_n) if rel_n else np.zeros(0)
+    rel_n_all = np.concatenate(rel_n) if rel_n else None
     keep, used = keep_mask(
         torch.from_numpy(rel_all), threshold=threshold, keep_quantile=keep_quantile
     )
@@ -141,8 +143,11 @@ def validate_store(
         seconds=seconds,
         pairs_per_second=n / seconds if seconds > 0 else float("inf"),
         rel_l2=rel_all.tolist(),
-        rel_l2_normalized=rel_n_all.tolist(),
-        distribution={"physical": _distribution(rel_all), "normalized": _distribution(rel_n_all)},
+        rel_l2_normalized=None if rel_n_all is None else rel_n_all.tolist(),
+        distribution={
+            "physical": _distribution(rel_all),
+            **({} if rel_n_all is None else {"normalized": _distribution(rel_n_all)}),
+        },
         threshold=used,
         n_kept=int(keep.sum()),
         build=build_info(),
