@@ -1,5 +1,6 @@
 """Models: UB-Diff's 1-in-2-out autoencoder (encoders, modality heads, decoders), the 1-D U-Net
-latent denoiser, and InversionNet (the evaluation protocol's inversion network).
+latent denoiser, InversionNet (the evaluation protocol's inversion network) and Inception-v3 (for
+Fréchet distances with user-supplied Inception weights).
 
 ``build_autoencoder(AutoencoderConfig(...))`` builds the paper configuration (official 2-token ViT
 + Linear seismic decoder) by default; ``seismic_decoder="token"`` gives the small token decoder.
@@ -13,11 +14,13 @@ from ubdiff_phys.models.autoencoder import (
 )
 from ubdiff_phys.models.decoders import PaperSeismicDecoder, TokenSeismicDecoder, VelocityDecoder
 from ubdiff_phys.models.encoders import SeismicEncoder, VelocityEncoder
+from ubdiff_phys.models.inception import InceptionV3, inception_from_state_dict
 from ubdiff_phys.models.inversionnet import InversionNet
 from ubdiff_phys.models.unet1d import UNet1D, UNet1DConfig, build_unet1d
 
 __all__ = [
     "AutoencoderConfig",
+    "InceptionV3",
     "InversionNet",
     "PaperSeismicDecoder",
     "SeismicEncoder",
@@ -30,4 +33,5 @@ __all__ = [
     "build_autoencoder",
     "build_unet1d",
     "count_parameters",
+    "inception_from_state_dict",
 ]
