@@ -149,11 +149,70 @@ def test_frechet_of_features(real_store, feature_ckpt):
     assert fd_noise > 1e3 * max(same, 1e-9) and fd_noise > 1e-3
 
 
-def test_inception_checkpoint_not_supported(tmp_path):
-    path = tmp_path / "inception.pt"
-    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 3, 3)}, path)
-    with pytest.raises(NotImplementedError, match="torchvision"):
+def test_inception_state_dict_is_a_feature_network(real_store, tmp_path):
+    from ubdiff_phys.models.inception import InceptionV3
+
+    torch.manual_seed(0)
+    path = tmp_path / "pt_inception.pth"
+    torch.save({"state_dict": InceptionV3(1008, fid=True).state_dict()}, path)
+    with open_store(real_store) as st:
+        normalizer = st.normalizer
+        x = torch.stack([normalizer.velocity(torch.from_numpy(st.velocity(int(r))))
+                         for r in st.test_index[:3]]).float()  # fmt: skip
+    with pytest.raises(ValueError, match="normalizer"):
         load_feature_extractor(path)
+    ext = load_feature_extractor(path, normalizer=normalizer)
+    info = ext.describe()
+    assert info["kind"] == "Inception-v3 (fid weights)" and info["feature_dim"] == 2048
+    f = ext.store_features(real_store, np.asarray(st.test_index[:3]))
+    assert f.shape == (3, 2048) and f.dtype == torch.float64
+    # the same maps given directly: 1 channel repeated to 3, bilinear 70 -> 299
+    rgb = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear").expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        direct = ext.network.inception.features(rgb).double()
+    torch.testing.assert_close(f, direct, rtol=1e-5, atol=1e-6)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(NotImplementedError, match="Inception"):
+    with pytest.raises(ValueError, match="weights_only"):
         load_feature_extractor(tmp_path / "junk.pth")
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="neither"):
+        load_feature_extractor(tmp_path / "other.pt")
+
+
+class _Interrupting(torch.utils.data.Dataset):
+    """Wraps a dataset and raises KeyboardInterrupt at the n-th item read."""
+
+    def __init__(self, base, at: int | None):
+        self.base, self.at, self.reads = base, at, 0
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.at is not None and self.reads == self.at:
+            raise KeyboardInterrupt
+        return self.base[i]
+
+
+# 16 pairs in batches of 4: 4 steps per epoch, item read 23 is in step 6, read 37 in step 10;
+# checkpoints every 3 steps resume mid-epoch, every 2 steps from the end of an epoch
+@pytest.mark.parametrize(("interrupt_at", "every"), [(23, 3), (37, 3), (23, 2)])
+def test_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_at, every):
+    base = training_pairs(real_store)
+    cfg = ProtocolConfig(epochs=3, batch=4, width=0.125, lr=1e-3, max_steps=10)
+    whole, losses, steps = train_inversionnet(_Interrupting(base, None), cfg, progress=False)
+    ckpt = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_inversionnet(_Interrupting(base, interrupt_at), cfg, progress=False,
+                           checkpoint=ckpt, checkpoint_every=every)  # fmt: skip
+    assert ckpt.exists()
+    resumed, losses2, steps2 = train_inversionnet(
+        _Interrupting(base, None), cfg, progress=False, checkpoint=ckpt, checkpoint_every=every
+    )
+    assert steps2 == steps == 10 and losses2 == pytest.approx(losses, rel=1e-6)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = ProtocolConfig(epochs=3, batch=4, width=0.125, lr=1e-3, max_steps=9)
+    with pytest.raises(ValueError, match="another InversionNet run"):
+        train_inversionnet(base, other, progress=False, checkpoint=ckpt)

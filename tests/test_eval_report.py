@@ -148,3 +148,46 @@ def test_train_features_cli(stores, tmp_path, capsys):
     assert info == json.loads(json.dumps(ext.describe()))
     assert info["config"]["epochs"] == 1 and info["config"]["seed"] == 2
     assert info["trained_on"]["rows"] == 16 and info["trained_on"]["family"] == "flatvel-a"
+
+
+def test_evaluate_resumes_and_handles_missing_survey(stores, tmp_path, monkeypatch):
+    """A finished InversionNet result is reused; a file without a survey gets no residual (it
+    cannot be simulated) instead of an error; Inception-v3 weights serve as velocity features."""
+    import h5py
+    import torch
+
+    from ubdiff_phys.eval import report as report_mod
+    from ubdiff_phys.models.inception import InceptionV3
+
+    real, _ = stores
+    gen = tmp_path / "gen.h5"
+    gen.write_bytes(real.read_bytes())
+    with h5py.File(gen, "r+") as f:  # as if imported from elsewhere: no survey recorded
+        del f.attrs["survey"]
+    torch.manual_seed(0)
+    inception = tmp_path / "inception.pth"
+    torch.save(InceptionV3(1000).state_dict(), inception)
+    kwargs = dict(
+        protocol=ProtocolConfig(epochs=1, batch=8, width=0.125, max_steps=2),
+        features=inception,
+        device="cpu",
+        progress=False,
+    )
+    first = evaluate(gen, real, tmp_path / "out", **kwargs)
+    assert "skipped" in first["residual"] and "no survey" in first["residual"]["skipped"]
+    assert "Not computed" in (tmp_path / "out" / "report.md").read_text()
+    fd = first["frechet"]["velocity"]
+    assert fd["features"]["kind"] == "Inception-v3 (torchvision weights)"
+    assert fd["features"]["feature_dim"] == 2048 and fd["fd"] >= 0
+    assert not (tmp_path / "out" / "inversionnet_state.pt").exists()
+
+    def must_not_train(*args, **kw):
+        raise AssertionError("InversionNet retrained although its result is stored")
+
+    monkeypatch.setattr(report_mod, "run_protocol", must_not_train)
+    second = evaluate(gen, real, tmp_path / "out", **kwargs)
+    assert second["protocol"] == first["protocol"]
+    # another protocol config is a new result
+    kwargs["protocol"] = ProtocolConfig(epochs=1, batch=8, width=0.125, max_steps=1)
+    with pytest.raises(AssertionError, match="retrained"):
+        evaluate(gen, real, tmp_path / "out", **kwargs)

@@ -66,8 +66,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     print("InversionNet on real test pairs: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
     for modality, f in report["frechet"].items():
         print(f"Fréchet distance ({modality} features): {f['fd']:.4g}")
-    med = report["residual"]["distribution"]["physical"].get("median")
-    print(f"physics residual median (relative L2): {med}")
+    res = report["residual"]
+    if "skipped" in res:
+        print(f"physics residual not computed: {res['skipped']}")
+    else:
+        med = res["distribution"]["physical"].get("median")
+        print(f"physics residual median (relative L2): {med}")
     print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
     return 0
 
@@ -99,7 +103,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float, help="InversionNet width multiplier (default 1.0)")
     p.add_argument("--max-steps", type=int, help="stop InversionNet training after N steps")
     p.add_argument(
-        "--features", type=Path, help="velocity feature checkpoint (default: train one on --real)"
+        "--features",
+        type=Path,
+        help="velocity feature checkpoint, or an Inception-v3 state dict (pytorch-fid's FID "
+        "weights or torchvision's) (default: train one on --real)",
     )
     p.add_argument("--seismic-fd", action="store_true", help="also Fréchet distance of seismic")
     p.add_argument("--seismic-features", type=Path, help="seismic feature checkpoint")

@@ -15,10 +15,13 @@ FEAT.pt``; fixed seed, deterministic on CPU):
 * **Features.** The ``feature_dim``-dimensional code (the Linear bottleneck output, default 64),
   which keeps the spatial layout that a global average pool would discard.
 
-A user-supplied Inception-v3 checkpoint cannot be used honestly without the Inception-v3
-architecture, which lives in torchvision (not a dependency of this project and not installable
-here); :func:`load_feature_extractor` raises ``NotImplementedError`` saying so for any checkpoint
-that is not one of ours.
+A user-supplied **Inception-v3** state dict is accepted too (:func:`load_feature_extractor`
+recognises it): the FID network of pytorch-fid (``pt_inception-2015-12-05-*.pth``, 1008 classes)
+or torchvision's ImageNet weights (1000 classes), run by the project's own port
+(:mod:`ubdiff_phys.models.inception`, no torchvision needed). Velocity maps are normalised with the
+real store's constants, repeated to 3 channels and resized bilinearly to 299 x 299; the features
+are the 2048-d pool3 activations. Inception features are for velocity maps only (they were
+trained on natural images; gathers are not images of that kind).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from tqdm.auto import tqdm
 
 from ubdiff_phys.data.normalize import Normalizer
 from ubdiff_phys.data.store import Store, StoreError, open_store
+from ubdiff_phys.models.inception import InceptionV3, inception_from_state_dict
 from ubdiff_phys.train.checkpoint import save_checkpoint
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "FeatureAutoencoder",
     "FeatureConfig",
     "FeatureExtractor",
+    "InceptionFeatures",
     "load_feature_extractor",
     "store_rows",
     "train_feature_network",
@@ -53,6 +58,7 @@ __all__ = [
 
 FEATURE_CHECKPOINT_FORMAT = "ubdiff_phys.feature_checkpoint"
 INPUT_SIZE = 64
+INCEPTION_SIZE = 299
 MODALITIES = ("velocity", "seismic")
 
 
@@ -174,17 +180,51 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class AutoencoderFeatures(nn.Module):
+    """Normalised samples (B, C, H, W) -> the bottleneck code (B, D) of a
+    :class:`FeatureAutoencoder`."""
+
+    def __init__(self, model: FeatureAutoencoder):
+        super().__init__()
+        self.model = model
+        self.feature_dim = model.to_code.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(_prepare(x))
+
+
+class InceptionFeatures(nn.Module):
+    """Normalised velocity maps (B, 1, H, W) in [-1, 1] -> Inception-v3 pool3 features
+    (B, 2048): repeated to 3 channels and resized bilinearly to 299 x 299 (the inputs both
+    Inception weight sets expect)."""
+
+    feature_dim = 2048
+
+    def __init__(self, inception: InceptionV3):
+        super().__init__()
+        self.inception = inception
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != 1:
+            raise ValueError(f"Inception features take 1-channel velocity maps, got {x.shape[1]}")
+        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
+                          align_corners=False)  # fmt: skip
+        return self.inception.features(x.expand(-1, 3, -1, -1).clamp(-1.0, 1.0))
+
+
 class FeatureExtractor:
-    """A trained :class:`FeatureAutoencoder` with the normaliser and description of its features."""
+    """A feature network (normalised samples (B, C, H, W) -> (B, D)) with the normaliser of its
+    inputs and a description of its features."""
 
     def __init__(
         self,
-        model: FeatureAutoencoder,
+        network: nn.Module,
         modality: str,
         normalizer: Normalizer,
         info: dict[str, Any],
     ):
-        self.model = model.eval()
+        self.network = network.eval()
+        self.feature_dim = int(network.feature_dim)
         self.modality = modality
         self.normalizer = normalizer
         self.info = info
@@ -192,12 +232,12 @@ class FeatureExtractor:
     @torch.no_grad()
     def features(self, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
         """Features (N, D) float64 of normalised samples ``x`` (N, C, H, W)."""
-        dev = next(self.model.parameters()).device
+        p = next(self.network.parameters())
         out = [
-            self.model.encode(_prepare(x[i : i + batch].float().to(dev))).double().cpu()
+            self.network(x[i : i + batch].to(p.device, p.dtype)).double().cpu()
             for i in range(0, len(x), batch)
         ]
-        return torch.cat(out) if out else torch.zeros(0, self.model.to_code.out_features)
+        return torch.cat(out) if out else torch.zeros(0, self.feature_dim, dtype=torch.float64)
 
     @torch.no_grad()
     def store_features(
@@ -210,7 +250,7 @@ class FeatureExtractor:
             rows = store_rows(st, self.modality, rows)
         ds = _RowsDataset(st, np.asarray(rows, dtype=np.int64), self.modality, self.normalizer)
         feats = [self.features(x, batch) for x in DataLoader(ds, batch_size=batch)]
-        return torch.cat(feats) if feats else torch.zeros(0, self.model.to_code.out_features)
+        return torch.cat(feats) if feats else torch.zeros(0, self.feature_dim, dtype=torch.float64)
 
     def describe(self) -> dict[str, Any]:
         """What these features are (for reports)."""
@@ -278,30 +318,70 @@ def train_feature_network(
     return load_feature_extractor(out, device=dev)
 
 
+def _inception_state(ckpt: Any) -> dict[str, torch.Tensor] | None:
+    """The Inception-v3 state dict inside a loaded file (plain, or under "state_dict"/"model"),
+    or None."""
+    if not isinstance(ckpt, dict):
+        return None
+    for cand in (ckpt, ckpt.get("state_dict"), ckpt.get("model")):
+        if isinstance(cand, dict) and any(
+            str(k).removeprefix("module.") == "Mixed_7c.branch_pool.conv.weight" for k in cand
+        ):
+            return cand
+    return None
+
+
 def load_feature_extractor(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    normalizer: Normalizer | None = None,
 ) -> FeatureExtractor:
-    """Load a feature checkpoint written by :func:`train_feature_network` (``weights_only``).
+    """Load a feature network: a checkpoint of :func:`train_feature_network`, or an Inception-v3
+    state dict (the FID network's 1008-class weights or torchvision's; see the module docstring).
+
+    Args:
+        path: the file (read with ``weights_only=True``).
+        device: where the network runs.
+        normalizer: the velocity normalisation for Inception weights (they record none; use the
+            real store's). Ignored for project checkpoints, which record their own.
 
     Raises:
-        NotImplementedError: the file is not a ubdiff_phys feature checkpoint (e.g. Inception-v3
-            weights): running Inception-v3 needs its architecture, which comes from torchvision,
-            not available to this project.
+        ValueError: the file is neither, or an Inception file without ``normalizer``.
     """
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 (any unreadable file gets the same explanation)
-        ckpt, err = None, exc
-    else:
-        err = None
+        raise ValueError(
+            f"{str(path)!r} cannot be read as a torch checkpoint with weights_only=True ({exc})"
+        ) from exc
+    inception_state = _inception_state(ckpt)
+    if inception_state is not None:
+        if normalizer is None:
+            raise ValueError(
+                f"{str(path)!r} holds Inception-v3 weights, which record no velocity "
+                "normalisation: pass normalizer= (the real store's)"
+            )
+        net, variant = inception_from_state_dict(inception_state)
+        info = {
+            "kind": f"Inception-v3 ({variant} weights)",
+            "modality": "velocity",
+            "features": "2048-d pool3 of Inception-v3 on velocity maps normalised to [-1, 1], "
+            f"repeated to 3 channels and resized bilinearly to {INCEPTION_SIZE}x{INCEPTION_SIZE}",
+            "feature_dim": InceptionFeatures.feature_dim,
+            "checkpoint": str(path),
+            "sha256": _sha256(path),
+            "variant": variant,
+            "normalization": normalizer.to_dict(),
+        }
+        return FeatureExtractor(InceptionFeatures(net).to(device), "velocity", normalizer, info)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FEATURE_CHECKPOINT_FORMAT:
-        raise NotImplementedError(
-            f"{str(path)!r} is not a ubdiff_phys feature checkpoint (read error: {err}). "
-            "Inception-v3 checkpoints are not supported: evaluating them needs the Inception-v3 "
-            "architecture from torchvision, which this project does not depend on and this "
-            "environment cannot install. Train a project feature network instead with "
-            "`ubdiff-phys train-features --real TRAIN.h5 --out FEAT.pt`."
+        raise ValueError(
+            f"{str(path)!r} is neither a ubdiff_phys feature checkpoint nor an Inception-v3 state "
+            "dict. Train a project feature network with "
+            "`ubdiff-phys train-features --real TRAIN.h5 --out FEAT.pt`, or pass Inception-v3 "
+            "weights (pytorch-fid's pt_inception-2015-12-05 or torchvision's inception_v3)."
         )
     cfg = FeatureConfig.from_dict(ckpt["config"])
     model = FeatureAutoencoder(int(ckpt["in_channels"]), cfg.feature_dim, cfg.width)
@@ -319,5 +399,8 @@ def load_feature_extractor(
         "final_train_loss": float(ckpt["train_loss"][-1]),
     }
     return FeatureExtractor(
-        model.to(device), cfg.modality, Normalizer.from_dict(ckpt["normalization"]), info
+        AutoencoderFeatures(model).to(device),
+        cfg.modality,
+        Normalizer.from_dict(ckpt["normalization"]),
+        info,
     )

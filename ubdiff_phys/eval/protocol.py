@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,9 @@ from ubdiff_phys.data.datasets import HeldOutDataset, PairedDataset
 from ubdiff_phys.data.store import Store, StoreError, open_store
 from ubdiff_phys.eval.metrics import MetricAccumulator
 from ubdiff_phys.models import InversionNet
+from ubdiff_phys.train.checkpoint import save_checkpoint
+
+INVERSION_CHECKPOINT_FORMAT = "ubdiff_phys.inversion_training_state"
 
 __all__ = [
     "ProtocolConfig",
@@ -135,6 +139,21 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def _load_training_state(path: Path, cfg: ProtocolConfig, n_train: int) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != INVERSION_CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not an InversionNet training checkpoint")
+    if state["config"] != cfg.to_dict() or state["n_train"] != n_train:
+        raise ValueError(
+            f"{str(path)!r} is a checkpoint of another InversionNet run (config "
+            f"{state['config']}, {state['n_train']} pairs; now {cfg.to_dict()}, {n_train} "
+            "pairs): remove it to start over"
+        )
+    return state
+
+
 def train_inversionnet(
     dataset: Dataset,
     cfg: ProtocolConfig | None = None,
@@ -142,8 +161,16 @@ def train_inversionnet(
     device: str | torch.device | None = None,
     progress: bool = True,
     model: InversionNet | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
 ) -> tuple[InversionNet, list[float], int]:
     """Train InversionNet on a dataset of normalised (velocity, seismic) pairs.
+
+    With ``checkpoint``, the training state (weights, optimiser, position in the epoch, shuffle
+    generator) is saved there atomically every ``checkpoint_every`` steps, and a run that finds
+    the file resumes from it: an interrupted and resumed run ends with the same weights as an
+    uninterrupted one. The file is left in place at the end (the caller removes it once the
+    result is stored).
 
     Returns:
         (model in eval mode, mean training loss of each epoch, optimiser steps taken).
@@ -152,6 +179,8 @@ def train_inversionnet(
     dev = _resolve_device(device)
     if len(dataset) == 0:
         raise ValueError("cannot train InversionNet on an empty dataset")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     torch.manual_seed(cfg.seed)
     _, s0 = dataset[0]
     if model is None:
@@ -166,11 +195,50 @@ def train_inversionnet(
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     losses: list[float] = []
-    step = 0
-    with tqdm(total=total, desc="inversionnet", unit="step", disable=not progress) as bar:
-        for _ in range(cfg.epochs):
-            loss_sum, n = 0.0, 0
-            for v, s in loader:
+    step = first_epoch = skip = 0
+    loss_sum, n = 0.0, 0
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    state = _load_training_state(ckpt_path, cfg, len(dataset)) if ckpt_path else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, first_epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
+        losses, loss_sum, n = list(state["losses"]), state["loss_sum"], state["loss_n"]
+        gen.set_state(state["epoch_generator_state"])
+
+    def save(epoch: int, batch_in_epoch: int, epoch_gen_state: torch.Tensor) -> None:
+        save_checkpoint(
+            ckpt_path,
+            {
+                "format": INVERSION_CHECKPOINT_FORMAT,
+                "config": cfg.to_dict(),
+                "n_train": len(dataset),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch,
+                "epoch_generator_state": epoch_gen_state,
+                "losses": losses,
+                "loss_sum": loss_sum,
+                "loss_n": n,
+            },
+        )
+
+    with tqdm(
+        total=total, initial=step, desc="inversionnet", unit="step", disable=not progress
+    ) as bar:
+        for epoch in range(first_epoch, cfg.epochs):
+            if step >= total:
+                break
+            # the shuffle of this epoch is drawn from ``gen`` when the loader is iterated:
+            # its state here lets a resumed run redraw the same order
+            epoch_gen_state = gen.get_state()
+            if epoch != first_epoch or state is None:
+                loss_sum, n, skip = 0.0, 0, 0
+            for k, (v, s) in enumerate(loader):
+                if k < skip:  # batches this epoch had done before the interruption
+                    continue
                 v, s = v.to(dev), s.to(dev)
                 loss = inversion_loss(model(s), v)
                 if not torch.isfinite(loss):
@@ -185,9 +253,9 @@ def train_inversionnet(
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
                 if step >= total:
                     break
+                if ckpt_path is not None and step % checkpoint_every == 0:
+                    save(epoch, k + 1, epoch_gen_state)
             losses.append(loss_sum / n)
-            if step >= total:
-                break
     return model.eval(), losses, step
 
 
@@ -217,9 +285,12 @@ def run_protocol(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
 ) -> ProtocolResult:
     """Train InversionNet on ``train_store``'s paired training rows, test on ``test_store``'s
-    held-out pairs (specs/ubdiff.md §5)."""
+    held-out pairs (specs/ubdiff.md §5). ``checkpoint``: resumable training state (see
+    :func:`train_inversionnet`)."""
     cfg = cfg or ProtocolConfig()
     dev = _resolve_device(device)
     start = time.perf_counter()
@@ -230,7 +301,14 @@ def run_protocol(
             f"training and test stores differ in shape: seismic {tr_shape} vs {te_shape}, "
             f"grid {train_ds.store.grid} vs {test_ds.store.grid}"
         )
-    model, losses, steps = train_inversionnet(train_ds, cfg, device=dev, progress=progress)
+    model, losses, steps = train_inversionnet(
+        train_ds,
+        cfg,
+        device=dev,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )
     metrics = evaluate_inversion(
         model, test_ds, batch=cfg.batch, device=dev, num_workers=cfg.num_workers
     )

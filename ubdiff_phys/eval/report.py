@@ -9,9 +9,11 @@ Three parts (specs/ubdiff.md §5):
    network (:mod:`.features`). Without a checkpoint one is trained on the real store's training
    rows and saved in the output folder (``features_velocity.pt`` / ``features_seismic.pt``), so
    the number is reproducible from the report alone.
+   A user-supplied Inception-v3 state dict may replace the velocity feature network.
 3. **Physics residual** of every generated pair (:func:`ubdiff_phys.validate.validate_store`):
    distribution of the relative L2 in physical and normalised units and the fraction under a few
-   thresholds.
+   thresholds. A generated file that records no survey (its seismic was not made by
+   ubdiff_phys) cannot be checked; the report says so instead of failing.
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def frechet_report(
 
 
 def _residual_report(generated: str | os.PathLike, device, batch: int, progress: bool):
+    with open_store(generated) as g:
+        if g.survey is None:
+            return {
+                "skipped": "the file records no survey, so its pairs cannot be simulated "
+                "(seismic not made by ubdiff_phys, e.g. an OpenFWI import)",
+            }
     summary = validate_store(generated, device=device, batch=batch, progress=progress)
     rel = np.asarray(summary.rel_l2, dtype=np.float64)
     return {
@@ -87,8 +95,60 @@ def _residual_report(generated: str | os.PathLike, device, batch: int, progress:
     }
 
 
-def _given_extractor(ckpt: str | os.PathLike, modality: str, device) -> FeatureExtractor:
-    ext = load_feature_extractor(ckpt, device=device)
+def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    st = os.stat(path)
+    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _protocol_resumable(generated, real, cfg: ProtocolConfig, out: Path, device, progress):
+    """:func:`run_protocol`, resumable: the result is kept in ``out/protocol.json`` (reused while
+    the config and both files are unchanged) and the training state in
+    ``out/inversionnet_state.pt`` until the result is stored."""
+    key = {"config": cfg.to_dict(), "generated": _file_identity(generated),
+           "real": _file_identity(real)}  # fmt: skip
+    done = out / "protocol.json"
+    if done.exists():
+        cached = json.loads(done.read_text())
+        if cached.get("key") == key:
+            return cached["result"]
+    state, state_key = out / "inversionnet_state.pt", out / "inversionnet_state.key.json"
+    if state.exists() and (not state_key.exists() or json.loads(state_key.read_text()) != key):
+        state.unlink()  # training state of an evaluation of other inputs or options
+    _write_atomic(state_key, json.dumps(key) + "\n")
+    result = run_protocol(
+        generated, real, cfg, device=device, progress=progress, checkpoint=state
+    ).to_dict()
+    _write_atomic(done, json.dumps({"key": key, "result": result}, indent=2) + "\n")
+    state.unlink(missing_ok=True)
+    state_key.unlink(missing_ok=True)
+    return result
+
+
+def _trained_features(
+    real, path: Path, cfg: FeatureConfig, device, progress: bool
+) -> FeatureExtractor:
+    """The feature network of an earlier run of this evaluation if it was trained on the same
+    real file with the same options, else a newly trained one."""
+    if path.exists():
+        try:
+            ext = load_feature_extractor(path, device=device)
+        except ValueError:
+            ext = None
+        if (
+            ext is not None
+            and ext.info.get("config") == cfg.to_dict()
+            and Path(ext.info["trained_on"]["path"]).resolve() == Path(real).resolve()
+        ):
+            return ext
+    return train_feature_network(real, path, cfg, device=device, progress=progress)
+
+
+def _given_extractor(
+    ckpt: str | os.PathLike, modality: str, device, real: str | os.PathLike
+) -> FeatureExtractor:
+    with open_store(real) as r:
+        normalizer = r.normalizer  # used by Inception weights, which record none
+    ext = load_feature_extractor(ckpt, device=device, normalizer=normalizer)
     if ext.modality != modality:
         raise ValueError(f"{str(ckpt)!r} holds {ext.modality} features, not {modality}")
     return ext
@@ -117,7 +177,8 @@ def evaluate(
         out: output folder.
         protocol: InversionNet options (default :class:`ProtocolConfig`).
         feature_cfg: options of the feature networks trained when no checkpoint is given.
-        features: velocity feature checkpoint (``train-features``); default: train one.
+        features: velocity feature checkpoint (``train-features``) or Inception-v3 state dict
+            (pytorch-fid's FID weights or torchvision's); default: train one.
         seismic_features: seismic feature checkpoint; giving it implies ``seismic_fd``.
         seismic_fd: also report the Fréchet distance of seismic features.
         residual_batch: pairs per solver call of the residual check.
@@ -142,18 +203,16 @@ def evaluate(
     if seismic_fd or seismic_features is not None:
         modalities["seismic"] = seismic_features
     # given checkpoints are checked before any training
-    given = {m: _given_extractor(c, m, device) for m, c in modalities.items() if c is not None}
-    report["protocol"] = run_protocol(
-        generated, real, protocol, device=device, progress=progress
-    ).to_dict()
+    given = {
+        m: _given_extractor(c, m, device, real) for m, c in modalities.items() if c is not None
+    }
+    report["protocol"] = _protocol_resumable(generated, real, protocol, out, device, progress)
     report["frechet"] = {}
     for modality in modalities:
         ext = given.get(modality)
         if ext is None:
             cfg = FeatureConfig.from_dict({**feature_cfg.to_dict(), "modality": modality})
-            ext = train_feature_network(
-                real, out / f"features_{modality}.pt", cfg, device=device, progress=progress
-            )
+            ext = _trained_features(real, out / f"features_{modality}.pt", cfg, device, progress)
         report["frechet"][modality] = frechet_report(ext, generated, real)
     report["residual"] = _residual_report(generated, device, residual_batch, progress)
     report["seconds"] = time.perf_counter() - start
@@ -207,10 +266,23 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"`{feat['checkpoint']}` ({feat['sha256'][:12]}) |"
         )
     res = report["residual"]
+    kinds = {f["features"].get("kind", "") for f in report["frechet"].values()}
+    if any(not k.startswith("Inception") for k in kinds):
+        lines += [
+            "",
+            "Rows whose features are not Inception-v3 are not Inception FIDs: those features "
+            "come from the project's feature network trained on real data (see report.json "
+            "`frechet.*.features`).",
+        ]
+    if "skipped" in res:
+        lines += [
+            "",
+            "## Physics residual of the generated pairs",
+            "",
+            f"Not computed: {res['skipped']}.",
+        ]
+        return "\n".join(lines) + "\n"
     lines += [
-        "",
-        "These are not Inception FIDs: the features come from the project's feature network "
-        "trained on real data (see report.json `frechet.*.features`).",
         "",
         f"## Physics residual of the generated pairs ({res['n_pairs']} pairs, boundary "
         f"{res['boundary']!r})",
