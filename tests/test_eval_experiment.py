@@ -13,6 +13,7 @@ from conftest import child_env
 from torch.utils.data import ConcatDataset
 
 from ubdiff_phys.eval.experiment import PRESETS, SETTINGS, training_set
+from ubdiff_phys.validate import validate_store
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "unbalanced_experiment.py"
 
@@ -26,9 +27,13 @@ def _run(workdir: Path, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_presets_are_complete():
-    assert set(PRESETS) == {"tiny", "small", "full"}
-    full = PRESETS["full"]
-    assert (full.n_velocity, full.n_paired) == (24000, 1000)
+    assert set(PRESETS) == {"tiny", "small", "medium", "full"}
+    for name in ("medium", "full"):  # the data scale: all velocities + 1k pairs
+        assert (PRESETS[name].n_velocity, PRESETS[name].n_paired) == (24000, 1000)
+
+
+def _rows_below(rel: list[float], cut: float) -> list[int]:
+    return [i for i, r in enumerate(rel) if r <= cut]
 
 
 def test_tiny_experiment_end_to_end(tmp_path):
@@ -46,6 +51,8 @@ def test_tiny_experiment_end_to_end(tmp_path):
         "ubdiff": p.n_generated,
         "ubdiff+real": p.n_generated + p.n_paired,
         "wo_opt": p.n_generated,
+        "ubdiff_filtered": n_train["ubdiff_filtered"],
+        "ubdiff_resim": p.n_generated,
     }
     for r in results["inversion"].values():
         # the same optimiser-step budget for every setting
@@ -73,6 +80,20 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert isinstance(ds, ConcatDataset) and len(ds) == p.n_generated + p.n_paired
     v, s = ds[len(ds) - 1]
     assert v.shape == (1, 70, 70) and s.shape[0] == 5
+
+    # (e) keeps exactly the lowest-residual half of the UB-Diff pairs
+    rel = json.loads((work / "residual_ubdiff.json").read_text())["rel_l2"]
+    assert len(rel) == p.n_generated
+    ranked = sorted(rel)
+    k = n_train["ubdiff_filtered"]
+    assert k == math.floor(p.filter_keep * (len(rel) - 1)) + 1
+    assert ranked[k - 1] < ranked[k]  # no tie at the cut, so exactly these rows
+    kept = training_set([(work / "generated_ubdiff.h5", _rows_below(rel, ranked[k - 1]))])
+    assert len(kept) == k
+    # (f) is physically consistent: the solver reproduces its seismic
+    resim = validate_store(work / "resimulated_ubdiff.h5", device="cpu", progress=False)
+    assert max(resim.rel_l2) < 1e-5
+    assert min(rel) > 1e-2  # the decoder's seismic is not
 
 
 def test_training_set_refuses_mismatched_normalisation(tmp_path, monkeypatch):
