@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ubdiff_phys.eval.experiment import PRESETS, run_experiment
 
@@ -28,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument(
         "--configs",
-        default=str(Path(__file__).resolve().parent.parent / "configs"),
-        help="folder with the base TOML configs (default: the repository's configs/)",
+        default=None,
+        help="folder with the base TOML configs (default: the copy installed with the package, "
+        "else the repository's configs/)",
     )
     args = ap.parse_args(argv)
     results = run_experiment(

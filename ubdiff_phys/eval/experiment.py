@@ -51,13 +51,20 @@ __all__ = [
     "PRESETS",
     "SETTINGS",
     "ExperimentPreset",
+    "default_configs_dir",
     "render_results_markdown",
     "run_experiment",
     "training_set",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-CONFIGS = REPO_ROOT / "configs"
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # in an installed wheel
+_REPO_CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs"  # in a checkout
+
+
+def default_configs_dir() -> Path:
+    """The base TOML configs: the copy installed with the package, else the checkout's
+    ``configs/``."""
+    return _PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _REPO_CONFIGS
 
 #: autoencoder variants: name -> ``data.paired_only``
 VARIANTS = {"ubdiff": False, "wo_opt": True}
@@ -282,9 +289,8 @@ def run_experiment(
     """Run (or resume) the experiment in ``workdir``; returns the results dict also written to
     ``workdir/results.json`` (and ``results.md``).
 
-    ``configs_dir`` holds the base TOML configs (the repository's ``configs/``; default: the one
-    next to this package when it runs from a checkout)."""
-    configs = Path(configs_dir) if configs_dir is not None else CONFIGS
+    ``configs_dir`` holds the base TOML configs (default: :func:`default_configs_dir`)."""
+    configs = Path(configs_dir) if configs_dir is not None else default_configs_dir()
     if not configs.is_dir():
         raise FileNotFoundError(
             f"config folder {str(configs)!r} not found: pass configs_dir= (the repository's "
