@@ -12,7 +12,7 @@ import pytest
 from conftest import child_env
 from torch.utils.data import ConcatDataset
 
-from ubdiff_phys.eval.experiment import PRESETS, SETTINGS, training_set
+from ubdiff_phys.eval.experiment import PRESETS, SETTINGS, default_configs_dir, training_set
 from ubdiff_phys.validate import validate_store
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "unbalanced_experiment.py"
@@ -30,6 +30,9 @@ def test_presets_are_complete():
     assert set(PRESETS) == {"tiny", "small", "medium", "full"}
     for name in ("medium", "full"):  # the data scale: all velocities + 1k pairs
         assert (PRESETS[name].n_velocity, PRESETS[name].n_paired) == (24000, 1000)
+    configs = default_configs_dir()  # installed with the package, or the checkout's
+    for p in PRESETS.values():
+        assert (configs / p.ae_config).is_file() and (configs / p.diffusion_config).is_file()
 
 
 def _rows_below(rel: list[float], cut: float) -> list[int]:
