@@ -73,10 +73,14 @@ def test_tiny_experiment_end_to_end(tmp_path):
         assert (work / name / "final.pt").exists()
 
     # resumable: a second run skips every step and reproduces the table
+    timings = json.loads((work / "timings.json").read_text())
+    assert timings["autoencoder_ubdiff"] > 0 and timings["diffusion_wo_opt"] > 0
     proc = _run(work, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "running" not in proc.stdout
     assert (work / "results.md").read_text() == md
+    again = json.loads((work / "timings.json").read_text())
+    assert again["autoencoder_ubdiff"] == timings["autoencoder_ubdiff"]  # skipped: time kept
 
     # (c) is the union of the generated and the real pairs
     ds = training_set([work / "generated_ubdiff.h5", work / "data.h5"])

@@ -66,6 +66,7 @@ def default_configs_dir() -> Path:
     ``configs/``."""
     return _PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _REPO_CONFIGS
 
+
 #: autoencoder variants: name -> ``data.paired_only``
 VARIANTS = {"ubdiff": False, "wo_opt": True}
 
@@ -319,12 +320,17 @@ def run_experiment(
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    timings: dict[str, float] = {}
+    # seconds of completed work per step, summed over resumed runs (timings.json)
+    timings_path = work / "timings.json"
+    timings: dict[str, float] = (
+        json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    )
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
         out = fn()
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        _write_json(timings_path, timings)
         return out
 
     # 1. data (make_dataset resumes a partial build and leaves a complete one alone)
@@ -470,6 +476,7 @@ def run_experiment(
                 with open_store(data) as st:
                     res["n_train_real"] = int((st.seismic_row[st.train_index] >= 0).sum())
             timings[f"inversion_{setting}"] = res["seconds"]
+            _write_json(timings_path, timings)
             _write_json(path, res)
             state.unlink(missing_ok=True)
         inversion[setting] = json.loads(path.read_text())
