@@ -58,6 +58,12 @@ def test_tiny_experiment_end_to_end(tmp_path):
         "ubdiff_resim": p.n_generated,
     }
     for r in results["inversion"].values():
+        # one InversionNet run per seed, combined as mean and sample standard deviation
+        assert r["seeds"] == [0, 1] and len(r["metrics_per_seed"]) == p.protocol_seeds == 2
+        for k, mean in r["metrics_mean"].items():
+            vals = [m[k] for m in r["metrics_per_seed"]]
+            assert mean == pytest.approx(sum(vals) / 2)
+            assert r["metrics_std"][k] == pytest.approx(abs(vals[0] - vals[1]) / 2**0.5)
         # the same optimiser-step budget for every setting
         assert r["n_test"] == p.n_test and r["steps"] == p.protocol["max_steps"]
         assert set(r["metrics"]) >= {"mae", "mse", "rmse", "ssim"}
@@ -69,6 +75,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
     md = (work / "results.md").read_text()
     assert "| setting | train pairs | MAE | MSE | RMSE | SSIM |" in md
     assert md.count("| (") == len(SETTINGS)
+    assert " ± " in md and "seeds [0, 1]" in md
     for name in ("ae_ubdiff", "ae_wo_opt", "diffusion_ubdiff", "diffusion_wo_opt"):
         assert (work / name / "final.pt").exists()
 

@@ -108,6 +108,8 @@ class ExperimentPreset:
             gets the same ``max_steps`` optimiser steps (whatever its number of pairs), so the
             settings differ in their data only. InversionNet results are recomputed when these
             change.
+        protocol_seeds: InversionNet runs per setting (seeds seed, seed + 1, ...); with more
+            than one the table gives each metric's mean +- standard deviation.
         features: :class:`~ubdiff_phys.eval.features.FeatureConfig` fields.
         wo_opt_step1: how the "w/o opt" autoencoder's step 1 (on the paired maps only) is
             budgeted: ``"steps"`` scales its epochs by n_velocity / n_paired so that it gets as
@@ -131,12 +133,15 @@ class ExperimentPreset:
     protocol: dict[str, Any] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
     wo_opt_step1: str = "steps"
+    protocol_seeds: int = 1
     physics_settings: bool = True
     filter_keep: float = 0.5
 
     def __post_init__(self) -> None:
         if self.wo_opt_step1 not in ("steps", "epochs"):
             raise ValueError(f"wo_opt_step1 must be 'steps' or 'epochs', got {self.wo_opt_step1!r}")
+        if self.protocol_seeds < 1:
+            raise ValueError(f"protocol_seeds must be >= 1, got {self.protocol_seeds}")
         if not 0.0 < self.filter_keep <= 1.0:
             raise ValueError(f"filter_keep must be in (0, 1], got {self.filter_keep}")
 
@@ -167,6 +172,7 @@ PRESETS: dict[str, ExperimentPreset] = {
         n_generated=12,
         sample_steps=5,
         protocol={"epochs": 100, "max_steps": 3, "batch": 8, "width": 0.125, "lr": 1e-3},
+        protocol_seeds=2,
         features={"epochs": 1, "batch": 16, "feature_dim": 8, "width": 4},
     ),
     # 2 CPU cores, well under an hour: the shipped-checkpoint configs with shorter training
@@ -205,6 +211,7 @@ PRESETS: dict[str, ExperimentPreset] = {
         n_generated=1000,
         sample_steps=50,
         protocol={"epochs": 1000, "max_steps": 500, "batch": 16, "width": 0.25, "lr": 1e-3},
+        protocol_seeds=2,
         features={"epochs": 1, "batch": 64},
     ),
     # the issue's scale, for a GPU: 24k velocity maps + 1k pairs, the paper configs
@@ -443,43 +450,48 @@ def run_experiment(
         )
         sources["ubdiff_resim"] = resim
 
-    # 6. InversionNet on each setting, tested on the real held-out pairs
-    pcfg = ProtocolConfig.from_dict({"seed": seed, **preset.protocol})
+    # 6. InversionNet on each setting, tested on the real held-out pairs (one run per seed)
     test_ds = heldout_pairs(data)
     inversion: dict[str, Any] = {}
     for setting in preset.settings:
         srcs = SETTINGS[setting]
-        path = work / f"inversion_{setting}.json"
-        done = path.exists() and json.loads(path.read_text()).get("config") == pcfg.to_dict()
-        if _step(log, f"inversionnet {setting}", done):
-            t0 = time.perf_counter()
-            train_ds = training_set([sources[s] for s in srcs])
-            state = work / f"inversion_{setting}.state.pt"
-            model, losses, steps = train_inversionnet(
-                train_ds, pcfg, device=device, progress=progress, checkpoint=state
-            )
-            metrics = evaluate_inversion(model, test_ds, batch=pcfg.batch, device=device)
-            res = {
-                "setting": setting,
-                "label": SETTING_LABELS[setting],
-                "sources": [_describe_source(sources[s]) for s in srcs],
-                "n_train": len(train_ds),
-                "n_train_real": 0,
-                "n_test": len(test_ds),
-                "steps": steps,
-                "train_loss": losses,
-                "metrics": metrics,
-                "seconds": time.perf_counter() - t0,
-                "config": pcfg.to_dict(),
-            }
-            if "real" in srcs:
-                with open_store(data) as st:
-                    res["n_train_real"] = int((st.seismic_row[st.train_index] >= 0).sum())
-            timings[f"inversion_{setting}"] = res["seconds"]
-            _write_json(timings_path, timings)
-            _write_json(path, res)
-            state.unlink(missing_ok=True)
-        inversion[setting] = json.loads(path.read_text())
+        runs = []
+        for k in range(preset.protocol_seeds):
+            pcfg = ProtocolConfig.from_dict({**preset.protocol, "seed": seed + k})
+            name = f"inversion_{setting}" + (f"_seed{k}" if k else "")
+            path = work / f"{name}.json"
+            done = path.exists() and json.loads(path.read_text()).get("config") == pcfg.to_dict()
+            label = f"inversionnet {setting}" + (f" (seed {seed + k})" if k else "")
+            if _step(log, label, done):
+                t0 = time.perf_counter()
+                train_ds = training_set([sources[s] for s in srcs])
+                state = work / f"{name}.state.pt"
+                model, losses, steps = train_inversionnet(
+                    train_ds, pcfg, device=device, progress=progress, checkpoint=state
+                )
+                metrics = evaluate_inversion(model, test_ds, batch=pcfg.batch, device=device)
+                res = {
+                    "setting": setting,
+                    "label": SETTING_LABELS[setting],
+                    "sources": [_describe_source(sources[s]) for s in srcs],
+                    "n_train": len(train_ds),
+                    "n_train_real": 0,
+                    "n_test": len(test_ds),
+                    "steps": steps,
+                    "train_loss": losses,
+                    "metrics": metrics,
+                    "seconds": time.perf_counter() - t0,
+                    "config": pcfg.to_dict(),
+                }
+                if "real" in srcs:
+                    with open_store(data) as st:
+                        res["n_train_real"] = int((st.seismic_row[st.train_index] >= 0).sum())
+                timings[name] = res["seconds"]
+                _write_json(timings_path, timings)
+                _write_json(path, res)
+                state.unlink(missing_ok=True)
+            runs.append(json.loads(path.read_text()))
+        inversion[setting] = _combine_seeds(runs)
 
     # 7. Fréchet distance of velocity features to the real held-out maps
     feat_path = work / "features_velocity.pt"
@@ -512,7 +524,12 @@ def run_experiment(
         "timings": timings,
         "seconds_this_run": time.perf_counter() - start,
     }
-    bad = [k for k, r in inversion.items() if not all(map(math.isfinite, r["metrics"].values()))]
+    bad = [
+        k
+        for k, r in inversion.items()
+        for m in r.get("metrics_per_seed", [r["metrics"]])
+        if not all(map(math.isfinite, m.values()))
+    ]
     bad += [k for k, f in frechet.items() if not math.isfinite(f["fd"])]
     if bad:
         results["non_finite"] = bad
@@ -521,10 +538,31 @@ def run_experiment(
     return results
 
 
+def _combine_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's record, plus, over all runs (one per InversionNet seed), each metric's
+    mean and sample standard deviation and the seeds' metrics."""
+    out = dict(runs[0])
+    if len(runs) > 1:
+        per_seed = [r["metrics"] for r in runs]
+        out["seeds"] = [r["config"]["seed"] for r in runs]
+        out["metrics_per_seed"] = per_seed
+        out["metrics_mean"] = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
+        out["metrics_std"] = {
+            k: float(np.std([m[k] for m in per_seed], ddof=1)) for k in per_seed[0]
+        }
+    return out
+
+
 def _describe_source(src: Any) -> str:
     if isinstance(src, tuple):
         return f"{src[0]} ({len(src[1])} lowest-residual rows)"
     return str(src)
+
+
+def _metric_cell(run: dict[str, Any], key: str) -> str:
+    if "metrics_mean" in run:
+        return f"{run['metrics_mean'][key]:.4g} ± {run['metrics_std'][key]:.2g}"
+    return _fmt(run["metrics"][key])
 
 
 def _fmt(x: Any) -> str:
@@ -550,11 +588,11 @@ def render_results_markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results["inversion"].values():
-        m = r["metrics"]
-        lines.append(
-            f"| {r['label']} | {r['n_train']} | {_fmt(m['mae'])} | {_fmt(m['mse'])} | "
-            f"{_fmt(m['rmse'])} | {_fmt(m['ssim'])} |"
-        )
+        cells = [_metric_cell(r, k) for k in ("mae", "mse", "rmse", "ssim")]
+        lines.append(f"| {r['label']} | {r['n_train']} | " + " | ".join(cells) + " |")
+    seeds = next(iter(results["inversion"].values())).get("seeds")
+    if seeds:
+        lines += ["", f"Mean ± standard deviation over InversionNet seeds {seeds}."]
     lines += [
         "",
         "## Fréchet distance of velocity features to the real held-out maps",
