@@ -17,7 +17,7 @@ from ubdiff_phys._native import build_info
 from ubdiff_phys.data.store import StoreError, open_store
 from ubdiff_phys.physics.residual import keep_mask, residual
 
-__all__ = ["ValidationSummary", "validate_store"]
+__all__ = ["ValidationSummary", "recorded_simulation", "validate_store"]
 
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
@@ -73,6 +73,25 @@ def _distribution(values: np.ndarray) -> dict[str, float]:
     return {**dict(zip(names, map(float, q), strict=True)), "mean": float(values.mean())}
 
 
+def recorded_simulation(store, what_instead: str) -> tuple[Any, str]:
+    """(survey, boundary mode) a store's seismic was simulated with, from its attributes.
+
+    Raises:
+        StoreError: the store records no survey (its seismic was not made by ubdiff_phys, e.g. an
+            OpenFWI import; ``what_instead`` tells the user what to do then) or an unknown mode.
+    """
+    survey = store.survey
+    boundary = str(store.attrs.get("boundary", ""))
+    if survey is None:
+        raise StoreError(
+            f"{str(store.path)!r} records no survey: its seismic was not simulated by "
+            f"ubdiff_phys (e.g. an OpenFWI import); {what_instead}"
+        )
+    if boundary not in ("openfwi", "pml", "none"):
+        raise StoreError(f"{str(store.path)!r} records an unknown boundary mode {boundary!r}")
+    return survey, boundary
+
+
 def validate_store(
     path: str | os.PathLike,
     *,
@@ -98,16 +117,9 @@ def validate_store(
         raise ValueError(f"batch must be >= 1, got {batch}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with open_store(path) as store:
-        survey = store.survey
-        boundary = str(store.attrs.get("boundary", ""))
-        if survey is None:
-            raise StoreError(
-                f"{str(path)!r} records no survey: its seismic was not simulated by ubdiff_phys "
-                "(e.g. an OpenFWI import); validate it with ubdiff_phys.physics.residual and "
-                "Survey.openfwi() instead"
-            )
-        if boundary not in ("openfwi", "pml", "none"):
-            raise StoreError(f"{str(path)!r} records an unknown boundary mode {boundary!r}")
+        survey, boundary = recorded_simulation(
+            store, "validate it with ubdiff_phys.physics.residual and Survey.openfwi()"
+        )
         # files without normalisation constants get the physical residual only
         normalizer = store.normalizer if store.attrs.get("normalization") else None
         n = len(store.paired_index)

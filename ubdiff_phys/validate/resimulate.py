@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 import ubdiff_phys
 from ubdiff_phys.data.store import StoreError, StoreWriter, create_store, open_store
+from ubdiff_phys.validate.pairs import recorded_simulation
 
 __all__ = ["resimulate_store"]
 
@@ -61,14 +62,9 @@ def resimulate_store(
         raise ValueError("out must differ from src")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with open_store(src) as st:
-        survey = st.survey
-        boundary = str(st.attrs.get("boundary", ""))
-        if survey is None:
-            raise StoreError(
-                f"{str(src)!r} records no survey, so there is nothing to re-simulate with; "
-                "OpenFWI imports need Survey.openfwi() and boundary='openfwi' (use "
-                "ubdiff_phys.physics.simulate directly)"
-            )
+        survey, boundary = recorded_simulation(
+            st, "re-simulate it with ubdiff_phys.physics.simulate and Survey.openfwi()"
+        )
         rows = np.asarray(st.paired_index)
         if len(rows) == 0:
             raise StoreError(f"{str(src)!r} has no paired rows")
