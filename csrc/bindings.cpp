@@ -88,6 +88,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("normalise", &P::normalise)
       .def_readwrite("norm_lo", &P::norm_lo)
       .def_readwrite("norm_hi", &P::norm_hi)
+      .def_readwrite("checkpoint_every", &P::checkpoint_every)
       .def_readwrite("rdz", &P::rdz);
   // Pointer fields travel as integers (data_ptr() of tensors the caller keeps alive).
 #define UBD_PTR_FIELD(name, type)                    \
@@ -110,12 +111,17 @@ PYBIND11_MODULE(_C, m) {
   UBD_PTR_FIELD(stream, void*);
   UBD_PTR_FIELD(observed, const void*);
   UBD_PTR_FIELD(misfit, double*);
+  UBD_PTR_FIELD(grad_out, const void*);
+  UBD_PTR_FIELD(grad_misfit, const double*);
+  UBD_PTR_FIELD(grad_vdt2, void*);
 #undef UBD_PTR_FIELD
 
   // The CPU kernel releases the GIL: it may run for seconds and never touches Python objects.
   m.def("acoustic_forward_cpu", &ubd::acoustic_forward_cpu, py::arg("params"),
         py::call_guard<py::gil_scoped_release>());
   m.def("acoustic_forward_cuda", &ubd::acoustic_forward_cuda, py::arg("params"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("acoustic_backward_cpu", &ubd::acoustic_backward_cpu, py::arg("params"),
         py::call_guard<py::gil_scoped_release>());
   m.def("acoustic_forward_workspace_elems", &ubd::acoustic_forward_workspace_elems,
         py::arg("params"));

@@ -66,6 +66,14 @@ struct AcousticForwardParams {
   double* misfit = nullptr;        // (B, S, 4), zero-initialised by the caller
   bool normalise = false;
   double norm_lo = 0, norm_hi = 1;
+  // Backward (acoustic_backward_cpu): the gradient of a loss with respect to (v dt)^2.
+  // Either grad_out (B, S, nt, R), the loss gradient with respect to the recorded gathers, or,
+  // with `observed`, grad_misfit (B, S, 4) float64, its gradient with respect to the four misfit
+  // sums above (then `misfit`, if set, also receives the sums: value and gradient in one call).
+  const void* grad_out = nullptr;
+  const double* grad_misfit = nullptr;
+  void* grad_vdt2 = nullptr;     // (B, nzm, nxm) output, written (not accumulated)
+  int64_t checkpoint_every = 0;  // steps between stored states; 0 chooses sqrt(nt * state size)
   // CUDA only: caller-allocated workspace of `acoustic_forward_workspace_elems` elements (dtype)
   void* workspace = nullptr;
   void* stream = nullptr;  // CUDA only: cudaStream_t (nullptr = legacy default stream)
@@ -85,6 +93,13 @@ int64_t acoustic_forward_workspace_elems(const AcousticForwardParams& p);
 // std::runtime_error with a readable message on bad sizes or a CUDA failure.
 void acoustic_forward_cpu(const AcousticForwardParams& p);
 void acoustic_forward_cuda(const AcousticForwardParams& p);
+
+// The adjoint-state backward of acoustic_forward_cpu (acoustic_adjoint_cpu.cpp): fills grad_vdt2.
+void acoustic_backward_cpu(const AcousticForwardParams& p);
+
+// The argument check shared by every entry point (sizes, pointers, geometry inside the grid,
+// profiles present for the boundary). Throws std::invalid_argument.
+void check_acoustic_params(const AcousticForwardParams& p);
 
 // Capabilities of this build (acoustic_cuda_*.cpp/.cu).
 bool cuda_built();

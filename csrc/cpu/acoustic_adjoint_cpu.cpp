@@ -1,0 +1,507 @@
+// Adjoint-state backward of the acoustic forward op on the CPU (C++17 + OpenMP): the gradient of a
+// loss with respect to (v dt)^2, for every boundary mode of ubd/acoustic.h.
+//
+// The discrete adjoint. One forward step maps the state s_n = (P_n, P_{n-1}[, Psi, zeta per axis])
+// to s_{n+1} linearly:
+//   P_{n+1} = 2 P_n - P_{n-1} + V L_n - kappa (P_n - P_{n-1}),   P_{n+1}[src] += V[src] w[n]
+//   L_n = Dxx P_n + Dzz P_n, or with C-PML the terms of stencil.h::cpml_term
+// and records y_n = P_{n+1}[receivers]. V = (v dt)^2 on the padded grid enters only as the
+// multiplier of L_n and of the injected wavelet, so for a loss J with g_n = dJ/dy_n
+//   dJ/dV = sum_n lambda_{n+1} * L_n   (+ lambda_{n+1}[src] w[n] at the source cell),
+// where lambda_{n+1} is the adjoint of P_{n+1}: the transposed step run backward in time with g_n
+// injected at the receivers. The stencils are exactly transposed: Dxx, Dzz are symmetric (also
+// with the periodic wrap), the first-derivative stencil is antisymmetric (D1^T = -D1), so the
+// adjoint is the exact gradient of the discrete forward (no "optimise-then-discretise" error):
+//   sponge:  u = V lambda;  lambda_n = L[u] + (2 - kappa) lambda_{n+1} + beta_{n+1};
+//            beta_n = (kappa - 1) lambda_{n+1}        (beta: adjoint of P_n in its P_{n-1} role)
+//   C-PML:   per axis with u = V lambda:  t = (1+b) u + b Lzeta,  Lzeta <- a (u + Lzeta),
+//            w = a b LPsi + b' t,  LPsi <- a LPsi - D1(t);  lambda_n gets (1+b) D2(t) - D1(w).
+// The velocity gradient folds the padded grid back onto the model (edge replication transposed).
+//
+// Memory: checkpointing, not the wavefield history. The backward re-runs the forward once storing
+// the state every k steps (k = ceil(sqrt(nt * state fields))), then walks the segments from last
+// to first: restore the segment's first state, recompute its k steps keeping only L_n (one field a
+// step), and run the adjoint back through them. Per (model, shot) that holds about 2 sqrt(nt m)
+// fields (m = 2 state fields for the sponge modes, 6 with C-PML) instead of nt; the price is one
+// extra forward: backward = 2 forward passes + the adjoint pass. Each OpenMP thread keeps one
+// shot's scratch, so peak memory grows with the thread count, not with the batch. Exact: the
+// recomputed states are bit-identical to the first pass (same code, same order of operations).
+//
+// Work split as in the forward: one OpenMP task per (model, shot) with private scratch; per-shot
+// gradients go to separate buffers and are summed over shots after the parallel region, so the
+// result does not depend on the thread count or the schedule.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ubd/acoustic.h"
+#include "ubd/stencil.h"
+
+#ifdef UBD_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace ubd {
+namespace {
+
+constexpr int64_t kHalo = 2;
+
+template <typename T>
+struct Geometry {
+  int64_t nz, nx, ld, cells;  // padded grid, leading dimension with halo, halo-inclusive size
+  int64_t at(int64_t i, int64_t j) const { return (i + kHalo) * ld + (j + kHalo); }
+};
+
+// Periodic copy of the interior into the halo (OpenFWI's wrap), as in the forward.
+template <typename T>
+void fill_periodic_halo(const Geometry<T>& g, T* f) {
+  const int64_t nz = g.nz, nx = g.nx;
+  for (int64_t h = 1; h <= kHalo; ++h) {
+    std::copy(f + g.at(nz - h, 0), f + g.at(nz - h, 0) + nx, f + g.at(-h, 0));
+    std::copy(f + g.at(h - 1, 0), f + g.at(h - 1, 0) + nx, f + g.at(nz + h - 1, 0));
+  }
+  for (int64_t i = 0; i < nz; ++i) {
+    T* r = f + g.at(i, 0);
+    r[-1] = r[nx - 1];
+    r[-2] = r[nx - 2];
+    r[nx] = r[0];
+    r[nx + 1] = r[1];
+  }
+}
+
+// One (model, shot) task's inputs on the padded grid.
+template <typename T>
+struct Shot {
+  const AcousticForwardParams* p;
+  Geometry<T> g;
+  bool cpml, kappa, wrap;
+  T rdx2, rdz2, rdx, rdz;
+  const T* V;  // (nz, nx) padded (v dt)^2
+  const T* K;  // (nz, nx) sponge kappa, or nullptr
+  const T *ax, *bx, *dbx, *az, *bz, *dbz;
+  int64_t src;                      // halo-inclusive offset of the source cell
+  int64_t src_cell;                 // offset of the source cell in (nz, nx)
+  const std::vector<int64_t>* rec;  // halo-inclusive receiver offsets
+  const T* wavelet;
+};
+
+// Forward state of one shot: P, P_prev and the C-PML fields (Psi = a psi, zeta), halo-inclusive.
+template <typename T>
+struct State {
+  std::vector<T> P, Pp, psx, psz, zx, zz, psx_new, psz_new;
+  void init(int64_t cells, bool cpml) {
+    for (auto* v : {&P, &Pp}) v->assign(static_cast<size_t>(cells), T(0));
+    for (auto* v : {&psx, &psz, &zx, &zz, &psx_new, &psz_new}) {
+      v->assign(cpml ? static_cast<size_t>(cells) : 0, T(0));
+    }
+  }
+  // The fields that define the state (the *_new buffers are scratch).
+  std::vector<std::vector<T>*> fields(bool cpml) {
+    if (cpml) return {&P, &Pp, &psx, &psz, &zx, &zz};
+    return {&P, &Pp};
+  }
+};
+
+// One forward step: P_prev <- P_{n+1} (then swapped), L (nz, nx) <- L_n when non-null.
+template <typename T, bool Cpml, bool Kappa>
+void forward_step(const Shot<T>& s, State<T>& st, int64_t n, T* L) {
+  const Geometry<T>& g = s.g;
+  if (s.wrap) fill_periodic_halo(g, st.P.data());
+  const T* __restrict P = st.P.data();
+  T* __restrict Q = st.Pp.data();
+  const int64_t ld = g.ld;
+  for (int64_t i = 0; i < g.nz; ++i) {
+    const int64_t o = g.at(i, 0);
+    const T* __restrict Pr = P + o;
+    T* __restrict Qr = Q + o;
+    const T* __restrict Vr = s.V + i * g.nx;
+    const T* __restrict Kr = Kappa ? s.K + i * g.nx : nullptr;
+    T* __restrict Lr = L ? L + i * g.nx : nullptr;
+    if constexpr (Cpml) {
+      const T* __restrict psx = st.psx.data() + o;
+      const T* __restrict psz = st.psz.data() + o;
+      T* __restrict psxn = st.psx_new.data() + o;
+      T* __restrict pszn = st.psz_new.data() + o;
+      T* __restrict zx = st.zx.data() + o;
+      T* __restrict zz = st.zz.data() + o;
+      const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
+#pragma omp simd
+      for (int64_t j = 0; j < g.nx; ++j) {
+        T d2x = fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * s.rdx2;
+        T d2z = fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * s.rdz2;
+        const T dux = fd4_d1(Pr[j - 2], Pr[j - 1], Pr[j + 1], Pr[j + 2]) * s.rdx;
+        const T dpx = fd4_d1(psx[j - 2], psx[j - 1], psx[j + 1], psx[j + 2]) * s.rdx;
+        d2x = cpml_term(d2x, dux, dpx, psx[j], s.ax[j], s.bx[j], s.dbx[j], zx[j], psxn[j]);
+        const T duz = fd4_d1(Pr[j - 2 * ld], Pr[j - ld], Pr[j + ld], Pr[j + 2 * ld]) * s.rdz;
+        const T dpz = fd4_d1(psz[j - 2 * ld], psz[j - ld], psz[j + ld], psz[j + 2 * ld]) * s.rdz;
+        d2z = cpml_term(d2z, duz, dpz, psz[j], az, bz, dbz, zz[j], pszn[j]);
+        const T lap = d2x + d2z;
+        Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
+        if (Lr) Lr[j] = lap;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < g.nx; ++j) {
+        const T lap =
+            fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * s.rdx2 +
+            fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * s.rdz2;
+        if constexpr (Kappa) {
+          Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap, Kr[j]);
+        } else {
+          Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
+        }
+        if (Lr) Lr[j] = lap;
+      }
+    }
+  }
+  st.Pp[s.src] += s.V[s.src_cell] * s.wavelet[n];
+  std::swap(st.P, st.Pp);
+  if constexpr (Cpml) {
+    std::swap(st.psx, st.psx_new);
+    std::swap(st.psz, st.psz_new);
+  }
+}
+
+// Adjoint fields of one shot, halo-inclusive (halo cells stay zero unless wrapped).
+template <typename T>
+struct Adjoint {
+  std::vector<T> lam, beta, u;              // adjoint of P_{n+1}, of P_n as P_prev; V lam
+  std::vector<T> lpx, lpz, lzx, lzz;        // adjoints of Psi and zeta (C-PML)
+  std::vector<T> e2x, e2z, wx, wz, tx, tz;  // per-step temporaries (C-PML)
+  void init(int64_t cells, bool cpml) {
+    for (auto* v : {&lam, &beta, &u}) v->assign(static_cast<size_t>(cells), T(0));
+    for (auto* v : {&lpx, &lpz, &lzx, &lzz, &e2x, &e2z, &wx, &wz, &tx, &tz}) {
+      v->assign(cpml ? static_cast<size_t>(cells) : 0, T(0));
+    }
+  }
+};
+
+// One adjoint step n (backward in time): inject g_n, accumulate dJ/dV, lambda_{n+1} -> lambda_n.
+template <typename T, bool Cpml, bool Kappa>
+void adjoint_step(const Shot<T>& s, Adjoint<T>& a, int64_t n, const T* L, const T* g_n,
+                  double* grad) {
+  const Geometry<T>& g = s.g;
+  const int64_t ld = g.ld, R = static_cast<int64_t>(s.rec->size());
+  T* __restrict lam = a.lam.data();
+  for (int64_t k = 0; k < R; ++k) lam[(*s.rec)[k]] += g_n[k];
+  grad[s.src_cell] += double(lam[s.src]) * double(s.wavelet[n]);
+  // pass 1: gradient, u = V lam, and the C-PML temporaries
+  for (int64_t i = 0; i < g.nz; ++i) {
+    const int64_t o = g.at(i, 0);
+    const T* __restrict lr = lam + o;
+    const T* __restrict Vr = s.V + i * g.nx;
+    const T* __restrict Lr = L + i * g.nx;
+    double* __restrict gr = grad + i * g.nx;
+    T* __restrict ur = a.u.data() + o;
+#pragma omp simd
+    for (int64_t j = 0; j < g.nx; ++j) {
+      gr[j] += double(lr[j]) * double(Lr[j]);
+      ur[j] = Vr[j] * lr[j];
+    }
+    if constexpr (Cpml) {
+      T* __restrict lpx = a.lpx.data() + o;
+      T* __restrict lpz = a.lpz.data() + o;
+      T* __restrict lzx = a.lzx.data() + o;
+      T* __restrict lzz = a.lzz.data() + o;
+      T* __restrict e2x = a.e2x.data() + o;
+      T* __restrict e2z = a.e2z.data() + o;
+      T* __restrict wx = a.wx.data() + o;
+      T* __restrict wz = a.wz.data() + o;
+      T* __restrict tx = a.tx.data() + o;
+      T* __restrict tz = a.tz.data() + o;
+      const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
+#pragma omp simd
+      for (int64_t j = 0; j < g.nx; ++j) {
+        const T u = ur[j];
+        const T ax = s.ax[j], bx = s.bx[j], dbx = s.dbx[j];
+        const T t1 = (T(1) + bx) * u + bx * lzx[j];
+        lzx[j] = ax * (u + lzx[j]);
+        wx[j] = ax * bx * lpx[j] + dbx * t1;
+        lpx[j] = ax * lpx[j];
+        e2x[j] = (T(1) + bx) * t1;
+        tx[j] = t1;
+        const T t2 = (T(1) + bz) * u + bz * lzz[j];
+        lzz[j] = az * (u + lzz[j]);
+        wz[j] = az * bz * lpz[j] + dbz * t2;
+        lpz[j] = az * lpz[j];
+        e2z[j] = (T(1) + bz) * t2;
+        tz[j] = t2;
+      }
+    }
+  }
+  if (s.wrap) fill_periodic_halo(g, a.u.data());
+  // pass 2: lambda_n and beta_n (and the Psi adjoints)
+  for (int64_t i = 0; i < g.nz; ++i) {
+    const int64_t o = g.at(i, 0);
+    T* __restrict lr = lam + o;
+    T* __restrict br = a.beta.data() + o;
+    if constexpr (Cpml) {
+      const T* __restrict e2x = a.e2x.data() + o;
+      const T* __restrict e2z = a.e2z.data() + o;
+      const T* __restrict wx = a.wx.data() + o;
+      const T* __restrict wz = a.wz.data() + o;
+      const T* __restrict tx = a.tx.data() + o;
+      const T* __restrict tz = a.tz.data() + o;
+      T* __restrict lpx = a.lpx.data() + o;
+      T* __restrict lpz = a.lpz.data() + o;
+#pragma omp simd
+      for (int64_t j = 0; j < g.nx; ++j) {
+        const T d2 =
+            fd4_d2(e2x[j - 2], e2x[j - 1], e2x[j], e2x[j + 1], e2x[j + 2]) * s.rdx2 +
+            fd4_d2(e2z[j - 2 * ld], e2z[j - ld], e2z[j], e2z[j + ld], e2z[j + 2 * ld]) * s.rdz2;
+        const T d1 = fd4_d1(wx[j - 2], wx[j - 1], wx[j + 1], wx[j + 2]) * s.rdx +
+                     fd4_d1(wz[j - 2 * ld], wz[j - ld], wz[j + ld], wz[j + 2 * ld]) * s.rdz;
+        lpx[j] -= fd4_d1(tx[j - 2], tx[j - 1], tx[j + 1], tx[j + 2]) * s.rdx;
+        lpz[j] -= fd4_d1(tz[j - 2 * ld], tz[j - ld], tz[j + ld], tz[j + 2 * ld]) * s.rdz;
+        const T l = lr[j];
+        lr[j] = d2 - d1 + T(2) * l + br[j];
+        br[j] = -l;
+      }
+    } else {
+      const T* __restrict u = a.u.data() + o;
+      const T* __restrict Kr = Kappa ? s.K + i * g.nx : nullptr;
+#pragma omp simd
+      for (int64_t j = 0; j < g.nx; ++j) {
+        const T lap = fd4_d2(u[j - 2], u[j - 1], u[j], u[j + 1], u[j + 2]) * s.rdx2 +
+                      fd4_d2(u[j - 2 * ld], u[j - ld], u[j], u[j + ld], u[j + 2 * ld]) * s.rdz2;
+        const T l = lr[j];
+        if constexpr (Kappa) {
+          lr[j] = lap + (T(2) - Kr[j]) * l + br[j];
+          br[j] = (Kr[j] - T(1)) * l;
+        } else {
+          lr[j] = lap + T(2) * l + br[j];
+          br[j] = -l;
+        }
+      }
+    }
+  }
+}
+
+// Per-thread scratch, sized once for the padded grid.
+template <typename T>
+struct Scratch {
+  State<T> st;
+  Adjoint<T> adj;
+  std::vector<T> V, K, ckpt, seg, sim, g;
+  std::vector<double> grad;
+  std::vector<int64_t> rec;
+};
+
+// The loss gradient with respect to the recorded samples, (nt, R): given, or from the misfit sums'
+// gradient and the recomputed gathers (d/dsim of the four sums of acoustic.h).
+template <typename T>
+void adjoint_source(const AcousticForwardParams& p, int64_t task, Scratch<T>& sc) {
+  const int64_t n = p.nt * p.n_receivers;
+  sc.g.resize(static_cast<size_t>(n));
+  if (!p.observed) {
+    const T* go = static_cast<const T*>(p.grad_out) + task * n;
+    std::copy(go, go + n, sc.g.begin());
+    return;
+  }
+  const T* obs = static_cast<const T*>(p.observed) + task * n;
+  const double* gm = p.grad_misfit + 4 * task;
+  double sums[4] = {0, 0, 0, 0};
+  const double lo = p.norm_lo, hi = p.norm_hi;
+  for (int64_t k = 0; k < n; ++k) {
+    const double x = sc.sim[k], o = obs[k];
+    double d = 2 * gm[0] * (x - o) + 2 * gm[1] * x;
+    sums[0] += (x - o) * (x - o);
+    sums[1] += x * x;
+    if (p.normalise) {
+      const double nx = openfwi_normalise(x, lo, hi), no = openfwi_normalise(o, lo, hi);
+      const double dn = 2.0 / (hi - lo) / (1.0 + std::fabs(x));
+      d += (2 * gm[2] * (nx - no) + 2 * gm[3] * nx) * dn;
+      sums[2] += (nx - no) * (nx - no);
+      sums[3] += nx * nx;
+    }
+    sc.g[k] = T(d);
+  }
+  if (p.misfit) std::copy(sums, sums + 4, p.misfit + 4 * task);
+}
+
+template <typename T, bool Cpml, bool Kappa>
+void backward_shot(const AcousticForwardParams& p, const Shot<T>& s, int64_t task, int64_t k,
+                   Scratch<T>& sc) {
+  const int64_t cells_model = s.g.nz * s.g.nx, R = p.n_receivers, nt = p.nt;
+  const auto fields = sc.st.fields(Cpml);
+  const int64_t nf = static_cast<int64_t>(fields.size()), cells = s.g.cells;
+  const int64_t n_ckpt = (nt + k - 1) / k;
+  sc.st.init(cells, Cpml);
+  // pass 1: forward, keeping every k-th state (and the gathers when the misfit drives the adjoint)
+  const bool record = p.observed != nullptr;
+  if (record) sc.sim.resize(static_cast<size_t>(nt * R));
+  for (int64_t n = 0; n < nt; ++n) {
+    if (n % k == 0) {
+      T* dst = sc.ckpt.data() + (n / k) * nf * cells;
+      for (int64_t f = 0; f < nf; ++f)
+        std::copy(fields[f]->begin(), fields[f]->end(), dst + f * cells);
+    }
+    forward_step<T, Cpml, Kappa>(s, sc.st, n, nullptr);
+    if (record) {
+      for (int64_t r = 0; r < R; ++r) sc.sim[n * R + r] = sc.st.P[(*s.rec)[r]];
+    }
+  }
+  adjoint_source(p, task, sc);
+  // pass 2: segments from last to first, recompute then adjoint
+  sc.adj.init(cells, Cpml);
+  sc.grad.assign(static_cast<size_t>(cells_model), 0.0);
+  for (int64_t c = n_ckpt - 1; c >= 0; --c) {
+    const int64_t n0 = c * k, n1 = std::min(n0 + k, nt);
+    const T* src = sc.ckpt.data() + c * nf * cells;
+    for (int64_t f = 0; f < nf; ++f)
+      std::copy(src + f * cells, src + (f + 1) * cells, fields[f]->begin());
+    for (int64_t n = n0; n < n1; ++n) {
+      forward_step<T, Cpml, Kappa>(s, sc.st, n, sc.seg.data() + (n - n0) * cells_model);
+    }
+    for (int64_t n = n1 - 1; n >= n0; --n) {
+      adjoint_step<T, Cpml, Kappa>(s, sc.adj, n, sc.seg.data() + (n - n0) * cells_model,
+                                   sc.g.data() + n * R, sc.grad.data());
+    }
+  }
+}
+
+template <typename T>
+void backward(const AcousticForwardParams& p) {
+  const int64_t nz = padded_nz(p), nx = padded_nx(p), pad = p.pad;
+  const int64_t tasks = p.n_models * p.n_shots, cells_model = nz * nx;
+  const bool cpml = p.boundary == Boundary::kCpml;
+  const bool kappa = !cpml && (p.kx || p.kz);
+  const int64_t n_state = cpml ? 6 : 2;
+  int64_t k = p.checkpoint_every;
+  if (k <= 0) k = static_cast<int64_t>(std::ceil(std::sqrt(double(p.nt) * double(n_state))));
+  k = std::clamp<int64_t>(k, 1, std::max<int64_t>(p.nt, 1));
+  const int64_t n_ckpt = (p.nt + k - 1) / k;
+  Geometry<T> g{nz, nx, nx + 2 * kHalo, (nz + 2 * kHalo) * (nx + 2 * kHalo)};
+  const T* vdt2 = static_cast<const T*>(p.vdt2);
+  // per-shot gradients on the model grid, summed over shots afterwards (deterministic)
+  std::vector<double> shot_grad(static_cast<size_t>(tasks * p.nzm * p.nxm), 0.0);
+  std::string error;
+#pragma omp parallel
+  {
+    Scratch<T> sc;
+    bool ready = false;
+    int64_t model = -1;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      try {
+        if (!ready) {
+          sc.V.resize(static_cast<size_t>(cells_model));
+          if (kappa) sc.K.resize(static_cast<size_t>(cells_model));
+          sc.ckpt.resize(static_cast<size_t>(n_ckpt * n_state * g.cells));
+          sc.seg.resize(static_cast<size_t>(k * cells_model));
+          sc.rec.resize(static_cast<size_t>(p.n_receivers));
+          for (int64_t r = 0; r < p.n_receivers; ++r) {
+            sc.rec[r] = g.at(p.receiver_rc[2 * r], p.receiver_rc[2 * r + 1]);
+          }
+          ready = true;
+        }
+        const int64_t b = t / p.n_shots, s_idx = t % p.n_shots;
+        if (b != model) {  // padded (v dt)^2 and kappa of this model
+          const T* vm = vdt2 + b * p.nzm * p.nxm;
+          for (int64_t i = 0; i < nz; ++i) {
+            const int64_t mr = std::clamp<int64_t>(i - pad, 0, p.nzm - 1);
+            for (int64_t j = 0; j < nx; ++j) {
+              sc.V[i * nx + j] = vm[mr * p.nxm + std::clamp<int64_t>(j - pad, 0, p.nxm - 1)];
+            }
+          }
+          if (kappa) {
+            const T* kx = p.kx ? static_cast<const T*>(p.kx) + b * nx : nullptr;
+            const T* kz = p.kz ? static_cast<const T*>(p.kz) + b * nz : nullptr;
+            for (int64_t i = 0; i < nz; ++i) {
+              for (int64_t j = 0; j < nx; ++j) {
+                const bool in_cols = j >= pad && j < pad + p.nxm;
+                sc.K[i * nx + j] = (kx ? kx[j] : T(0)) + (kz && in_cols ? kz[i] : T(0));
+              }
+            }
+          }
+          model = b;
+        }
+        auto prof = [&](const void* ptr, int64_t n) {
+          return ptr ? static_cast<const T*>(ptr) + b * n : nullptr;
+        };
+        const int64_t sr = p.source_rc[2 * s_idx], scol = p.source_rc[2 * s_idx + 1];
+        Shot<T> s{&p,
+                  g,
+                  cpml,
+                  kappa,
+                  p.wrap,
+                  T(p.rdx2),
+                  T(p.rdz2),
+                  T(p.rdx),
+                  T(p.rdz),
+                  sc.V.data(),
+                  kappa ? sc.K.data() : nullptr,
+                  prof(p.ax, nx),
+                  prof(p.bx, nx),
+                  prof(p.dbx, nx),
+                  prof(p.az, nz),
+                  prof(p.bz, nz),
+                  prof(p.dbz, nz),
+                  g.at(sr, scol),
+                  sr * nx + scol,
+                  &sc.rec,
+                  static_cast<const T*>(p.wavelet)};
+        if (cpml) {
+          backward_shot<T, true, false>(p, s, t, k, sc);
+        } else if (kappa) {
+          backward_shot<T, false, true>(p, s, t, k, sc);
+        } else {
+          backward_shot<T, false, false>(p, s, t, k, sc);
+        }
+        // fold the padded grid onto the model (transpose of the edge replication)
+        double* out = shot_grad.data() + t * p.nzm * p.nxm;
+        for (int64_t i = 0; i < nz; ++i) {
+          const int64_t mr = std::clamp<int64_t>(i - pad, 0, p.nzm - 1);
+          for (int64_t j = 0; j < nx; ++j) {
+            out[mr * p.nxm + std::clamp<int64_t>(j - pad, 0, p.nxm - 1)] += sc.grad[i * nx + j];
+          }
+        }
+      } catch (const std::exception& e) {
+#pragma omp critical
+        error = e.what();
+      }
+    }
+  }
+  if (!error.empty()) throw std::runtime_error("acoustic_backward_cpu: " + error);
+  T* grad = static_cast<T*>(p.grad_vdt2);
+  const int64_t m = p.nzm * p.nxm;
+  for (int64_t b = 0; b < p.n_models; ++b) {
+    for (int64_t c = 0; c < m; ++c) {
+      double acc = 0;
+      for (int64_t s = 0; s < p.n_shots; ++s) acc += shot_grad[(b * p.n_shots + s) * m + c];
+      grad[b * m + c] = T(acc);
+    }
+  }
+}
+
+}  // namespace
+
+void acoustic_backward_cpu(const AcousticForwardParams& p) {
+  auto fail = [](const std::string& m) { throw std::invalid_argument("acoustic_backward: " + m); };
+  if (!p.grad_vdt2) fail("null grad_vdt2");
+  if (p.observed ? !p.grad_misfit : !p.grad_out) {
+    fail("needs grad_out, or observed with grad_misfit");
+  }
+  const int64_t m = p.n_models * p.nzm * p.nxm;
+  if (p.n_models * p.n_shots * p.nt == 0) {  // no shot or no step: the gradient is zero
+    if (p.dtype == DType::kFloat32) {
+      std::fill(static_cast<float*>(p.grad_vdt2), static_cast<float*>(p.grad_vdt2) + m, 0.0f);
+    } else {
+      std::fill(static_cast<double*>(p.grad_vdt2), static_cast<double*>(p.grad_vdt2) + m, 0.0);
+    }
+    return;
+  }
+  AcousticForwardParams q = p;  // the forward's check, with the gradient as the output
+  q.out = q.grad_vdt2;
+  q.observed = nullptr;
+  check_acoustic_params(q);
+  if (p.dtype == DType::kFloat32) {
+    backward<float>(p);
+  } else {
+    backward<double>(p);
+  }
+}
+
+}  // namespace ubd
