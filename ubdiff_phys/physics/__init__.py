@@ -1,6 +1,8 @@
-"""Acoustic wave physics: survey geometry, wavelets, the finite-difference solver, residuals."""
+"""Acoustic wave physics: survey geometry, wavelets, the finite-difference solver (differentiable
+in the velocity), misfits and residuals."""
 
 from ubdiff_phys.physics.forward import BOUNDARIES, courant_number, simulate
+from ubdiff_phys.physics.misfit import misfit, misfit_and_grad
 from ubdiff_phys.physics.residual import Residual, keep_mask, residual
 from ubdiff_phys.physics.survey import STABILITY_LIMIT, Survey
 from ubdiff_phys.physics.wavelets import ricker_openfwi
@@ -12,6 +14,8 @@ __all__ = [
     "Survey",
     "courant_number",
     "keep_mask",
+    "misfit",
+    "misfit_and_grad",
     "residual",
     "ricker_openfwi",
     "simulate",

@@ -12,7 +12,15 @@ from ubdiff_phys.ops.problem import AcousticProblem
 from ubdiff_phys.physics.boundaries import cpml_profiles, openfwi_sponge_profile
 from ubdiff_phys.physics.survey import STABILITY_LIMIT, Survey
 
-__all__ = ["BOUNDARIES", "courant_number", "prepare_problem", "simulate", "stability_limit"]
+__all__ = [
+    "BOUNDARIES",
+    "check_stability",
+    "check_velocity",
+    "courant_number",
+    "prepare_problem",
+    "simulate",
+    "stability_limit",
+]
 
 #: Boundary modes of :func:`simulate`.
 BOUNDARIES = ("openfwi", "pml", "none")
@@ -44,7 +52,9 @@ def simulate(
             "none": no absorption, edge-replicated padding of ``pad`` cells and a zero field beyond;
             with the default ``pad`` no reflection from the edge reaches a receiver within nt
             steps, i.e. the unbounded-medium reference.
-        backend: "native" (C++/OpenMP or CUDA) or "reference" (pure PyTorch, differentiable).
+        backend: "native" (C++/OpenMP or CUDA) or "reference" (pure PyTorch). Both are
+            differentiable in ``v``: the native backward is the adjoint-state method with
+            checkpointing (csrc/cpu/acoustic_adjoint_cpu.cpp), the reference uses autograd.
         pad: "none" only: padding cells per side; default ``ceil(v_max nt dt / (2 h)) + 12``.
 
     Returns:
@@ -58,11 +68,11 @@ def simulate(
     survey = Survey.openfwi() if survey is None else survey
     if not isinstance(survey, Survey):
         raise TypeError(f"survey must be a ubdiff_phys.physics.Survey, got {type(survey).__name__}")
-    v = _check_velocity(v, survey)
+    v = check_velocity(v, survey)
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     if v.shape[0] > 0:
-        _check_stability(v, survey, boundary)
+        check_stability(v, survey, boundary)
     problem = prepare_problem(v, survey, boundary=boundary, pad=pad)
     return acoustic_forward(problem, backend=backend)
 
@@ -94,7 +104,8 @@ def stability_limit(v_min: torch.Tensor, survey: Survey, boundary: str) -> torch
     return limit
 
 
-def _check_stability(v: torch.Tensor, survey: Survey, boundary: str) -> None:
+def check_stability(v: torch.Tensor, survey: Survey, boundary: str) -> None:
+    """Raise ValueError if any model of ``v`` (B, nz, nx) [m/s] is beyond its stability limit."""
     v64 = v.detach().double()
     v_min, v_max = v64.amin(dim=(1, 2)).cpu(), v64.amax(dim=(1, 2)).cpu()
     limit = stability_limit(v_min, survey, boundary)
@@ -188,7 +199,7 @@ def prepare_problem(
     )
 
 
-def _check_velocity(v: torch.Tensor, survey: Survey) -> torch.Tensor:
+def check_velocity(v: torch.Tensor, survey: Survey) -> torch.Tensor:
     """Validate the velocity tensor and return it as (B, nz, nx)."""
     if isinstance(v, np.ndarray):
         raise TypeError("v must be a torch.Tensor; convert a numpy array with torch.from_numpy(v)")

@@ -17,8 +17,9 @@ import torch
 
 from ubdiff_phys.ops.acoustic import acoustic_forward
 from ubdiff_phys.ops.reference.acoustic import misfit_sums_reference
-from ubdiff_phys.physics.forward import BOUNDARIES, _check_stability, _check_velocity
+from ubdiff_phys.physics.forward import BOUNDARIES, check_stability, check_velocity
 from ubdiff_phys.physics.forward import prepare_problem as _prepare
+from ubdiff_phys.physics.misfit import log_bounds_of
 from ubdiff_phys.physics.survey import Survey
 
 __all__ = ["Residual", "keep_mask", "residual"]
@@ -40,15 +41,6 @@ class Residual:
     rel_l2_normalized: torch.Tensor | None
     keep: torch.Tensor
     threshold: float | None
-
-
-def _log_bounds(normalizer: Any) -> tuple[float, float] | None:
-    if normalizer is None:
-        return None
-    if hasattr(normalizer, "s_log_min"):
-        return float(normalizer.s_log_min), float(normalizer.s_log_max)
-    lo, hi = normalizer
-    return float(lo), float(hi)
 
 
 def keep_mask(
@@ -101,7 +93,7 @@ def residual(
         :class:`Residual` with tensors on the input's device.
     """
     survey = Survey.openfwi() if survey is None else survey
-    v = _check_velocity(v, survey)
+    v = check_velocity(v, survey)
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     expected = (v.shape[0], survey.n_sources, survey.nt, survey.n_receivers)
@@ -112,9 +104,9 @@ def residual(
         raise ValueError(f"seismic is on {seismic.device} but the velocity on {v.device}")
     if not bool(torch.isfinite(seismic).all()):
         raise ValueError("seismic contains NaN or infinite values")
-    bounds = _log_bounds(normalizer)
+    bounds = log_bounds_of(normalizer)
     if v.shape[0] > 0:
-        _check_stability(v, survey, boundary)
+        check_stability(v, survey, boundary)
     problem = _prepare(v, survey, boundary=boundary)
     observed = seismic.to(v.dtype).contiguous()
     if fused and backend == "native":

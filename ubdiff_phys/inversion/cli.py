@@ -1,0 +1,259 @@
+"""``ubdiff-phys invert``: velocity from observed gathers in a dataset file.
+
+    ubdiff-phys invert OBSERVED.h5 --method fwi --out DIR [--rows 0,1] [--iterations 50]
+
+Reads the gathers of the chosen paired rows (with the file's survey and boundary mode), inverts
+them, and writes into DIR: ``inverted.npy`` and ``initial.npy`` (B, 1, nz, nx) [m/s],
+``fwi.json`` (settings, per-model misfit history, timings, and SSIM/MAE against the stored
+velocity, which is the truth for files made by ``make-dataset``), and ``figure.png`` (truth,
+initial, inverted, misfit history). Every file is written under a temporary name and renamed when
+complete; existing outputs are refused unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ubdiff_phys.inversion.fwi import OPTIMIZERS, fwi, smooth_velocity
+from ubdiff_phys.models.metrics import ssim
+from ubdiff_phys.physics.forward import BOUNDARIES
+from ubdiff_phys.runtime.files import atomic_path, atomic_write_json
+
+__all__ = ["register"]
+
+METHODS = ("fwi",)
+OUTPUTS = ("inverted.npy", "initial.npy", "fwi.json", "figure.png")
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "invert",
+        help="invert observed gathers of a dataset file for velocity (deterministic FWI)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("observed", type=Path, help="dataset file (.h5) with paired seismic rows")
+    p.add_argument("--method", choices=METHODS, default="fwi")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--rows", default="0", help="paired (seismic) rows, e.g. 0,3,7 (default 0)")
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs")
+    p.add_argument("--boundary", choices=BOUNDARIES, help="default: the file's boundary mode")
+    p.add_argument("--bounds", default="1500,4500", help="v_min,v_max in m/s")
+    p.add_argument(
+        "--init",
+        default="smoothed",
+        help="starting model: 'smoothed' (the stored velocity smoothed with --smooth-sigma: a "
+        "benchmark setting, it uses the truth), 'linear:V_TOP,V_BOTTOM' (1-D linear in depth), "
+        "or a .npy file of shape (B, nz, nx) or (nz, nx)",
+    )
+    p.add_argument("--smooth-sigma", type=float, default=10.0, help="cells (default 10)")
+    p.add_argument("--normalised", action="store_true", help="misfit in normalised units")
+    p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    p.set_defaults(func=_run)
+
+
+def _parse_rows(text: str, n_paired: int) -> list[int]:
+    try:
+        rows = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--rows must be comma-separated integers, got {text!r}") from None
+    bad = [r for r in rows if not 0 <= r < n_paired]
+    if not rows or bad:
+        raise UserError(f"--rows {text!r}: the file has paired rows 0..{n_paired - 1}")
+    return rows
+
+
+def _parse_bounds(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise UserError(f"--bounds must be V_MIN,V_MAX in m/s, got {text!r}") from None
+    if not 0 < lo < hi < float("inf"):
+        raise UserError(f"--bounds must satisfy 0 < V_MIN < V_MAX, got {text!r}")
+    return lo, hi
+
+
+def _initial(args: argparse.Namespace, truth: torch.Tensor) -> torch.Tensor:
+    spec: str = args.init
+    if spec == "smoothed":
+        if not args.smooth_sigma >= 0:
+            raise UserError(f"--smooth-sigma must be >= 0, got {args.smooth_sigma}")
+        return smooth_velocity(truth, args.smooth_sigma)
+    if spec.startswith("linear:"):
+        try:
+            top, bottom = (float(x) for x in spec[len("linear:") :].split(","))
+        except ValueError:
+            raise UserError(f"--init linear:V_TOP,V_BOTTOM, got {spec!r}") from None
+        nz = truth.shape[-2]
+        col = torch.linspace(top, bottom, nz, dtype=truth.dtype)[:, None]
+        return col.expand(truth.shape).clone()
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"--init {spec!r}: not 'smoothed', 'linear:A,B' or an existing .npy file")
+    v = torch.from_numpy(np.load(path)).to(truth.dtype)
+    if v.dim() == 2:
+        v = v.expand(truth.shape[0], *v.shape)
+    if v.dim() == 3:
+        v = v[:, None]
+    if tuple(v.shape) != tuple(truth.shape):
+        raise UserError(f"--init {spec!r} has shape {tuple(v.shape)}, expected {truth.shape}")
+    return v.contiguous()
+
+
+def _check_outputs(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is not a folder")
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise UserError(
+            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace them "
+            "or choose another --out"
+        )
+
+
+def _load(args: argparse.Namespace) -> dict[str, Any]:
+    from ubdiff_phys.data.store import open_store
+
+    if not args.observed.is_file():
+        raise UserError(f"{str(args.observed)!r} is not a file")
+    try:
+        store = open_store(args.observed)
+    except Exception as exc:  # any failure to read the file is the user's input
+        raise UserError(f"cannot read {str(args.observed)!r} as a dataset file: {exc}") from None
+    with store:
+        survey = store.survey
+        if survey is None:
+            raise UserError(f"{str(args.observed)!r} records no survey: cannot model its data")
+        boundary = args.boundary or store.attrs.get("boundary")
+        if boundary not in BOUNDARIES:
+            raise UserError(f"the file's boundary mode is {boundary!r}; pass --boundary")
+        rows = _parse_rows(args.rows, store.progress.n_seismic_committed)
+        obs = np.stack([store.seismic(i) for i in rows])
+        truth = np.stack([store.velocity(int(store.paired_index[i])) for i in rows])
+        normalizer = store.normalizer if args.normalised else None
+    return dict(
+        normalizer=normalizer,
+        survey=survey,
+        boundary=boundary,
+        rows=rows,
+        observed=torch.from_numpy(obs).float(),
+        truth=torch.from_numpy(truth).float(),
+    )
+
+
+def _scores(v: torch.Tensor, truth: torch.Tensor, lo: float, hi: float) -> list[dict[str, float]]:
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return 2 * (x - lo) / (hi - lo) - 1
+
+    return [
+        {
+            "ssim": ssim(norm(v[b : b + 1]), norm(truth[b : b + 1])),
+            "mae_m_per_s": float((v[b] - truth[b]).abs().mean()),
+        }
+        for b in range(v.shape[0])
+    ]
+
+
+def _figure(path: Path, truth, initial, inverted, history, lo: float, hi: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = truth.shape[0]
+    fig, axes = plt.subplots(n, 4, figsize=(14, 3.2 * n), squeeze=False)
+    for b in range(n):
+        for c, (title, img) in enumerate(
+            (("truth", truth), ("initial", initial), ("inverted", inverted))
+        ):
+            ax = axes[b, c]
+            im = ax.imshow(img[b, 0].numpy(), vmin=lo, vmax=hi, cmap="viridis")
+            ax.set_title(f"row {b}: {title}")
+            ax.axis("off")
+        fig.colorbar(im, ax=axes[b, 2], label="m/s")
+        ax = axes[b, 3]
+        ax.semilogy(history[:, b].numpy())
+        ax.set_xlabel("evaluation")
+        ax.set_title("data misfit")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        if args.iterations < 1:
+            raise UserError(f"--iterations must be >= 1, got {args.iterations}")
+        if args.threads is not None and args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        lo, hi = _parse_bounds(args.bounds)
+        _check_outputs(args.out, args.overwrite)
+        data = _load(args)
+        v0 = _initial(args, data["truth"])
+    except UserError as exc:
+        print(f"invert: error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    try:
+        result = fwi(
+            data["observed"],
+            data["survey"],
+            v0,
+            boundary=data["boundary"],
+            iterations=args.iterations,
+            optimizer=args.optimizer,
+            bounds=(lo, hi),
+            normalizer=data["normalizer"],
+            callback=lambda k, v, f: print(f"evaluation {k}: misfit {f.sum().item():.4g}"),
+        )
+    except ValueError as exc:  # e.g. bounds beyond the stability limit of the survey
+        print(f"invert: error: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - t0
+    _write(args, data, v0, result, seconds, lo, hi)
+    print(f"invert: wrote {', '.join(OUTPUTS)} to {args.out} in {seconds:.1f} s")
+    return 0
+
+
+def _write(args, data, v0, result, seconds: float, lo: float, hi: float) -> None:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("inverted.npy", result.velocity), ("initial.npy", v0)):
+        with atomic_path(out / name, suffix=".tmp.npy") as tmp:
+            np.save(tmp, arr.cpu().numpy())
+    truth = data["truth"]
+    report = {
+        "kind": "ubdiff_phys.invert",
+        "method": args.method,
+        "observed": str(args.observed),
+        "rows": data["rows"],
+        "settings": result.settings,
+        "init": args.init if args.init != "smoothed" else f"smoothed:{args.smooth_sigma}",
+        "evaluations": result.evaluations,
+        "seconds": seconds,
+        "seconds_per_evaluation": seconds / max(result.evaluations, 1),
+        "misfit_initial": result.history[0].tolist(),
+        "misfit_final": result.history[-1].tolist(),
+        "misfit_history": result.history.T.tolist(),
+        "truth_is_stored_velocity": True,
+        "initial_vs_truth": _scores(v0, truth, lo, hi),
+        "inverted_vs_truth": _scores(result.velocity.float(), truth, lo, hi),
+    }
+    atomic_write_json(out / "fwi.json", report)
+    _figure(out / "figure.png", truth, v0, result.velocity.float(), result.history, lo, hi)
