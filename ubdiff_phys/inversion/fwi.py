@@ -5,6 +5,9 @@ The velocity is parametrised as ``v = v_min + (v_max − v_min) sigmoid(θ)``: e
 inside the bounds (and so stable and finite), with no clipping that would zero the gradient or
 let a line search step out of the physical range. Each model's misfit is divided by its value at
 the start, so models of a batch weigh equally and the objective is O(1) whatever the amplitude.
+The boundary profiles are held fixed by the gradient; with ``boundary="pml"`` the C-PML is pinned to
+``v_max`` so the objective does not move with the iterate (the OpenFWI sponge follows each
+iterate's minimum velocity, as in the data files; its effect on the misfit is small).
 """
 
 from __future__ import annotations

@@ -56,7 +56,14 @@ def native_args(problem) -> tuple:
 
 
 def _call_native(
-    args: tuple, *, kind: str, observed=None, bounds=None, grad=None, sums=None
+    args: tuple,
+    *,
+    kind: str,
+    observed=None,
+    bounds=None,
+    grad=None,
+    sums=None,
+    checkpoint_every: int = 0,
 ) -> Tensor:
     """Fill the native parameter struct and run one entry point.
 
@@ -67,6 +74,7 @@ def _call_native(
         observed: (B, S, nt, R) for the misfit kinds; bounds: (lo, hi) log bounds or None.
         sums: "misfit_backward" on CPU only: a (B, S, 4) float64 tensor that also receives the
             misfit sums (value and gradient in one call).
+        checkpoint_every: backward only: steps between stored states (0: sqrt(nt * fields)).
 
     Returns:
         gathers (B, S, nt, R) | sums (B, S, 4) float64 | grad_vdt2 (B, nzm, nxm).
@@ -111,6 +119,7 @@ def _call_native(
     p.az, p.bz, p.dbz = ptr(az), ptr(bz), ptr(dbz)
     p.source_rc, p.receiver_rc = ptr(src, torch.int64), ptr(rec, torch.int64)
     p.wavelet = ptr(wavelet)
+    p.checkpoint_every = int(checkpoint_every)
     if observed is not None:
         p.observed = ptr(observed)
         p.normalise = bounds is not None
