@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ubdiff_phys.validate.generate import generate_and_validate
+from ubdiff_phys.pipelines import generate_and_validate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ Fréchet distances of UB-Diff and "w/o opt" samples to the real held-out maps.
 
     PYTHONPATH=. python examples/unbalanced_experiment.py --scale small --workdir WORKDIR
 
-Presets (``ubdiff_phys.eval.experiment.PRESETS``): ``tiny`` (CI smoke run, < 60 s on CPU),
+Presets (``configs/experiment/*.toml``): ``tiny`` (CI smoke run, < 60 s on CPU),
 ``small`` (2 CPU cores, well under an hour), ``full`` (the issue's 24k velocity maps + 1k pairs
 with the paper configs; for a GPU, use ``--device cuda``). Re-running with the same work folder
 skips every step whose output exists. Writes WORKDIR/results.json and WORKDIR/results.md.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ubdiff_phys.eval.experiment import PRESETS, run_experiment
+from ubdiff_phys.pipelines.experiment import PRESETS, run_experiment
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,86 +1,34 @@
-"""Shared fixtures and markers.
-
-CUDA tests carry ``@requires_cuda`` and skip with a visible reason.
-"""
+"""Fixtures and marker hooks. Helpers live in ``helpers.py``; the names below are re-exported
+for tests that still import them from here."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
-
-import ubdiff_phys
-from ubdiff_phys import build_info
-from ubdiff_phys.physics import Survey
-
-#: folder holding the ubdiff_phys package this test run imported (site-packages after
-#: `pip install .`, the checkout in a development tree)
-PACKAGE_PARENT = Path(ubdiff_phys.__file__).resolve().parent.parent
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for a child Python process that must import the same ubdiff_phys as this one.
-
-    Run the child with ``cwd`` outside the checkout as well: ``python -c`` puts its working
-    directory first on sys.path, where the source tree (without the compiled module) would win.
-    """
-    return {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT), **extra}
-
-
-def _cuda_skip_reason() -> str | None:
-    info = build_info()
-    if not info["native"]:
-        return f"native module unavailable: {info['native_error']}"
-    if not info["cuda"]:
-        return "this build has no CUDA kernels (UBD_CUDA=OFF or no nvcc at build time)"
-    if not torch.cuda.is_available():
-        return "no CUDA device visible to PyTorch (CPU-only machine or CPU build of torch)"
-    return None
-
-
-CUDA_SKIP_REASON = _cuda_skip_reason()
-
-#: a survey unlike OpenFWI: rectangular non-square cells, interior and deep sources, sparse
-#: receivers, narrow sponge and PML
-ODD_SURVEY = Survey(
-    nz=30,
-    nx=45,
-    dz=8.0,
-    dx=12.0,
-    dt=8e-4,
-    nt=250,
-    frequency=20.0,
-    sources=((3, 5), (15, 40), (29, 0)),
-    receivers=tuple((0, j) for j in range(0, 45, 2)) + ((29, 10), (12, 44)),
-    sponge_width=30,
-    pml_width=10,
+from helpers import (  # noqa: F401 (re-exported)
+    CUDA_SKIP_PREFIX,
+    CUDA_SKIP_REASON,
+    DEVICES,
+    ODD_SURVEY,
+    PACKAGE_PARENT,
+    child_env,
+    layered_models,
+    rel_l2,
+    requires_cuda,
 )
-requires_cuda = pytest.mark.skipif(CUDA_SKIP_REASON is not None, reason=str(CUDA_SKIP_REASON))
 
 
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Relative L2 difference ||a - b|| / ||b|| in float64."""
-    a, b = a.double().cpu(), b.double().cpu()
-    return float((a - b).norm() / b.norm())
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each device a test should pass on: "cpu", and "cuda" (marked ``cuda``, skipped with a
+    visible reason when there is no GPU or no CUDA build)."""
+    return torch.device(request.param)
 
 
-def layered_models(
-    n: int, seed: int, nz: int = 70, nx: int = 70, dtype=torch.float64
-) -> torch.Tensor:
-    """Random laterally varying layered models [m/s], (n, nz, nx), velocities in [1500, 4500]."""
-    g = torch.Generator().manual_seed(seed)
-    out = torch.empty(n, nz, nx, dtype=dtype)
-    z = torch.arange(nz, dtype=dtype)[:, None]
-    x = torch.arange(nx, dtype=dtype)[None, :]
-    for k in range(n):
-        n_layers = int(torch.randint(2, 7, (1,), generator=g))
-        vel = torch.sort(1500 + 3000 * torch.rand(n_layers, generator=g, dtype=dtype)).values
-        depth = torch.sort(torch.rand(n_layers - 1, generator=g, dtype=dtype)).values * nz
-        tilt = (torch.rand(n_layers - 1, generator=g, dtype=dtype) - 0.5) * 0.3
-        m = torch.full((nz, nx), float(vel[0]), dtype=dtype)
-        for i in range(n_layers - 1):
-            m = torch.where(z >= depth[i] + tilt[i] * (x - nx / 2), vel[i + 1], m)
-        out[k] = m
-    return out
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test that skips for want of CUDA ``cuda`` (select with ``-m cuda``)."""
+    for item in items:
+        for mark in item.iter_markers("skipif"):
+            if str(mark.kwargs.get("reason", "")).startswith(CUDA_SKIP_PREFIX):
+                item.add_marker(pytest.mark.cuda)
+                break

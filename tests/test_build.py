@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import child_env
+from helpers import child_env
 
 import ubdiff_phys
 from ubdiff_phys import build_info

@@ -6,9 +6,8 @@ Subpackages: ``physics`` (survey geometry, wavelets, the acoustic finite-differe
 ``eval`` (MAE/MSE/RMSE/SSIM), ``ops`` (torch-facing native ops and their pure-PyTorch references).
 """
 
-__version__ = "0.1.0"
-
-from ubdiff_phys import data, models, physics  # noqa: E402
-from ubdiff_phys._native import build_info  # noqa: E402
+from ubdiff_phys import data, models, physics
+from ubdiff_phys._native import build_info
+from ubdiff_phys.runtime.version import __version__
 
 __all__ = ["__version__", "build_info", "data", "models", "physics"]

@@ -16,9 +16,9 @@ __all__ = ["main"]
 COMMAND_MODULES = (
     "ubdiff_phys.data.cli",
     "ubdiff_phys.train.cli",
-    "ubdiff_phys.diffusion.cli",
-    "ubdiff_phys.validate.cli",
-    "ubdiff_phys.eval.cli",
+    "ubdiff_phys.pipelines.cli",
+    "ubdiff_phys.pipelines.evaluate_cli",
+    "ubdiff_phys.inversion.cli",
 )
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         import json
 
-        from ubdiff_phys import build_info
+        from ubdiff_phys._native import build_info
 
         print(json.dumps(build_info(), indent=2))
         return 0

@@ -6,7 +6,7 @@ its held-out maps; only the seismic head and decoder (``head_s``, ``dec_s``) are
 step-2 loss (L1 + MSE on normalised seismic), for each decoder variant below. The held-out MAE is
 reported next to that of the mean training gather, a predictor that ignores the velocity.
 
-    PYTHONPATH=. python benchmarks/probes/seismic_decoder_probe.py --workdir out/unbalanced_medium \
+    PYTHONPATH=. python research/probes/seismic_decoder_probe.py --workdir out/unbalanced_medium \
         --out benchmarks/results/seismic_decoder_probe.json
 
 Holds the normalised gathers of the paired and held-out rows in memory (1,200 pairs: ~1.7 GB).

@@ -1,11 +1,11 @@
 """The UB-Diff arm of the ``medium`` unbalanced experiment with the token seismic decoder.
 
-Follows ``benchmarks/probes/seismic_decoder_probe.py``: on the medium store, the token decoder
+Follows ``research/probes/seismic_decoder_probe.py``: on the medium store, the token decoder
 was the only one that beat the mean training gather. This reruns settings (a), (b), (e) and (f)
 of ``examples/unbalanced_experiment.py --scale medium`` (one InversionNet seed) with the
 autoencoder's seismic decoder switched to ``token`` (head 64), reusing the medium store.
 
-    PYTHONPATH=. python benchmarks/probes/token_decoder_experiment.py \
+    PYTHONPATH=. python research/probes/token_decoder_experiment.py \
         --medium out/unbalanced_medium --workdir out/unbalanced_medium_token
 """
 
@@ -17,7 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
-import ubdiff_phys.eval.experiment as ex
+import ubdiff_phys.pipelines.experiment as ex
+import ubdiff_phys.pipelines.experiment_presets as presets
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     if not real.exists():
         shutil.copy(args.medium / "inversion_real.json", real)
     ex.VARIANTS = {"ubdiff": False}
-    ex.SETTINGS = {k: v for k, v in ex.SETTINGS.items()
+    ex.SETTINGS = presets.SETTINGS = {k: v for k, v in ex.SETTINGS.items()
                    if k in ("real", "ubdiff", "ubdiff_filtered", "ubdiff_resim")}  # fmt: skip
     medium = ex.PRESETS["medium"]
     overrides = {**medium.ae_overrides,

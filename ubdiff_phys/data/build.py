@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-import ubdiff_phys
 from ubdiff_phys.data.families import BLOCK, NX, NZ, check_family, generate
 from ubdiff_phys.data.normalize import Normalizer
 from ubdiff_phys.data.store import FORMAT_VERSION, StoreError, StoreWriter, create_store, open_store
+from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.progress import commit_batches
+from ubdiff_phys.runtime.version import __version__
 
 __all__ = ["BuildSummary", "make_dataset", "split_rows"]
 
@@ -93,17 +93,6 @@ def split_rows(
     return train, test, paired
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device 'cuda' requested but no CUDA device is available; use --device cpu"
-        )
-    return device
-
-
 def make_dataset(
     out: str | os.PathLike,
     *,
@@ -142,33 +131,12 @@ def make_dataset(
     Returns:
         A :class:`BuildSummary`.
     """
-    from tqdm.auto import tqdm
-
-    from ubdiff_phys.physics import BOUNDARIES, Survey, simulate
-
     family = check_family(family)
-    n_velocity = _count(n_velocity, "n_velocity")
-    n_paired = _count(n_paired, "n_paired")
-    n_test = n_paired if n_test is None else _count(n_test, "n_test")
-    seed = _count(seed, "seed")
-    batch = _count(batch, "batch")
-    if batch < 1:
-        raise ValueError("batch must be >= 1")
-    if n_paired > n_velocity:
-        raise ValueError(f"n_paired ({n_paired}) cannot exceed n_velocity ({n_velocity})")
-    if n_velocity + n_test == 0:
-        raise ValueError("nothing to build: n_velocity + n_test is 0")
-    if boundary not in BOUNDARIES:
-        raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
-    survey = Survey.openfwi() if survey is None else survey
-    if not isinstance(survey, Survey):
-        raise TypeError(f"survey must be a ubdiff_phys.physics.Survey, got {type(survey).__name__}")
-    if (survey.nz, survey.nx) != (NZ, NX):
-        raise ValueError(
-            f"the velocity families are {NZ} x {NX} cells but the survey grid is "
-            f"{survey.nz} x {survey.nx}; use a survey on the {NZ} x {NX} grid"
-        )
-    dev = _resolve_device(device)
+    n_velocity, n_paired, n_test, seed, batch = _check_counts(
+        n_velocity, n_paired, n_test, seed, batch
+    )
+    survey = _check_survey(survey, boundary)
+    dev = resolve_device(device)
     out = Path(out)
     build_args = {
         "family": family,
@@ -186,88 +154,9 @@ def make_dataset(
     if resumed:
         _check_resume(out, build_args)
     else:
-        train, test, paired = split_rows(n_velocity, n_paired, n_test, seed)
-        create_store(
-            out,
-            n_rows=n_velocity + n_test,
-            grid=(NZ, NX),
-            seismic_shape=(survey.n_sources, survey.nt, survey.n_receivers),
-            paired_index=paired,
-            train_index=train,
-            test_index=test,
-            compression=compression,
-            attrs={
-                "survey": survey.to_dict(),
-                "boundary": boundary,
-                "solver_version": ubdiff_phys.__version__,
-                "family": family,
-                "seed": seed,
-                "source": "synthetic",
-                "source_files": [],
-                "normalization": Normalizer.for_family(family).to_dict(),
-                "split": {
-                    "n_velocity": n_velocity,
-                    "n_paired": n_paired,
-                    "n_test": n_test,
-                    "seed": seed,
-                },
-                "build_args": build_args,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "simulation_device": str(dev),
-            },
-        )
-    generated = simulated = 0
-    t_vel = t_sim = 0.0
-    with StoreWriter(out) as w:
-        p = w.progress
-        already = p.complete
-        # 1. velocity maps: cheap, in whole blocks of the family stream
-        step = 8 * BLOCK
-        with tqdm(
-            total=p.n_velocity,
-            initial=p.n_velocity_committed,
-            desc="velocity maps",
-            unit="map",
-            disable=not progress or already,
-            file=sys.stderr,
-        ) as bar:
-            row = p.n_velocity_committed
-            while row < p.n_velocity:
-                t0 = time.perf_counter()
-                k = min(step, p.n_velocity - row)
-                w.write_velocity(row, generate(family, k, seed=seed, start=row))
-                t_vel += time.perf_counter() - t0
-                generated += k
-                row += k
-                bar.update(k)
-                if on_commit:
-                    on_commit("velocity", row, p.n_velocity)
-        # 2. gathers of the paired rows, in batches
-        paired = w.paired_index
-        with tqdm(
-            total=p.n_seismic,
-            initial=p.n_seismic_committed,
-            desc=f"simulating ({dev})",
-            unit="model",
-            disable=not progress or already,
-            file=sys.stderr,
-        ) as bar:
-            i = p.n_seismic_committed
-            while i < p.n_seismic:
-                t0 = time.perf_counter()
-                rows = paired[i : i + batch]
-                v = torch.from_numpy(w.read_velocity(rows)).to(dev)
-                s = simulate(v, survey, boundary=boundary)
-                w.write_seismic(i, s.to("cpu", torch.float32).numpy())
-                t_sim += time.perf_counter() - t0
-                simulated += len(rows)
-                i += len(rows)
-                bar.update(len(rows))
-                if on_commit:
-                    on_commit("seismic", i, p.n_seismic)
-        if not already:
-            w.finalize()
-        s_min, s_max = float(w.attr("seismic_min")), float(w.attr("seismic_max"))
+        _create(out, build_args, survey, dev, compression)
+    fill = _fill(out, family, seed, survey, boundary, dev, batch, progress, on_commit)
+    already, generated, t_vel, simulated, t_sim, s_min, s_max = fill
     return BuildSummary(
         path=out,
         family=family,
@@ -284,6 +173,120 @@ def make_dataset(
         seismic_max=s_max,
         file_bytes=out.stat().st_size,
         device=str(dev),
+    )
+
+
+def _fill(out, family, seed, survey, boundary, dev, batch, progress, on_commit):
+    """Write the velocity maps, then the paired gathers, resuming at the committed rows.
+
+    Returns (already complete, maps generated, their seconds, gathers simulated, their seconds,
+    seismic min, seismic max)."""
+    from ubdiff_phys.physics import simulate
+
+    with StoreWriter(out) as w:
+        p = w.progress
+        already = p.complete
+        show = progress and not already
+        paired = w.paired_index
+
+        def velocity(i: int, j: int) -> None:
+            w.write_velocity(i, generate(family, j - i, seed=seed, start=i))
+
+        def seismic(i: int, j: int) -> None:
+            v = torch.from_numpy(w.read_velocity(paired[i:j])).to(dev)
+            s = simulate(v, survey, boundary=boundary)
+            w.write_seismic(i, s.to("cpu", torch.float32).numpy())
+
+        def commit(kind: str):
+            return None if on_commit is None else lambda j, total: on_commit(kind, j, total)
+
+        # 1. velocity maps: cheap, in whole blocks of the family stream
+        generated, t_vel = commit_batches(
+            p.n_velocity_committed,
+            p.n_velocity,
+            8 * BLOCK,
+            velocity,
+            desc="velocity maps",
+            unit="map",
+            progress=show,
+            on_commit=commit("velocity"),
+        )
+        # 2. gathers of the paired rows, in batches
+        simulated, t_sim = commit_batches(
+            p.n_seismic_committed,
+            p.n_seismic,
+            batch,
+            seismic,
+            desc=f"simulating ({dev})",
+            unit="model",
+            progress=show,
+            on_commit=commit("seismic"),
+        )
+        if not already:
+            w.finalize()
+        s_min, s_max = float(w.attr("seismic_min")), float(w.attr("seismic_max"))
+    return already, generated, t_vel, simulated, t_sim, s_min, s_max
+
+
+def _check_counts(n_velocity, n_paired, n_test, seed, batch) -> tuple[int, int, int, int, int]:
+    n_velocity = _count(n_velocity, "n_velocity")
+    n_paired = _count(n_paired, "n_paired")
+    n_test = n_paired if n_test is None else _count(n_test, "n_test")
+    seed = _count(seed, "seed")
+    batch = _count(batch, "batch")
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    if n_paired > n_velocity:
+        raise ValueError(f"n_paired ({n_paired}) cannot exceed n_velocity ({n_velocity})")
+    if n_velocity + n_test == 0:
+        raise ValueError("nothing to build: n_velocity + n_test is 0")
+    return n_velocity, n_paired, n_test, seed, batch
+
+
+def _check_survey(survey, boundary: str):
+    """The build's survey (default OpenFWI's) after checking it and the boundary mode."""
+    from ubdiff_phys.physics import BOUNDARIES, Survey
+
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+    survey = Survey.openfwi() if survey is None else survey
+    if not isinstance(survey, Survey):
+        raise TypeError(f"survey must be a ubdiff_phys.physics.Survey, got {type(survey).__name__}")
+    if (survey.nz, survey.nx) != (NZ, NX):
+        raise ValueError(
+            f"the velocity families are {NZ} x {NX} cells but the survey grid is "
+            f"{survey.nz} x {survey.nx}; use a survey on the {NZ} x {NX} grid"
+        )
+    return survey
+
+
+def _create(out: Path, build_args: dict[str, Any], survey, dev, compression) -> None:
+    """The empty store of a new build (split drawn from the seed, attributes recorded)."""
+    a = build_args
+    train, test, paired = split_rows(a["n_velocity"], a["n_paired"], a["n_test"], a["seed"])
+    create_store(
+        out,
+        n_rows=a["n_velocity"] + a["n_test"],
+        grid=(NZ, NX),
+        seismic_shape=(survey.n_sources, survey.nt, survey.n_receivers),
+        paired_index=paired,
+        train_index=train,
+        test_index=test,
+        compression=compression,
+        attrs={
+            "survey": survey.to_dict(),
+            "boundary": a["boundary"],
+            "solver_version": __version__,
+            "family": a["family"],
+            "seed": a["seed"],
+            "source": "synthetic",
+            "source_files": [],
+            "normalization": Normalizer.for_family(a["family"]).to_dict(),
+            "split": {k: a[k] for k in ("n_velocity", "n_paired", "n_test", "seed")},
+            "build_args": build_args,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "simulation_device": str(dev),
+        },
     )
 
 

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-import ubdiff_phys
 from ubdiff_phys.data.normalize import SEISMIC_LOG_BOUNDS, Normalizer
 from ubdiff_phys.data.store import FORMAT_VERSION, StoreError, StoreWriter, create_store, open_store
+from ubdiff_phys.runtime.version import __version__
 
 __all__ = ["ImportSummary", "PairFile", "find_openfwi_pairs", "import_openfwi", "infer_subset"]
 
@@ -192,109 +193,55 @@ class ImportSummary:
         )
 
 
-def import_openfwi(
-    directory: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    family: str | None = None,
-    split_file: str | os.PathLike | None = None,
-    compression: str | None = "gzip",
-    progress: bool = True,
-    on_commit: Callable[[int, int], None] | None = None,
-) -> ImportSummary:
-    """Import one OpenFWI subset folder into a dataset store (resumable like make-dataset).
-
-    Args:
-        directory: subset folder (either naming scheme).
-        out: HDF5 path to write.
-        family: OpenFWI subset ("flatvel-a", ..., "style-b"); default inferred from the folder
-            name. Selects the official split and the normalisation bounds.
-        split_file: OpenFWI split list (``data_path<TAB>label_path`` lines). If its name contains
-            "train" it lists the training files and every other file is test; otherwise it lists
-            the test ("val") files. Default: the official split by file number.
-        on_commit: called as ``on_commit(rows_committed, rows_total)`` after each file.
-    """
-    from tqdm.auto import tqdm
-
-    directory = Path(directory)
-    subset = infer_subset(family) if family is not None else infer_subset(directory.name)
-    if family is not None and subset is None:
-        raise ValueError(
-            f"unknown OpenFWI subset {family!r}; valid: {', '.join(SEISMIC_LOG_BOUNDS)}"
-        )
-    scheme, pairs = find_openfwi_pairs(directory)
-    if split_file is not None:
-        role, listed = _read_split_file(Path(split_file), pairs)
-        other = "test" if role == "train" else "train"
-        splits = [role if p.seismic.name in listed else other for p in pairs]
-    else:
-        splits = [_official_split(scheme, subset, p) for p in pairs]
-    starts = np.concatenate([[0], np.cumsum([p.n for p in pairs])])
-    n_rows = int(starts[-1])
+def _create(out, directory, subset, pairs, is_train, split_file, build_args, compression):
+    """The empty store of a new import (the OpenFWI survey recorded when the shapes are its)."""
+    n_rows = len(is_train)
     rows = np.arange(n_rows)
-    is_train = np.repeat(np.array([s == "train" for s in splits]), [p.n for p in pairs])
     s_shape = _shape(pairs[0].seismic)[0][1:]
     v_shape = _shape(pairs[0].velocity)[0][2:]
-    out = Path(out)
-    build_args = {
-        "import_dir": str(directory.resolve()),
-        "files": [
-            [p.seismic.name, p.velocity.name, p.n, s] for p, s in zip(pairs, splits, strict=True)
-        ],
-        "subset": subset,
-        "format_version": FORMAT_VERSION,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    resumed = out.exists()
-    if resumed:
-        with open_store(out, allow_incomplete=True) as st:
-            recorded = st.attrs.get("build_args")
-        if recorded != build_args:
-            raise StoreError(
-                f"{str(out)!r} exists and is not an import of the same files with the same split; "
-                "choose another output path or delete it"
-            )
-    else:
-        from ubdiff_phys.physics import Survey
+    from ubdiff_phys.physics import Survey
 
-        openfwi = Survey.openfwi()
-        is_openfwi = tuple(s_shape) == (
-            openfwi.n_sources,
-            openfwi.nt,
-            openfwi.n_receivers,
-        ) and tuple(v_shape) == (openfwi.nz, openfwi.nx)
-        create_store(
-            out,
-            n_rows=n_rows,
-            grid=tuple(v_shape),
-            seismic_shape=tuple(s_shape),
-            paired_index=rows,
-            train_index=rows[is_train],
-            test_index=rows[~is_train],
-            compression=compression,
-            attrs={
-                "survey": openfwi.to_dict() if is_openfwi else None,
-                "boundary": "openfwi" if is_openfwi else "unknown",
-                "solver_version": ubdiff_phys.__version__,
-                "family": subset or "unknown",
-                "source": "openfwi-import",
-                "source_files": {
-                    "directory": str(directory.resolve()),
-                    "files": build_args["files"],
-                },
-                "normalization": (
-                    Normalizer.for_family(subset) if subset else Normalizer()
-                ).to_dict(),
-                "split": {
-                    "official": split_file is None,
-                    "split_file": None if split_file is None else str(split_file),
-                    "n_train": int(is_train.sum()),
-                    "n_test": int((~is_train).sum()),
-                },
-                "build_args": build_args,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    openfwi = Survey.openfwi()
+    is_openfwi = tuple(s_shape) == (
+        openfwi.n_sources,
+        openfwi.nt,
+        openfwi.n_receivers,
+    ) and tuple(v_shape) == (openfwi.nz, openfwi.nx)
+    create_store(
+        out,
+        n_rows=n_rows,
+        grid=tuple(v_shape),
+        seismic_shape=tuple(s_shape),
+        paired_index=rows,
+        train_index=rows[is_train],
+        test_index=rows[~is_train],
+        compression=compression,
+        attrs={
+            "survey": openfwi.to_dict() if is_openfwi else None,
+            "boundary": "openfwi" if is_openfwi else "unknown",
+            "solver_version": __version__,
+            "family": subset or "unknown",
+            "source": "openfwi-import",
+            "source_files": {
+                "directory": str(directory.resolve()),
+                "files": build_args["files"],
             },
-        )
+            "normalization": (Normalizer.for_family(subset) if subset else Normalizer()).to_dict(),
+            "split": {
+                "official": split_file is None,
+                "split_file": None if split_file is None else str(split_file),
+                "n_train": int(is_train.sum()),
+                "n_test": int((~is_train).sum()),
+            },
+            "build_args": build_args,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _copy(out, pairs, starts, progress, on_commit) -> None:
+    """Copy the files' samples into the store in order, resuming at the committed rows."""
+    n_rows = int(starts[-1])
     with StoreWriter(out) as w:
         done = w.progress.n_velocity_committed
         already = w.progress.complete
@@ -331,6 +278,67 @@ def import_openfwi(
                     on_commit(int(a + pair.n), n_rows)
         if not already:
             w.finalize()
+
+
+def import_openfwi(
+    directory: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    family: str | None = None,
+    split_file: str | os.PathLike | None = None,
+    compression: str | None = "gzip",
+    progress: bool = True,
+    on_commit: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Import one OpenFWI subset folder into a dataset store (resumable like make-dataset).
+
+    Args:
+        directory: subset folder (either naming scheme).
+        out: HDF5 path to write.
+        family: OpenFWI subset ("flatvel-a", ..., "style-b"); default inferred from the folder
+            name. Selects the official split and the normalisation bounds.
+        split_file: OpenFWI split list (``data_path<TAB>label_path`` lines). If its name contains
+            "train" it lists the training files and every other file is test; otherwise it lists
+            the test ("val") files. Default: the official split by file number.
+        on_commit: called as ``on_commit(rows_committed, rows_total)`` after each file.
+    """
+    directory = Path(directory)
+    subset = infer_subset(family) if family is not None else infer_subset(directory.name)
+    if family is not None and subset is None:
+        raise ValueError(
+            f"unknown OpenFWI subset {family!r}; valid: {', '.join(SEISMIC_LOG_BOUNDS)}"
+        )
+    scheme, pairs = find_openfwi_pairs(directory)
+    if split_file is not None:
+        role, listed = _read_split_file(Path(split_file), pairs)
+        other = "test" if role == "train" else "train"
+        splits = [role if p.seismic.name in listed else other for p in pairs]
+    else:
+        splits = [_official_split(scheme, subset, p) for p in pairs]
+    starts = np.concatenate([[0], np.cumsum([p.n for p in pairs])])
+    is_train = np.repeat(np.array([s == "train" for s in splits]), [p.n for p in pairs])
+    out = Path(out)
+    build_args = {
+        "import_dir": str(directory.resolve()),
+        "files": [
+            [p.seismic.name, p.velocity.name, p.n, s] for p, s in zip(pairs, splits, strict=True)
+        ],
+        "subset": subset,
+        "format_version": FORMAT_VERSION,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    resumed = out.exists()
+    if resumed:
+        with open_store(out, allow_incomplete=True) as st:
+            recorded = st.attrs.get("build_args")
+        if recorded != build_args:
+            raise StoreError(
+                f"{str(out)!r} exists and is not an import of the same files with the same split; "
+                "choose another output path or delete it"
+            )
+    else:
+        _create(out, directory, subset, pairs, is_train, split_file, build_args, compression)
+    _copy(out, pairs, starts, progress, on_commit)
     return ImportSummary(
         path=out,
         subset=subset,

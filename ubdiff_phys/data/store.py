@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,13 @@ import h5py
 import numpy as np
 
 from ubdiff_phys.data.normalize import Normalizer
+from ubdiff_phys.data.store_format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    JSON_ATTRS,
+    StoreError,
+    create_store,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -46,102 +52,6 @@ __all__ = [
     "create_store",
     "open_store",
 ]
-
-FORMAT_NAME = "ubdiff_phys.dataset"
-FORMAT_VERSION = 1
-_JSON_ATTRS = ("survey", "source_files", "normalization", "split", "build_args")
-
-
-class StoreError(ValueError):
-    """A file that is not a (complete, consistent) ubdiff_phys dataset."""
-
-
-def _compression_kwargs(compression: str | None) -> dict[str, Any]:
-    if compression in (None, "none"):
-        return {}
-    if compression == "gzip":
-        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-    if compression == "lzf":
-        return {"compression": "lzf", "shuffle": True}
-    raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
-
-
-def _index(values: Sequence[int] | np.ndarray, name: str, n_rows: int) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.int64).reshape(-1)
-    if arr.size and (arr.min() < 0 or arr.max() >= n_rows):
-        raise ValueError(f"{name} has rows outside [0, {n_rows})")
-    if len(np.unique(arr)) != len(arr):
-        raise ValueError(f"{name} has repeated rows")
-    return arr
-
-
-def create_store(
-    path: str | os.PathLike,
-    *,
-    n_rows: int,
-    grid: tuple[int, int],
-    seismic_shape: tuple[int, int, int],
-    paired_index: Sequence[int] | np.ndarray,
-    train_index: Sequence[int] | np.ndarray,
-    test_index: Sequence[int] | np.ndarray,
-    attrs: dict[str, Any],
-    compression: str | None = "gzip",
-) -> Path:
-    """Create an empty dataset file with every dataset at its final size.
-
-    Written to ``<path>.creating`` and renamed, so ``path`` never holds a half-made skeleton.
-
-    Args:
-        n_rows: number of velocity maps N.
-        grid: (nz, nx) of a map [cells].
-        seismic_shape: (S, nt, R) of one sample's gathers.
-        paired_index: (P,) velocity rows that get gathers, in seismic order.
-        train_index, test_index: disjoint velocity rows.
-        attrs: attributes (dicts/lists/None go in as JSON for the keys in ``_JSON_ATTRS``).
-    """
-    path = Path(path)
-    paired = _index(paired_index, "paired_index", n_rows)
-    train = _index(train_index, "train_index", n_rows)
-    test = _index(test_index, "test_index", n_rows)
-    if np.intersect1d(train, test).size:
-        raise ValueError("train_index and test_index overlap")
-    comp = _compression_kwargs(compression)
-    tmp = path.with_name(path.name + ".creating")
-    tmp.unlink(missing_ok=True)
-    nz, nx = grid
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset(
-            "velocity",
-            shape=(n_rows, 1, nz, nx),
-            dtype=np.float32,
-            chunks=(1, 1, nz, nx) if n_rows else None,
-            **(comp if n_rows else {}),
-        )
-        p = len(paired)
-        f.create_dataset(
-            "seismic",
-            shape=(p, *seismic_shape),
-            dtype=np.float32,
-            chunks=(1, *seismic_shape) if p else None,
-            **(comp if p else {}),
-        )
-        f.create_dataset("paired_index", data=paired)
-        f.create_dataset("train_index", data=train)
-        f.create_dataset("test_index", data=test)
-        f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
-        for key, value in attrs.items():
-            if key in _JSON_ATTRS:
-                f.attrs[key] = json.dumps(value)
-            elif value is not None:
-                f.attrs[key] = value
-        f.attrs["n_velocity_committed"] = 0
-        f.attrs["n_seismic_committed"] = 0
-        f.attrs["seismic_min"] = np.inf
-        f.attrs["seismic_max"] = -np.inf
-        f.attrs["complete"] = False
-    os.replace(tmp, path)
-    return path
 
 
 def _open_h5(path: Path, mode: str) -> h5py.File:
@@ -161,7 +71,7 @@ def _attr(f: h5py.File, key: str) -> Any:
     value = f.attrs[key]
     if isinstance(value, bytes):
         value = value.decode()
-    if key in _JSON_ATTRS:
+    if key in JSON_ATTRS:
         return json.loads(value)
     if isinstance(value, np.generic):
         return value.item()
@@ -232,6 +142,9 @@ def _check_structure(f: h5py.File, path: Path) -> None:
         limit = n if key == "n_velocity_committed" else p
         if not 0 <= c <= limit:
             raise StoreError(f"{str(path)!r} is corrupt: {key} = {c} outside [0, {limit}]")
+
+
+_CORE_DATASETS = ("velocity", "seismic", "paired_index", "train_index", "test_index")
 
 
 @dataclass(frozen=True)
@@ -327,13 +240,24 @@ class StoreWriter:
         self._f.attrs["n_seismic_committed"] = start + len(s)
         self._f.flush()
 
+    def add_dataset(self, name: str, data: np.ndarray, **attrs: Any) -> None:
+        """Add a per-row side dataset (e.g. each pair's residual) with its attributes; the
+        store's own datasets cannot be replaced."""
+        if name in _CORE_DATASETS:
+            raise ValueError(f"{name!r} is one of the store's own datasets")
+        if name in self._f:
+            del self._f[name]
+        d = self._f.create_dataset(name, data=np.asarray(data))
+        d.attrs.update(attrs)
+        self._f.flush()
+
     def finalize(self, **attrs: Any) -> None:
         """Mark the file complete (all rows committed) and add final attributes."""
         p = self.progress
         if p.n_velocity_committed != p.n_velocity or p.n_seismic_committed != p.n_seismic:
             raise RuntimeError(f"cannot finalise an incomplete dataset: {p}")
         for key, value in attrs.items():
-            self._f.attrs[key] = json.dumps(value) if key in _JSON_ATTRS else value
+            self._f.attrs[key] = json.dumps(value) if key in JSON_ATTRS else value
         self._f.attrs["complete"] = True
         self._f.flush()
 

@@ -8,17 +8,11 @@ Sections: ``[run]`` (:class:`RunConfig`), ``[data]`` (:class:`DataConfig`), ``[m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ubdiff_phys.models.unet1d import UNet1DConfig
-from ubdiff_phys.train.config import dump_toml, section_from_dict
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from ubdiff_phys.runtime.config import SectionedConfig, dump_toml, read_toml
 
 __all__ = [
     "DataConfig",
@@ -132,7 +126,7 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class DiffusionTrainConfig:
+class DiffusionTrainConfig(SectionedConfig):
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(autoencoder="ae.pt"))
     model: UNet1DConfig = field(default_factory=UNet1DConfig)
@@ -141,42 +135,12 @@ class DiffusionTrainConfig:
 
     SECTIONS = ("run", "data", "model", "diffusion", "optim")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": asdict(self.run),
-            "data": asdict(self.data),
-            "model": self.model.to_dict(),
-            "diffusion": asdict(self.diffusion),
-            "optim": asdict(self.optim),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DiffusionTrainConfig:
-        unknown = set(d) - set(cls.SECTIONS)
-        if unknown:
-            raise ValueError(f"unknown config section(s): {sorted(unknown)}")
-        return cls(
-            run=section_from_dict(RunConfig, d.get("run", {}), "run"),
-            data=section_from_dict(DataConfig, d.get("data", {}), "data"),
-            model=UNet1DConfig.from_dict(d.get("model", {})),
-            diffusion=section_from_dict(DiffusionConfig, d.get("diffusion", {}), "diffusion"),
-            optim=section_from_dict(OptimConfig, d.get("optim", {}), "optim"),
-        )
-
-    def replace(self, **sections: Any) -> DiffusionTrainConfig:
-        return replace(self, **sections)
-
-    def with_(self, section: str, **changes: Any) -> DiffusionTrainConfig:
-        """Copy with ``section``'s fields changed, e.g. ``cfg.with_("run", seed=1)``."""
-        return replace(self, **{section: replace(getattr(self, section), **changes)})
-
 
 def load_diffusion_config(path: str | Path) -> DiffusionTrainConfig:
     """Read a TOML config; a relative ``data.autoencoder`` / ``data.store`` that does not exist
     relative to the current directory is tried next to the config file."""
     path = Path(path)
-    with open(path, "rb") as f:
-        cfg = DiffusionTrainConfig.from_dict(tomllib.load(f))
+    cfg = DiffusionTrainConfig.from_dict(read_toml(path))
     for key in ("autoencoder", "store"):
         p = Path(getattr(cfg.data, key))
         if str(p) and not p.is_absolute() and not p.exists() and (path.parent / p).exists():

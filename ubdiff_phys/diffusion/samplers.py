@@ -30,7 +30,14 @@ import torch
 
 from ubdiff_phys.diffusion.targets import x0_from_v
 
-__all__ = ["SAMPLERS", "sample", "sample_ddim", "sample_ddpm", "timestep_sequence"]
+__all__ = [
+    "SAMPLERS",
+    "sample",
+    "sample_ddim",
+    "sample_ddpm",
+    "sample_latents",
+    "timestep_sequence",
+]
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -145,3 +152,25 @@ def sample(
         steps = model.schedule.timesteps if sampler == "ddpm" else 50
         steps = min(steps, model.schedule.timesteps)
     return SAMPLERS[sampler](model, z, steps, generator=generator, callback=callback, **kwargs)
+
+
+def sample_latents(
+    denoiser,
+    n: int,
+    *,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    **kwargs: Any,
+) -> torch.Tensor:
+    """n co-latents (n, latent_dim) float32 from a :class:`~ubdiff_phys.diffusion.VDenoiser` over
+    the 1-D U-Net: :func:`sample` of shape (n, 1, seq_len), flattened; ``steps`` is capped at T
+    (``None``: T for DDPM, 50 for DDIM)."""
+    if steps is not None:
+        steps = min(steps, denoiser.schedule.timesteps)
+    shape = (n, 1, denoiser.net.config.seq_len)
+    x0 = sample(
+        denoiser, shape, sampler=sampler, steps=steps, generator=generator, device=device, **kwargs
+    )
+    return x0.reshape(n, -1).float()

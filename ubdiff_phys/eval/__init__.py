@@ -1,7 +1,7 @@
 """Evaluation: reconstruction metrics (specs/ubdiff.md §5) and the Fréchet distance."""
 
 from ubdiff_phys.eval.frechet import frechet_distance, gaussian_stats
-from ubdiff_phys.eval.metrics import MetricAccumulator, mae, mse, rmse, ssim, ssim_map
+from ubdiff_phys.models.metrics import MetricAccumulator, mae, mse, rmse, ssim, ssim_map
 
 __all__ = [
     "MetricAccumulator",
@@ -27,22 +27,15 @@ from ubdiff_phys.eval.protocol import (  # noqa: E402
     run_protocol,
     train_inversionnet,
 )
-from ubdiff_phys.eval.report import evaluate  # noqa: E402
 
 __all__ += [
     "FeatureConfig",
     "FeatureExtractor",
     "ProtocolConfig",
     "ProtocolResult",
-    "evaluate",
     "evaluate_inversion",
     "load_feature_extractor",
     "run_protocol",
     "train_feature_network",
     "train_inversionnet",
 ]
-
-from ubdiff_phys.eval.experiment import PRESETS as EXPERIMENT_PRESETS  # noqa: E402
-from ubdiff_phys.eval.experiment import run_experiment  # noqa: E402
-
-__all__ += ["EXPERIMENT_PRESETS", "run_experiment"]

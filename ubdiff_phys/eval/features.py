@@ -26,10 +26,9 @@ trained on natural images; gathers are not images of that kind).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,9 @@ from tqdm.auto import tqdm
 from ubdiff_phys.data.normalize import Normalizer
 from ubdiff_phys.data.store import Store, StoreError, open_store
 from ubdiff_phys.models.inception import InceptionV3, inception_from_state_dict
-from ubdiff_phys.train.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.config import strict_from_dict
+from ubdiff_phys.runtime.files import file_sha256
 
 __all__ = [
     "FEATURE_CHECKPOINT_FORMAT",
@@ -100,10 +101,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown feature option(s): {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "feature option(s)")
 
 
 def _stage(c_in: int, c_out: int, transpose: bool = False) -> nn.Sequential:
@@ -170,14 +168,6 @@ class _RowsDataset(Dataset):
         if self.modality == "velocity":
             return self.normalizer.velocity(torch.from_numpy(self.store.velocity(row))).float()
         return self.normalizer.seismic(torch.from_numpy(self.store.seismic_of(row))).float()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class AutoencoderFeatures(nn.Module):
@@ -371,7 +361,7 @@ def load_feature_extractor(
             f"repeated to 3 channels and resized bilinearly to {INCEPTION_SIZE}x{INCEPTION_SIZE}",
             "feature_dim": InceptionFeatures.feature_dim,
             "checkpoint": str(path),
-            "sha256": _sha256(path),
+            "sha256": file_sha256(path),
             "variant": variant,
             "normalization": normalizer.to_dict(),
         }
@@ -393,7 +383,7 @@ def load_feature_extractor(
         f"on {INPUT_SIZE}x{INPUT_SIZE} area-averaged normalised inputs",
         "feature_dim": cfg.feature_dim,
         "checkpoint": str(path),
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "trained_on": ckpt["trained_on"],
         "config": cfg.to_dict(),
         "final_train_loss": float(ckpt["train_loss"][-1]),

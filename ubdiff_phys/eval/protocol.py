@@ -4,7 +4,7 @@ InversionNet is trained on every paired training row of one store (a generated p
 rows are all training rows, or a real store's training split) and tested on the held-out paired
 rows (``test_index``) of another store. Training uses AdamW (lr 1e-4, weight decay 1e-4) on
 L1 + MSE between the predicted and the true normalised velocity; the test metrics are MAE / MSE /
-RMSE on [-1, 1] and SSIM on [0, 1] (:mod:`ubdiff_phys.eval.metrics`), global means over the test
+RMSE on [-1, 1] and SSIM on [0, 1] (:mod:`ubdiff_phys.models.metrics`), global means over the test
 set. Each store's own normalisation constants normalise its samples.
 """
 
@@ -14,21 +14,24 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ubdiff_phys.data.datasets import HeldOutDataset, PairedDataset
 from ubdiff_phys.data.store import Store, StoreError, open_store
-from ubdiff_phys.eval.metrics import MetricAccumulator
 from ubdiff_phys.models import InversionNet
-from ubdiff_phys.train.checkpoint import save_checkpoint
+from ubdiff_phys.models.metrics import MetricAccumulator
+from ubdiff_phys.runtime.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.config import strict_from_dict
+from ubdiff_phys.runtime.device import resolve_device
 
 INVERSION_CHECKPOINT_FORMAT = "ubdiff_phys.inversion_training_state"
 
@@ -82,10 +85,7 @@ class ProtocolConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProtocolConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown protocol option(s): {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "protocol option(s)")
 
 
 @dataclass
@@ -135,10 +135,6 @@ def inversion_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(pred, target) + F.mse_loss(pred, target)
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _load_training_state(path: Path, cfg: ProtocolConfig, n_train: int) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -152,6 +148,17 @@ def _load_training_state(path: Path, cfg: ProtocolConfig, n_train: int) -> dict[
             "pairs): remove it to start over"
         )
     return state
+
+
+def _optimizer_step(model: nn.Module, opt, v: torch.Tensor, s: torch.Tensor, step: int):
+    """One optimiser step on a batch; returns the (detached) loss."""
+    loss = inversion_loss(model(s), v)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"InversionNet loss is {float(loss)} at step {step}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def train_inversionnet(
@@ -176,7 +183,7 @@ def train_inversionnet(
         (model in eval mode, mean training loss of each epoch, optimiser steps taken).
     """
     cfg = cfg or ProtocolConfig()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if len(dataset) == 0:
         raise ValueError("cannot train InversionNet on an empty dataset")
     if checkpoint_every < 1:
@@ -240,17 +247,12 @@ def train_inversionnet(
                 if k < skip:  # batches this epoch had done before the interruption
                     continue
                 v, s = v.to(dev), s.to(dev)
-                loss = inversion_loss(model(s), v)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"InversionNet loss is {float(loss)} at step {step}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += float(loss.detach()) * len(v)
+                loss = _optimizer_step(model, opt, v, s, step)
+                loss_sum += float(loss) * len(v)
                 n += len(v)
                 step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                bar.set_postfix(loss=f"{float(loss):.4f}")
                 if step >= total:
                     break
                 if ckpt_path is not None and step % checkpoint_every == 0:
@@ -270,7 +272,7 @@ def evaluate_inversion(
 ) -> dict[str, float]:
     """MAE / MSE / RMSE / SSIM of ``predict(seismic) -> velocity`` over a paired dataset, in the
     dataset's order (global means; velocity in [-1, 1], SSIM on (x + 1) / 2)."""
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     acc = MetricAccumulator(with_ssim=True)
     for v, s in DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=num_workers):
         pred = predict(s.to(dev))
@@ -292,7 +294,7 @@ def run_protocol(
     held-out pairs (specs/ubdiff.md §5). ``checkpoint``: resumable training state (see
     :func:`train_inversionnet`)."""
     cfg = cfg or ProtocolConfig()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     start = time.perf_counter()
     train_ds, test_ds = training_pairs(train_store), heldout_pairs(test_store)
     tr_shape, te_shape = train_ds.store.seismic_shape, test_ds.store.seismic_shape

@@ -13,7 +13,7 @@ units (specs/data.md §2).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 
 from ubdiff_phys.models.decoders import PaperSeismicDecoder, TokenSeismicDecoder, VelocityDecoder
 from ubdiff_phys.models.encoders import SeismicEncoder, VelocityEncoder
+from ubdiff_phys.runtime.config import strict_from_dict
 
 __all__ = ["AutoencoderConfig", "UBDiffAutoencoder", "build_autoencoder", "count_parameters"]
 
@@ -89,11 +90,7 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AutoencoderConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model option(s): {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "model option(s)")
 
 
 def _head(c_in: int, c_out: int) -> nn.Sequential:

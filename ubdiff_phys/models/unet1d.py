@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ubdiff_phys.ops.group_norm_film_silu import GroupNormFiLMSiLU
+from ubdiff_phys.runtime.config import section_from_dict
 
 __all__ = ["UNet1D", "UNet1DConfig", "build_unet1d"]
 
@@ -74,10 +75,7 @@ class UNet1DConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UNet1DConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown option(s) in [model]: {sorted(unknown)}")
-        return cls(**d)
+        return section_from_dict(cls, d, "model")
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, theta: float = 10000.0) -> torch.Tensor:

@@ -1,13 +1,39 @@
-"""``ubdiff-phys validate``: physics residual of every pair in a dataset file."""
+"""``ubdiff-phys sample`` (generated pairs into a store), ``ubdiff-phys validate`` (physics
+residual of every pair in a dataset file) and ``ubdiff-phys resimulate``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from ubdiff_phys.validate.pairs import validate_store
+from ubdiff_phys.pipelines.resimulate import resimulate_store
+from ubdiff_phys.pipelines.sample import generate_store
+from ubdiff_phys.pipelines.validate import validate_store
+from ubdiff_phys.runtime.device import resolve_device
 
-__all__ = ["register"]
+__all__ = ["register", "sample_main"]
+
+
+def sample_main(args: argparse.Namespace) -> int:
+    device = None if args.device == "auto" else args.device
+    device = resolve_device(device)
+    summary = generate_store(
+        args.checkpoint,
+        args.out,
+        args.n,
+        sampler=args.sampler,
+        steps=args.steps,
+        seed=args.seed,
+        device=device,
+        batch=args.batch,
+        weights="ema" if args.ema else "model",
+        autoencoder=args.autoencoder,
+        progress=not args.no_progress,
+        eta=args.eta,
+    )
+    print(json.dumps(summary))
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -28,8 +54,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _resimulate(args: argparse.Namespace) -> int:
-    from ubdiff_phys.validate.resimulate import resimulate_store
-
     res = resimulate_store(
         args.pairs,
         args.out,
@@ -44,6 +68,31 @@ def _resimulate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    s = subparsers.add_parser(
+        "sample",
+        help="generate (velocity, seismic) pairs into a dataset store",
+        description=(
+            "Samples co-latents with the diffusion model, decodes them with its autoencoder to "
+            "physical units and writes OUT.h5 in the dataset store format (every row paired), "
+            "with the survey and normalisation attributes of the training data. Resumable."
+        ),
+    )
+    s.add_argument("out", help="output store (.h5)")
+    s.add_argument("--checkpoint", required=True, help="diffusion run directory or checkpoint")
+    s.add_argument("--n", type=int, required=True, help="number of pairs")
+    s.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
+    s.add_argument(
+        "--steps", type=int, default=None, help="network evaluations (default: T for ddpm, 50 ddim)"
+    )
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    s.add_argument("--batch", type=int, default=64, help="pairs per batch")
+    s.add_argument("--ema", action="store_true", help="use the EMA weights (default: raw)")
+    s.add_argument("--autoencoder", help="autoencoder checkpoint (default: the one trained on)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=sample_main)
+
     p = subparsers.add_parser(
         "validate",
         help="physics residual of every (velocity, seismic) pair in a dataset file",

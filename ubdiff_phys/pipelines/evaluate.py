@@ -10,7 +10,7 @@ Three parts (specs/ubdiff.md §5):
    rows and saved in the output folder (``features_velocity.pt`` / ``features_seismic.pt``), so
    the number is reproducible from the report alone.
    A user-supplied Inception-v3 state dict may replace the velocity feature network.
-3. **Physics residual** of every generated pair (:func:`ubdiff_phys.validate.validate_store`):
+3. **Physics residual** of every generated pair (:func:`ubdiff_phys.pipelines.validate_store`):
    distribution of the relative L2 in physical and normalised units and the fraction under a few
    thresholds. A generated file that records no survey (its seismic was not made by
    ubdiff_phys) cannot be checked; the report says so instead of failing.
@@ -37,7 +37,8 @@ from ubdiff_phys.eval.features import (
 )
 from ubdiff_phys.eval.frechet import frechet_distance, gaussian_stats
 from ubdiff_phys.eval.protocol import ProtocolConfig, run_protocol
-from ubdiff_phys.validate.pairs import validate_store
+from ubdiff_phys.pipelines.validate import validate_store
+from ubdiff_phys.runtime.files import atomic_write_text
 
 __all__ = ["REPORT_THRESHOLDS", "evaluate", "frechet_report", "render_markdown"]
 
@@ -114,11 +115,11 @@ def _protocol_resumable(generated, real, cfg: ProtocolConfig, out: Path, device,
     state, state_key = out / "inversionnet_state.pt", out / "inversionnet_state.key.json"
     if state.exists() and (not state_key.exists() or json.loads(state_key.read_text()) != key):
         state.unlink()  # training state of an evaluation of other inputs or options
-    _write_atomic(state_key, json.dumps(key) + "\n")
+    atomic_write_text(state_key, json.dumps(key) + "\n")
     result = run_protocol(
         generated, real, cfg, device=device, progress=progress, checkpoint=state
     ).to_dict()
-    _write_atomic(done, json.dumps({"key": key, "result": result}, indent=2) + "\n")
+    atomic_write_text(done, json.dumps({"key": key, "result": result}, indent=2) + "\n")
     state.unlink(missing_ok=True)
     state_key.unlink(missing_ok=True)
     return result
@@ -217,15 +218,9 @@ def evaluate(
     report["residual"] = _residual_report(generated, device, residual_batch, progress)
     report["seconds"] = time.perf_counter() - start
     report["build"] = build_info()
-    _write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
-    _write_atomic(out / "report.md", render_markdown(report))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "report.md", render_markdown(report))
     return report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(x: Any) -> str:

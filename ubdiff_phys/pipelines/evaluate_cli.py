@@ -11,24 +11,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 from ubdiff_phys.eval.features import FeatureConfig, train_feature_network
 from ubdiff_phys.eval.protocol import ProtocolConfig
-from ubdiff_phys.eval.report import evaluate
+from ubdiff_phys.pipelines.evaluate import evaluate
+from ubdiff_phys.runtime.config import read_toml
 
 __all__ = ["load_eval_config", "register"]
 
 
 def load_eval_config(path: Path | None) -> tuple[ProtocolConfig, FeatureConfig]:
     """(protocol, features) configs from a TOML file (missing sections: defaults)."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
+    raw: dict[str, Any] = read_toml(path) if path is not None else {}
     unknown = set(raw) - {"protocol", "features"}
     if unknown:
         raise ValueError(f"unknown section(s) in {str(path)!r}: {sorted(unknown)}")

@@ -10,9 +10,9 @@ On a synthetic FlatVel-A-like store (many velocity maps, few pairs) InversionNet
 and, with the project's physics check (``physics_settings``),
 
 (e) ``ubdiff_filtered``: the UB-Diff pairs whose physics residual is in the lowest
-    ``filter_keep`` fraction (:func:`ubdiff_phys.validate.validate_store`),
+    ``filter_keep`` fraction (:func:`ubdiff_phys.pipelines.validate_store`),
 (f) ``ubdiff_resim``: the UB-Diff velocity maps with their seismic re-simulated by the solver
-    (:func:`ubdiff_phys.validate.resimulate_store`), i.e. physically consistent pairs,
+    (:func:`ubdiff_phys.pipelines.resimulate_store`), i.e. physically consistent pairs,
 
 all tested on the store's held-out pairs. The velocity Fréchet distance of the UB-Diff and
 "w/o opt" samples (and, as a reference, of the real training maps) to the held-out maps is
@@ -25,7 +25,8 @@ the diffusion models (``diffusion_<variant>/final.pt``), the generated pairs
 pairs (``resimulated_ubdiff.h5``), the feature network (``features_velocity.pt``) and each
 InversionNet result (``inversion_<setting>.json``; while one trains, its state is checkpointed to
 ``inversion_<setting>.state.pt``, so an interrupted training resumes where it stopped). The
-summary goes to ``results.json`` and ``results.md``.
+summary goes to ``results.json`` and ``results.md`` (:mod:`.experiment_report`). The presets are
+``configs/experiment/*.toml`` (:mod:`.experiment_presets`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,38 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
+from ubdiff_phys.data import make_dataset
+from ubdiff_phys.data.datasets import PairedDataset
 from ubdiff_phys.data.store import open_store
+from ubdiff_phys.diffusion.config import load_diffusion_config
+from ubdiff_phys.eval.features import FeatureConfig, load_feature_extractor, train_feature_network
+from ubdiff_phys.eval.protocol import (
+    ProtocolConfig,
+    evaluate_inversion,
+    heldout_pairs,
+    train_inversionnet,
+    training_pairs,
+)
 from ubdiff_phys.physics.residual import keep_mask
+from ubdiff_phys.pipelines.evaluate import frechet_report
+from ubdiff_phys.pipelines.experiment_presets import (
+    PRESETS,
+    SETTING_LABELS,
+    SETTINGS,
+    VARIANTS,
+    ExperimentPreset,
+    default_configs_dir,
+)
+from ubdiff_phys.pipelines.experiment_report import (
+    combine_seeds,
+    describe_source,
+    render_results_markdown,
+)
+from ubdiff_phys.pipelines.resimulate import resimulate_store
+from ubdiff_phys.pipelines.sample import generate_store
+from ubdiff_phys.pipelines.validate import validate_store
+from ubdiff_phys.runtime.files import atomic_write_json
+from ubdiff_phys.train import load_config, train_autoencoder, train_diffusion
 
 __all__ = [
     "PRESETS",
@@ -56,178 +86,6 @@ __all__ = [
     "run_experiment",
     "training_set",
 ]
-
-_PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # in an installed wheel
-_REPO_CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs"  # in a checkout
-
-
-def default_configs_dir() -> Path:
-    """The base TOML configs: the copy installed with the package, else the checkout's
-    ``configs/``."""
-    return _PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _REPO_CONFIGS
-
-
-#: autoencoder variants: name -> ``data.paired_only``
-VARIANTS = {"ubdiff": False, "wo_opt": True}
-
-#: InversionNet training settings: name -> training sources ("real" or a variant's generated pairs)
-SETTINGS = {
-    "real": ("real",),
-    "ubdiff": ("ubdiff",),
-    "ubdiff+real": ("ubdiff", "real"),
-    "wo_opt": ("wo_opt",),
-    "ubdiff_filtered": ("ubdiff_filtered",),
-    "ubdiff_resim": ("ubdiff_resim",),
-}
-
-#: the settings that need the physics check (``ExperimentPreset.physics_settings``)
-PHYSICS_SETTINGS = ("ubdiff_filtered", "ubdiff_resim")
-
-SETTING_LABELS = {
-    "real": "(a) real pairs only",
-    "ubdiff": "(b) UB-Diff generated",
-    "ubdiff+real": "(c) UB-Diff generated + real",
-    "wo_opt": "(d) w/o opt generated",
-    "ubdiff_filtered": "(e) UB-Diff generated, residual-filtered",
-    "ubdiff_resim": "(f) UB-Diff velocities, re-simulated seismic",
-}
-
-
-@dataclass(frozen=True)
-class ExperimentPreset:
-    """Scale of one run.
-
-    Attributes:
-        n_velocity, n_paired, n_test: the synthetic store (training maps, of which paired, and
-            held-out pairs).
-        ae_config, diffusion_config: base TOML configs (relative to ``configs/``).
-        ae_overrides, diffusion_overrides: ``{section: {field: value}}`` applied on top.
-        n_generated: generated pairs per variant.
-        sampler, sample_steps, sample_weights: sampling options ("model" or "ema" weights).
-        protocol: :class:`~ubdiff_phys.eval.protocol.ProtocolConfig` fields; every setting
-            gets the same ``max_steps`` optimiser steps (whatever its number of pairs), so the
-            settings differ in their data only. InversionNet results are recomputed when these
-            change.
-        protocol_seeds: InversionNet runs per setting (seeds seed, seed + 1, ...); with more
-            than one the table gives each metric's mean +- standard deviation.
-        features: :class:`~ubdiff_phys.eval.features.FeatureConfig` fields.
-        wo_opt_step1: how the "w/o opt" autoencoder's step 1 (on the paired maps only) is
-            budgeted: ``"steps"`` scales its epochs by n_velocity / n_paired so that it gets as
-            many optimiser steps as UB-Diff's step 1 (the settings then differ in data only);
-            ``"epochs"`` keeps the config's epochs (far fewer steps).
-        physics_settings: also run settings (e) and (f) (residual filter, re-simulation).
-        filter_keep: fraction of the UB-Diff pairs that setting (e) keeps (lowest residual).
-    """
-
-    n_velocity: int
-    n_paired: int
-    n_test: int
-    ae_config: str
-    diffusion_config: str
-    n_generated: int
-    ae_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    diffusion_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sampler: str = "ddim"
-    sample_steps: int = 50
-    sample_weights: str = "model"
-    protocol: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)
-    wo_opt_step1: str = "steps"
-    protocol_seeds: int = 1
-    physics_settings: bool = True
-    filter_keep: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.wo_opt_step1 not in ("steps", "epochs"):
-            raise ValueError(f"wo_opt_step1 must be 'steps' or 'epochs', got {self.wo_opt_step1!r}")
-        if self.protocol_seeds < 1:
-            raise ValueError(f"protocol_seeds must be >= 1, got {self.protocol_seeds}")
-        if not 0.0 < self.filter_keep <= 1.0:
-            raise ValueError(f"filter_keep must be in (0, 1], got {self.filter_keep}")
-
-    @property
-    def settings(self) -> tuple[str, ...]:
-        """The InversionNet settings this preset runs."""
-        skip = () if self.physics_settings else PHYSICS_SETTINGS
-        return tuple(k for k in SETTINGS if k not in skip)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-PRESETS: dict[str, ExperimentPreset] = {
-    # CI smoke run (< 60 s on 2 CPU cores): meaningless numbers, every code path
-    "tiny": ExperimentPreset(
-        n_velocity=48,
-        n_paired=12,
-        n_test=8,
-        ae_config="ae_tiny.toml",
-        diffusion_config="diffusion_tiny.toml",
-        ae_overrides={
-            "run": {"val_every": 0, "threads": 2},
-            "step1": {"epochs": 1},
-            "step2": {"epochs": 1},
-        },
-        diffusion_overrides={"run": {"threads": 2, "log_every": 10}, "optim": {"steps": 20}},
-        n_generated=12,
-        sample_steps=5,
-        protocol={"epochs": 100, "max_steps": 3, "batch": 8, "width": 0.125, "lr": 1e-3},
-        protocol_seeds=2,
-        features={"epochs": 1, "batch": 16, "feature_dim": 8, "width": 4},
-    ),
-    # 2 CPU cores, well under an hour: the shipped-checkpoint configs with shorter training
-    "small": ExperimentPreset(
-        n_velocity=2000,
-        n_paired=200,
-        n_test=64,
-        ae_config="ae_shipped.toml",
-        diffusion_config="diffusion_shipped.toml",
-        ae_overrides={
-            "run": {"checkpoint_every_steps": 200},
-            "step1": {"epochs": 3},
-            "step2": {"epochs": 20},
-        },
-        diffusion_overrides={"optim": {"steps": 1500}},
-        n_generated=400,
-        sample_steps=50,
-        protocol={"epochs": 1000, "max_steps": 300, "batch": 16, "width": 0.25, "lr": 1e-3},
-        features={"epochs": 5, "batch": 64},
-        wo_opt_step1="epochs",
-    ),
-    # the issue's data scale (24k velocity maps + 1k pairs) with the small models: 2 CPU cores,
-    # about an hour
-    "medium": ExperimentPreset(
-        n_velocity=24000,
-        n_paired=1000,
-        n_test=200,
-        ae_config="ae_shipped.toml",
-        diffusion_config="diffusion_shipped.toml",
-        ae_overrides={
-            "run": {"checkpoint_every_steps": 200},
-            "step1": {"epochs": 1},
-            "step2": {"epochs": 20},
-        },
-        diffusion_overrides={"optim": {"steps": 2000}},
-        n_generated=1000,
-        sample_steps=50,
-        protocol={"epochs": 1000, "max_steps": 500, "batch": 16, "width": 0.25, "lr": 1e-3},
-        protocol_seeds=2,
-        features={"epochs": 1, "batch": 64},
-    ),
-    # the issue's scale, for a GPU: 24k velocity maps + 1k pairs, the paper configs
-    "full": ExperimentPreset(
-        n_velocity=24000,
-        n_paired=1000,
-        n_test=1000,
-        ae_config="ae_flatvel_a_full.toml",
-        diffusion_config="diffusion_full.toml",
-        n_generated=10000,
-        sample_steps=100,
-        sample_weights="ema",
-        protocol={"epochs": 10000, "max_steps": 20000, "batch": 64, "width": 1.0},
-        features={"epochs": 20},
-    ),
-}
 
 
 def _override(section_obj: Any, changes: dict[str, Any]) -> Any:
@@ -240,21 +98,12 @@ def _apply(cfg: Any, overrides: dict[str, dict[str, Any]]) -> Any:
     )
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def training_set(stores: list[str | os.PathLike | tuple[str | os.PathLike, np.ndarray]]):
     """Paired training rows of several stores as one dataset (one store: its own view).
 
     An entry ``(store, rows)`` takes only those velocity rows (each must be a paired training
     row). The stores must share shapes and normalisation (generated pairs carry the real
     store's)."""
-    from ubdiff_phys.data.datasets import PairedDataset
-    from ubdiff_phys.eval.protocol import training_pairs
-
     views = []
     for s in stores:
         if isinstance(s, tuple):
@@ -284,6 +133,204 @@ def _step(log: Callable[[str], None], name: str, done: bool) -> bool:
     return not done
 
 
+class _Run:
+    """One (resumed) run in a work folder: its settings, log and step timings."""
+
+    def __init__(self, work: Path, preset, configs: Path, seed, device, progress, log):
+        self.work, self.preset, self.configs = work, preset, configs
+        self.seed, self.device, self.progress, self.log = seed, device, progress, log
+        self.data = work / "data.h5"
+        # seconds of completed work per step, summed over resumed runs (timings.json)
+        self.timings_path = work / "timings.json"
+        self.timings: dict[str, float] = (
+            json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
+        )
+
+    def record(self, name: str, seconds: float) -> None:
+        self.timings[name] = seconds
+        atomic_write_json(self.timings_path, self.timings)
+
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        self.record(name, self.timings.get(name, 0.0) + time.perf_counter() - t0)
+        return out
+
+    def run_options(self, out_dir: Path) -> dict[str, Any]:
+        return {
+            "out_dir": str(out_dir),
+            "seed": self.seed,
+            "device": self.device,
+            "progress": self.progress,
+        }
+
+    def make_data(self) -> None:
+        """1. data (make_dataset resumes a partial build and leaves a complete one alone)"""
+        p = self.preset
+        self.log(f"[experiment] data: {self.data}")
+        self.timed(
+            "data",
+            lambda: make_dataset(
+                self.data,
+                family="flatvel-a",
+                n_velocity=p.n_velocity,
+                n_paired=p.n_paired,
+                n_test=p.n_test,
+                seed=self.seed,
+                boundary="pml",
+                device=self.device,
+                progress=self.progress,
+            ),
+        )
+
+    def autoencoder(self, variant: str, paired_only: bool) -> Path:
+        """2. the variant's autoencoder"""
+        p, ae_dir = self.preset, self.work / f"ae_{variant}"
+        ae_ckpt = ae_dir / "final.pt"
+        if _step(self.log, f"autoencoder {variant}", ae_ckpt.exists()):
+            cfg = _apply(load_config(self.configs / p.ae_config), p.ae_overrides)
+            if paired_only and p.wo_opt_step1 == "steps":
+                # as many step-1 optimiser steps as UB-Diff's, on the paired maps only
+                scale_up = p.n_velocity / max(p.n_paired, 1)
+                epochs = max(1, round(cfg.step1.epochs * scale_up))
+                cfg = _apply(cfg, {"step1": {"epochs": epochs}})
+            data = {"store": str(self.data), "paired_only": paired_only}
+            cfg = _apply(cfg, {"run": self.run_options(ae_dir), "data": data})
+            self.timed(f"autoencoder_{variant}", lambda: train_autoencoder(cfg))
+        return ae_ckpt
+
+    def diffusion(self, variant: str, ae_ckpt: Path) -> Path:
+        """3. the variant's latent diffusion model"""
+        diff_dir = self.work / f"diffusion_{variant}"
+        if _step(self.log, f"diffusion {variant}", (diff_dir / "final.pt").exists()):
+            dcfg = load_diffusion_config(self.configs / self.preset.diffusion_config)
+            dcfg = _apply(dcfg, self.preset.diffusion_overrides)
+            data = {
+                "autoencoder": str(ae_ckpt),
+                "store": str(self.data),
+                "latents": str(self.work / f"latents_{variant}.h5"),
+            }
+            dcfg = _apply(dcfg, {"run": self.run_options(diff_dir), "data": data})
+            self.timed(f"diffusion_{variant}", lambda: train_diffusion(dcfg))
+        return diff_dir
+
+    def sample(self, variant: str, diff_dir: Path) -> Path:
+        """4. generated pairs (generate_store resumes, and leaves a complete store alone)"""
+        p, gen = self.preset, self.work / f"generated_{variant}.h5"
+        self.log(f"[experiment] sample {variant}: {gen}")
+        self.timed(
+            f"sample_{variant}",
+            lambda: generate_store(
+                diff_dir,
+                gen,
+                p.n_generated,
+                sampler=p.sampler,
+                steps=p.sample_steps,
+                seed=self.seed,
+                device=self.device,
+                weights=p.sample_weights,
+                progress=self.progress,
+            ),
+        )
+        return gen
+
+    def residuals(self, variant: str, gen: Path) -> None:
+        """5. physics residual of every generated pair"""
+        res_path = self.work / f"residual_{variant}.json"
+        if _step(self.log, f"residuals {variant}", res_path.exists()):
+            summary = self.timed(
+                f"residual_{variant}",
+                lambda: validate_store(gen, device=self.device, progress=self.progress),
+            )
+            atomic_write_json(res_path, json.loads(summary.to_json()))
+
+    def physics_sources(self, generated: dict[str, Path], residuals) -> dict[str, Any]:
+        """(e) the lowest-residual fraction of the UB-Diff pairs, (f) the UB-Diff velocity maps
+        with solver seismic"""
+        rel = torch.tensor(residuals["ubdiff"]["rel_l2"])
+        keep, _ = keep_mask(rel, keep_quantile=self.preset.filter_keep)
+        with open_store(generated["ubdiff"]) as st:
+            kept_rows = np.asarray(st.paired_index)[keep.numpy()]
+        resim = self.work / "resimulated_ubdiff.h5"
+        self.log(f"[experiment] re-simulate ubdiff: {resim}")
+        self.timed(
+            "resimulate_ubdiff",
+            lambda: resimulate_store(
+                generated["ubdiff"], resim, device=self.device, progress=self.progress
+            ),
+        )
+        return {"ubdiff_filtered": (generated["ubdiff"], kept_rows), "ubdiff_resim": resim}
+
+    def inversion_run(self, setting: str, k: int, sources, test_ds) -> dict[str, Any]:
+        """6. InversionNet of one setting and seed, tested on the real held-out pairs"""
+        srcs, seed = SETTINGS[setting], self.seed + k
+        pcfg = ProtocolConfig.from_dict({**self.preset.protocol, "seed": seed})
+        name = f"inversion_{setting}" + (f"_seed{k}" if k else "")
+        path = self.work / f"{name}.json"
+        done = path.exists() and json.loads(path.read_text()).get("config") == pcfg.to_dict()
+        label = f"inversionnet {setting}" + (f" (seed {seed})" if k else "")
+        if _step(self.log, label, done):
+            t0 = time.perf_counter()
+            train_ds = training_set([sources[s] for s in srcs])
+            state = self.work / f"{name}.state.pt"
+            model, losses, steps = train_inversionnet(
+                train_ds, pcfg, device=self.device, progress=self.progress, checkpoint=state
+            )
+            metrics = evaluate_inversion(model, test_ds, batch=pcfg.batch, device=self.device)
+            res = {
+                "setting": setting,
+                "label": SETTING_LABELS[setting],
+                "sources": [describe_source(sources[s]) for s in srcs],
+                "n_train": len(train_ds),
+                "n_train_real": 0,
+                "n_test": len(test_ds),
+                "steps": steps,
+                "train_loss": losses,
+                "metrics": metrics,
+                "seconds": time.perf_counter() - t0,
+                "config": pcfg.to_dict(),
+            }
+            if "real" in srcs:
+                with open_store(self.data) as st:
+                    res["n_train_real"] = int((st.seismic_row[st.train_index] >= 0).sum())
+            self.record(name, res["seconds"])
+            atomic_write_json(path, res)
+            state.unlink(missing_ok=True)
+        return json.loads(path.read_text())
+
+    def frechet(self, generated: dict[str, Path]) -> dict[str, Any]:
+        """7. Fréchet distance of velocity features to the real held-out maps"""
+        feat_path, data = self.work / "features_velocity.pt", self.data
+        if _step(self.log, "feature network", feat_path.exists()):
+            fcfg = FeatureConfig.from_dict(
+                {"seed": self.seed, **self.preset.features, "modality": "velocity"}
+            )
+            ext = self.timed(
+                "features",
+                lambda: train_feature_network(
+                    data, feat_path, fcfg, device=self.device, progress=self.progress
+                ),
+            )
+        else:
+            ext = load_feature_extractor(feat_path, device=self.device)
+        frechet = {
+            variant: self.timed(f"frechet_{variant}", lambda g=gen: frechet_report(ext, g, data))
+            for variant, gen in generated.items()
+        }
+        frechet["real_train"] = frechet_report(ext, data, data, generated_rows="train")
+        return frechet
+
+
+def _non_finite(inversion: dict[str, Any], frechet: dict[str, Any]) -> list[str]:
+    bad = [
+        k
+        for k, r in inversion.items()
+        for m in r.get("metrics_per_seed", [r["metrics"]])
+        if not all(map(math.isfinite, m.values()))
+    ]
+    return bad + [k for k, f in frechet.items() if not math.isfinite(f["fd"])]
+
+
 def run_experiment(
     workdir: str | os.PathLike,
     scale: str | ExperimentPreset = "small",
@@ -304,213 +351,33 @@ def run_experiment(
             f"config folder {str(configs)!r} not found: pass configs_dir= (the repository's "
             "configs/ folder)"
         )
-    from ubdiff_phys.data import make_dataset
-    from ubdiff_phys.diffusion import generate_store, load_diffusion_config, train_diffusion
-    from ubdiff_phys.eval.features import (
-        FeatureConfig,
-        load_feature_extractor,
-        train_feature_network,
-    )
-    from ubdiff_phys.eval.protocol import (
-        ProtocolConfig,
-        evaluate_inversion,
-        heldout_pairs,
-        train_inversionnet,
-    )
-    from ubdiff_phys.eval.report import frechet_report
-    from ubdiff_phys.train import load_config, train_autoencoder
-    from ubdiff_phys.validate import resimulate_store, validate_store
-
     preset = PRESETS[scale] if isinstance(scale, str) else scale
-    scale_name = scale if isinstance(scale, str) else "custom"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    # seconds of completed work per step, summed over resumed runs (timings.json)
-    timings_path = work / "timings.json"
-    timings: dict[str, float] = (
-        json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    )
-
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        out = fn()
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-        _write_json(timings_path, timings)
-        return out
-
-    # 1. data (make_dataset resumes a partial build and leaves a complete one alone)
-    data = work / "data.h5"
-    log(f"[experiment] data: {data}")
-    timed(
-        "data",
-        lambda: make_dataset(
-            data,
-            family="flatvel-a",
-            n_velocity=preset.n_velocity,
-            n_paired=preset.n_paired,
-            n_test=preset.n_test,
-            seed=seed,
-            boundary="pml",
-            device=device,
-            progress=progress,
-        ),
-    )
-
+    run = _Run(work, preset, configs, seed, device, progress, log)
+    run.make_data()
     generated: dict[str, Path] = {}
     for variant, paired_only in VARIANTS.items():
-        # 2. autoencoder
-        ae_dir = work / f"ae_{variant}"
-        ae_ckpt = ae_dir / "final.pt"
-        if _step(log, f"autoencoder {variant}", ae_ckpt.exists()):
-            cfg = _apply(load_config(configs / preset.ae_config), preset.ae_overrides)
-            if paired_only and preset.wo_opt_step1 == "steps":
-                # as many step-1 optimiser steps as UB-Diff's, on the paired maps only
-                scale_up = preset.n_velocity / max(preset.n_paired, 1)
-                epochs = max(1, round(cfg.step1.epochs * scale_up))
-                cfg = _apply(cfg, {"step1": {"epochs": epochs}})
-            cfg = _apply(
-                cfg,
-                {
-                    "run": {
-                        "out_dir": str(ae_dir),
-                        "seed": seed,
-                        "device": device,
-                        "progress": progress,
-                    },
-                    "data": {"store": str(data), "paired_only": paired_only},
-                },
-            )
-            timed(f"autoencoder_{variant}", lambda cfg=cfg: train_autoencoder(cfg))
-        # 3. latent diffusion
-        diff_dir = work / f"diffusion_{variant}"
-        if _step(log, f"diffusion {variant}", (diff_dir / "final.pt").exists()):
-            dcfg = load_diffusion_config(configs / preset.diffusion_config)
-            dcfg = _apply(dcfg, preset.diffusion_overrides)
-            dcfg = _apply(
-                dcfg,
-                {
-                    "run": {
-                        "out_dir": str(diff_dir),
-                        "seed": seed,
-                        "device": device,
-                        "progress": progress,
-                    },
-                    "data": {
-                        "autoencoder": str(ae_ckpt),
-                        "store": str(data),
-                        "latents": str(work / f"latents_{variant}.h5"),
-                    },
-                },
-            )
-            timed(f"diffusion_{variant}", lambda dcfg=dcfg: train_diffusion(dcfg))
-        # 4. generated pairs (generate_store resumes, and leaves a complete store alone)
-        gen = work / f"generated_{variant}.h5"
-        log(f"[experiment] sample {variant}: {gen}")
-        timed(
-            f"sample_{variant}",
-            lambda diff_dir=diff_dir, gen=gen: generate_store(
-                diff_dir,
-                gen,
-                preset.n_generated,
-                sampler=preset.sampler,
-                steps=preset.sample_steps,
-                seed=seed,
-                device=device,
-                weights=preset.sample_weights,
-                progress=progress,
-            ),
-        )
-        generated[variant] = gen
-        # 5. physics residual of every generated pair
-        res_path = work / f"residual_{variant}.json"
-        if _step(log, f"residuals {variant}", res_path.exists()):
-            summary = timed(
-                f"residual_{variant}",
-                lambda gen=gen: validate_store(gen, device=device, progress=progress),
-            )
-            _write_json(res_path, json.loads(summary.to_json()))
-
+        ae_ckpt = run.autoencoder(variant, paired_only)
+        diff_dir = run.diffusion(variant, ae_ckpt)
+        generated[variant] = run.sample(variant, diff_dir)
+        run.residuals(variant, generated[variant])
     residuals = {v: json.loads((work / f"residual_{v}.json").read_text()) for v in VARIANTS}
-    sources: dict[str, Any] = {"real": data, **generated}
+    sources: dict[str, Any] = {"real": run.data, **generated}
     if preset.physics_settings:
-        # (e) the lowest-residual fraction of the UB-Diff pairs
-        rel = torch.tensor(residuals["ubdiff"]["rel_l2"])
-        keep, _ = keep_mask(rel, keep_quantile=preset.filter_keep)
-        with open_store(generated["ubdiff"]) as st:
-            kept_rows = np.asarray(st.paired_index)[keep.numpy()]
-        sources["ubdiff_filtered"] = (generated["ubdiff"], kept_rows)
-        # (f) the UB-Diff velocity maps with solver seismic
-        resim = work / "resimulated_ubdiff.h5"
-        log(f"[experiment] re-simulate ubdiff: {resim}")
-        timed(
-            "resimulate_ubdiff",
-            lambda: resimulate_store(generated["ubdiff"], resim, device=device, progress=progress),
+        sources.update(run.physics_sources(generated, residuals))
+    test_ds = heldout_pairs(run.data)
+    inversion = {
+        setting: combine_seeds(
+            [run.inversion_run(setting, k, sources, test_ds) for k in range(preset.protocol_seeds)]
         )
-        sources["ubdiff_resim"] = resim
-
-    # 6. InversionNet on each setting, tested on the real held-out pairs (one run per seed)
-    test_ds = heldout_pairs(data)
-    inversion: dict[str, Any] = {}
-    for setting in preset.settings:
-        srcs = SETTINGS[setting]
-        runs = []
-        for k in range(preset.protocol_seeds):
-            pcfg = ProtocolConfig.from_dict({**preset.protocol, "seed": seed + k})
-            name = f"inversion_{setting}" + (f"_seed{k}" if k else "")
-            path = work / f"{name}.json"
-            done = path.exists() and json.loads(path.read_text()).get("config") == pcfg.to_dict()
-            label = f"inversionnet {setting}" + (f" (seed {seed + k})" if k else "")
-            if _step(log, label, done):
-                t0 = time.perf_counter()
-                train_ds = training_set([sources[s] for s in srcs])
-                state = work / f"{name}.state.pt"
-                model, losses, steps = train_inversionnet(
-                    train_ds, pcfg, device=device, progress=progress, checkpoint=state
-                )
-                metrics = evaluate_inversion(model, test_ds, batch=pcfg.batch, device=device)
-                res = {
-                    "setting": setting,
-                    "label": SETTING_LABELS[setting],
-                    "sources": [_describe_source(sources[s]) for s in srcs],
-                    "n_train": len(train_ds),
-                    "n_train_real": 0,
-                    "n_test": len(test_ds),
-                    "steps": steps,
-                    "train_loss": losses,
-                    "metrics": metrics,
-                    "seconds": time.perf_counter() - t0,
-                    "config": pcfg.to_dict(),
-                }
-                if "real" in srcs:
-                    with open_store(data) as st:
-                        res["n_train_real"] = int((st.seismic_row[st.train_index] >= 0).sum())
-                timings[name] = res["seconds"]
-                _write_json(timings_path, timings)
-                _write_json(path, res)
-                state.unlink(missing_ok=True)
-            runs.append(json.loads(path.read_text()))
-        inversion[setting] = _combine_seeds(runs)
-
-    # 7. Fréchet distance of velocity features to the real held-out maps
-    feat_path = work / "features_velocity.pt"
-    if _step(log, "feature network", feat_path.exists()):
-        fcfg = FeatureConfig.from_dict({"seed": seed, **preset.features, "modality": "velocity"})
-        ext = timed(
-            "features",
-            lambda: train_feature_network(data, feat_path, fcfg, device=device, progress=progress),
-        )
-    else:
-        ext = load_feature_extractor(feat_path, device=device)
-    frechet = {
-        variant: timed(f"frechet_{variant}", lambda g=gen: frechet_report(ext, g, data))
-        for variant, gen in generated.items()
+        for setting in preset.settings
     }
-    frechet["real_train"] = frechet_report(ext, data, data, generated_rows="train")
-
+    frechet = run.frechet(generated)
     results = {
-        "scale": scale_name,
+        "scale": scale if isinstance(scale, str) else "custom",
         "preset": preset.to_dict(),
         "seed": seed,
         "device": device,
@@ -521,111 +388,12 @@ def run_experiment(
             v: {k: r[k] for k in ("n_pairs", "distribution", "pairs_per_second", "device")}
             for v, r in residuals.items()
         },
-        "timings": timings,
+        "timings": run.timings,
         "seconds_this_run": time.perf_counter() - start,
     }
-    bad = [
-        k
-        for k, r in inversion.items()
-        for m in r.get("metrics_per_seed", [r["metrics"]])
-        if not all(map(math.isfinite, m.values()))
-    ]
-    bad += [k for k, f in frechet.items() if not math.isfinite(f["fd"])]
+    bad = _non_finite(inversion, frechet)
     if bad:
         results["non_finite"] = bad
-    _write_json(work / "results.json", results)
+    atomic_write_json(work / "results.json", results)
     (work / "results.md").write_text(render_results_markdown(results))
     return results
-
-
-def _combine_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first run's record, plus, over all runs (one per InversionNet seed), each metric's
-    mean and sample standard deviation and the seeds' metrics."""
-    out = dict(runs[0])
-    if len(runs) > 1:
-        per_seed = [r["metrics"] for r in runs]
-        out["seeds"] = [r["config"]["seed"] for r in runs]
-        out["metrics_per_seed"] = per_seed
-        out["metrics_mean"] = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
-        out["metrics_std"] = {
-            k: float(np.std([m[k] for m in per_seed], ddof=1)) for k in per_seed[0]
-        }
-    return out
-
-
-def _describe_source(src: Any) -> str:
-    if isinstance(src, tuple):
-        return f"{src[0]} ({len(src[1])} lowest-residual rows)"
-    return str(src)
-
-
-def _metric_cell(run: dict[str, Any], key: str) -> str:
-    if "metrics_mean" in run:
-        return f"{run['metrics_mean'][key]:.4g} ± {run['metrics_std'][key]:.2g}"
-    return _fmt(run["metrics"][key])
-
-
-def _fmt(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
-def render_results_markdown(results: dict[str, Any]) -> str:
-    """The results table of :func:`run_experiment` as Markdown."""
-    p = results["preset"]
-    lines = [
-        f"# Unbalanced-data experiment (scale `{results['scale']}`)",
-        "",
-        f"Store: FlatVel-A-like, {p['n_velocity']} training velocity maps of which "
-        f"{p['n_paired']} paired, {p['n_test']} held-out pairs (PML). "
-        f"{p['n_generated']} generated pairs per model ({p['sampler']}, {p['sample_steps']} "
-        f"steps). Seed {results['seed']}, device {results['device']}.",
-        "",
-        "## InversionNet tested on the real held-out pairs",
-        "",
-        "MAE / MSE / RMSE on normalised velocity in [-1, 1], SSIM on [0, 1].",
-        "",
-        "| setting | train pairs | MAE | MSE | RMSE | SSIM |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in results["inversion"].values():
-        cells = [_metric_cell(r, k) for k in ("mae", "mse", "rmse", "ssim")]
-        lines.append(f"| {r['label']} | {r['n_train']} | " + " | ".join(cells) + " |")
-    seeds = next(iter(results["inversion"].values())).get("seeds")
-    if seeds:
-        lines += ["", f"Mean ± standard deviation over InversionNet seeds {seeds}."]
-    lines += [
-        "",
-        "## Fréchet distance of velocity features to the real held-out maps",
-        "",
-        "| samples | FD | n | n real |",
-        "|---|---:|---:|---:|",
-    ]
-    names = {"ubdiff": "UB-Diff", "wo_opt": "w/o opt", "real_train": "real training maps (ref.)"}
-    for k, f in results["frechet"].items():
-        lines.append(
-            f"| {names.get(k, k)} | {_fmt(f['fd'])} | {f['n_generated']} | {f['n_real']} |"
-        )
-    if results.get("residuals"):
-        lines += [
-            "",
-            "## Physics residual of the generated pairs",
-            "",
-            "Relative L2 between each pair's seismic and the solver's for its velocity (physical "
-            "units; real pairs give 0).",
-            "",
-            "| samples | n | median | p05 | p95 |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for k, r in results["residuals"].items():
-            d = r["distribution"]["physical"]
-            lines.append(
-                f"| {names.get(k, k)} | {r['n_pairs']} | {_fmt(d.get('median'))} | "
-                f"{_fmt(d.get('p05'))} | {_fmt(d.get('p95'))} |"
-            )
-    lines += [
-        "",
-        "Features: the project's velocity feature network trained on the real training maps "
-        "(not an Inception FID).",
-        "",
-    ]
-    return "\n".join(lines)

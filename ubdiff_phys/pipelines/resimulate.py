@@ -10,20 +10,61 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-import ubdiff_phys
 from ubdiff_phys.data.store import StoreError, StoreWriter, create_store, open_store
-from ubdiff_phys.validate.pairs import recorded_simulation
+from ubdiff_phys.pipelines.validate import recorded_simulation
+from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.progress import commit_batches
+from ubdiff_phys.runtime.version import __version__
 
 __all__ = ["resimulate_store"]
+
+
+def _prepare_out(st, src: Path, out: Path, build_args, compression, dev) -> None:
+    """Create ``out`` for a new re-simulation of ``st``, or check that it is one to resume."""
+    if out.exists():
+        with StoreWriter(out) as w:
+            try:
+                existing = w.attr("build_args")
+            except KeyError:
+                existing = None
+            if existing != build_args:
+                raise FileExistsError(
+                    f"{str(out)!r} exists and was not re-simulated from this {str(src)!r}; "
+                    "remove it or choose another path"
+                )
+    else:
+        keep = {
+            k: st.attrs.get(k)
+            for k in ("survey", "boundary", "family", "normalization", "seed")
+            if st.attrs.get(k) is not None
+        }
+        n = len(st.paired_index)
+        create_store(
+            out,
+            n_rows=n,
+            grid=st.grid,
+            seismic_shape=st.seismic_shape,
+            paired_index=np.arange(n),
+            train_index=np.arange(n),
+            test_index=np.zeros(0, dtype=np.int64),
+            compression=compression,
+            attrs={
+                **keep,
+                "source": "ubdiff_phys.resimulate",
+                "source_files": [str(src)],
+                "solver_version": __version__,
+                "build_args": build_args,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "simulation_device": str(dev),
+            },
+        )
 
 
 def resimulate_store(
@@ -60,7 +101,7 @@ def resimulate_store(
     src, out = Path(src), Path(out)
     if src.resolve() == out.resolve():
         raise ValueError("out must differ from src")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     with open_store(src) as st:
         survey, boundary = recorded_simulation(
             st, "re-simulate it with ubdiff_phys.physics.simulate and Survey.openfwi()"
@@ -75,65 +116,27 @@ def resimulate_store(
             "boundary": boundary,
             "survey": survey.to_dict(),
         }
-        if out.exists():
-            with StoreWriter(out) as w:
-                try:
-                    existing = w.attr("build_args")
-                except KeyError:
-                    existing = None
-                if existing != build_args:
-                    raise FileExistsError(
-                        f"{str(out)!r} exists and was not re-simulated from this {str(src)!r}; "
-                        "remove it or choose another path"
-                    )
-        else:
-            keep = {
-                k: st.attrs.get(k)
-                for k in ("survey", "boundary", "family", "normalization", "seed")
-                if st.attrs.get(k) is not None
-            }
-            n = len(rows)
-            create_store(
-                out,
-                n_rows=n,
-                grid=st.grid,
-                seismic_shape=st.seismic_shape,
-                paired_index=np.arange(n),
-                train_index=np.arange(n),
-                test_index=np.zeros(0, dtype=np.int64),
-                compression=compression,
-                attrs={
-                    **keep,
-                    "source": "ubdiff_phys.resimulate",
-                    "source_files": [str(src)],
-                    "solver_version": ubdiff_phys.__version__,
-                    "build_args": build_args,
-                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    "simulation_device": str(dev),
-                },
-            )
-        t0, simulated = time.perf_counter(), 0
+        _prepare_out(st, src, out, build_args, compression, dev)
+        t0 = time.perf_counter()
         with StoreWriter(out) as w:
             p = w.progress
-            with tqdm(
-                total=p.n_seismic,
-                initial=p.n_seismic_committed,
+
+            def pairs(i: int, j: int) -> None:
+                v = np.stack([st.velocity(int(r)) for r in rows[i:j]])
+                if w.progress.n_velocity_committed == i:
+                    w.write_velocity(i, v)
+                s = simulate(torch.from_numpy(v).to(dev), survey, boundary=boundary)
+                w.write_seismic(i, s.to("cpu", torch.float32).numpy())
+
+            simulated, _ = commit_batches(
+                p.n_seismic_committed,
+                p.n_seismic,
+                batch,
+                pairs,
                 desc=f"re-simulating ({dev.type})",
                 unit="model",
-                disable=not progress or p.complete,
-                file=sys.stderr,
-            ) as bar:
-                i = p.n_seismic_committed
-                while i < p.n_seismic:
-                    j = min(i + batch, p.n_seismic)
-                    v = np.stack([st.velocity(int(r)) for r in rows[i:j]])
-                    if w.progress.n_velocity_committed == i:
-                        w.write_velocity(i, v)
-                    s = simulate(torch.from_numpy(v).to(dev), survey, boundary=boundary)
-                    w.write_seismic(i, s.to("cpu", torch.float32).numpy())
-                    simulated += j - i
-                    bar.update(j - i)
-                    i = j
+                progress=progress and not p.complete,
+            )
             if not p.complete:
                 w.finalize()
     dt = time.perf_counter() - t0

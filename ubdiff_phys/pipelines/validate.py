@@ -16,10 +16,9 @@ from tqdm.auto import tqdm
 from ubdiff_phys._native import build_info
 from ubdiff_phys.data.store import StoreError, open_store
 from ubdiff_phys.physics.residual import keep_mask, residual
+from ubdiff_phys.runtime.stats import distribution
 
 __all__ = ["ValidationSummary", "recorded_simulation", "validate_store"]
-
-QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
 
 @dataclass
@@ -63,14 +62,6 @@ class ValidationSummary:
         if self.threshold is not None:
             lines.append(f"kept {self.n_kept} of {self.n_pairs} at threshold {self.threshold:.3e}")
         return "\n".join(lines)
-
-
-def _distribution(values: np.ndarray) -> dict[str, float]:
-    if values.size == 0:
-        return {}
-    q = np.quantile(values, QUANTILES)
-    names = ("min", "p05", "p25", "median", "p75", "p95", "max")
-    return {**dict(zip(names, map(float, q), strict=True)), "mean": float(values.mean())}
 
 
 def recorded_simulation(store, what_instead: str) -> tuple[Any, str]:
@@ -157,8 +148,8 @@ def validate_store(
         rel_l2=rel_all.tolist(),
         rel_l2_normalized=None if rel_n_all is None else rel_n_all.tolist(),
         distribution={
-            "physical": _distribution(rel_all),
-            **({} if rel_n_all is None else {"normalized": _distribution(rel_n_all)}),
+            "physical": distribution(rel_all),
+            **({} if rel_n_all is None else {"normalized": distribution(rel_n_all)}),
         },
         threshold=used,
         n_kept=int(keep.sum()),

@@ -1,100 +1,29 @@
-"""Atomic, code-free checkpoints.
+"""Autoencoder checkpoints (``train-ae``): their format tag, loader and model loader.
 
-A checkpoint is a ``torch.save`` dict of tensors and plain Python values only (no classes), so it
-loads with ``torch.load(..., weights_only=True)``: no pickled code runs. It is written to a
-temporary file in the same folder, flushed to disk and renamed over the target, so a run killed at
-any moment leaves either the previous or the new checkpoint, never a torn one.
+Writing, RNG state and the atomic rename are :mod:`ubdiff_phys.runtime.checkpoint`'s.
 """
 
 from __future__ import annotations
 
 import os
-import random
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from ubdiff_phys.models import build_autoencoder
+from ubdiff_phys.runtime.checkpoint import load_checkpoint as _load_tagged
+from ubdiff_phys.train.config import TrainConfig
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "get_rng_state",
-    "load_autoencoder",
-    "load_checkpoint",
-    "save_checkpoint",
-    "set_rng_state",
-]
+__all__ = ["CHECKPOINT_FORMAT", "load_autoencoder", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "ubdiff_phys.autoencoder_checkpoint"
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` and check its format tag."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a ubdiff_phys autoencoder checkpoint")
-    return ckpt
-
-
-def get_rng_state() -> dict[str, Any]:
-    """torch / numpy / python RNG states as tensors and lists (weights_only-loadable)."""
-    np_state = np.random.get_state()  # noqa: NPY002 (the global legacy RNG is what we save)
-    py_state = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`get_rng_state` returned."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (
-            "MT19937",
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Read an autoencoder checkpoint with ``weights_only=True`` and check its format tag."""
+    return _load_tagged(path, CHECKPOINT_FORMAT, "autoencoder", map_location)
 
 
 def load_autoencoder(path: str | os.PathLike, device: Any = "cpu"):
     """(model in eval mode, TrainConfig) from any checkpoint of ``train-ae``."""
-    from ubdiff_phys.models import build_autoencoder
-    from ubdiff_phys.train.config import TrainConfig
-
     ckpt = load_checkpoint(path)
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_autoencoder(cfg.model)

@@ -1,19 +1,37 @@
-"""``ubdiff-phys train-ae CONFIG.toml``: two-step autoencoder training (also under torchrun)."""
+"""``ubdiff-phys train-ae CONFIG.toml`` (two-step autoencoder training) and
+``ubdiff-phys train-diffusion CONFIG.toml`` (latent diffusion), both also under torchrun."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
-__all__ = ["register", "train_ae_main"]
+from ubdiff_phys.diffusion.config import load_diffusion_config
+from ubdiff_phys.train.config import load_config
+from ubdiff_phys.train.diffusion import train_diffusion
+from ubdiff_phys.train.loop import train_autoencoder
+
+__all__ = ["register", "train_ae_main", "train_diffusion_main"]
+
+
+def _is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _forget_run(out_dir: str, names: tuple[str, ...], pattern: str | None = None) -> None:
+    """``--restart``: remove a run's resume point and logs (rank 0 only)."""
+    if not _is_rank0():
+        return
+    for name in names:
+        (Path(out_dir) / name).unlink(missing_ok=True)
+    for p in Path(out_dir).glob(pattern) if pattern else ():
+        p.unlink()
 
 
 def train_ae_main(args: argparse.Namespace) -> int:
-    from ubdiff_phys.train.config import load_config
-    from ubdiff_phys.train.loop import train_autoencoder
-
     cfg = load_config(args.config)
     if args.out_dir:
         cfg = cfg.replace(run=replace(cfg.run, out_dir=args.out_dir))
@@ -22,16 +40,34 @@ def train_ae_main(args: argparse.Namespace) -> int:
     if args.no_progress:
         cfg = cfg.replace(run=replace(cfg.run, progress=False))
     if args.restart:
-        import os
-
-        if int(os.environ.get("RANK", "0")) == 0:
-            for name in ("last.pt", "metrics.jsonl"):
-                (Path(cfg.run.out_dir) / name).unlink(missing_ok=True)
-            for p in Path(cfg.run.out_dir).glob("best_*.pt"):
-                p.unlink()
+        _forget_run(cfg.run.out_dir, ("last.pt", "metrics.jsonl"), "best_*.pt")
     summary = train_autoencoder(cfg, resume=not args.restart)
     print(json.dumps(summary))
     return 0
+
+
+def train_diffusion_main(args: argparse.Namespace) -> int:
+    cfg = load_diffusion_config(args.config)
+    if args.out_dir:
+        cfg = cfg.with_("run", out_dir=args.out_dir)
+    if args.autoencoder:
+        cfg = cfg.with_("data", autoencoder=args.autoencoder)
+    if args.no_progress:
+        cfg = cfg.with_("run", progress=False)
+    if args.restart:
+        _forget_run(cfg.run.out_dir, ("last.pt", "final.pt", "metrics.jsonl"))
+    summary = train_diffusion(cfg, resume=not args.restart)
+    if _is_rank0():
+        print(json.dumps(summary))
+    return 0
+
+
+def _run_options(p: argparse.ArgumentParser, example: str, override: str) -> None:
+    p.add_argument("config", help=f"TOML config (see configs/{example})")
+    p.add_argument("--out-dir", help="override run.out_dir")
+    p.add_argument(f"--{override}", help=f"override data.{override}")
+    p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def register(subparsers) -> None:
@@ -44,9 +80,17 @@ def register(subparsers) -> None:
             "torchrun --nproc_per_node N -m ubdiff_phys.cli train-ae CONFIG.toml"
         ),
     )
-    p.add_argument("config", help="TOML config (see configs/ae_tiny.toml)")
-    p.add_argument("--out-dir", help="override run.out_dir")
-    p.add_argument("--store", help="override data.store")
-    p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _run_options(p, "ae_tiny.toml", "store")
     p.set_defaults(func=train_ae_main)
+
+    d = subparsers.add_parser(
+        "train-diffusion",
+        help="train the latent diffusion U-Net on co-latents of a trained autoencoder",
+        description=(
+            "Encodes the autoencoder's majority rows once into a latent cache (resumable), then "
+            "trains the v-prediction U-Net. Resumes from <run.out_dir>/last.pt when present. "
+            "Multi-process: torchrun --nproc_per_node N -m ubdiff_phys.cli train-diffusion CFG"
+        ),
+    )
+    _run_options(d, "diffusion_tiny.toml", "autoencoder")
+    d.set_defaults(func=train_diffusion_main)

@@ -8,17 +8,11 @@ in) is written as ``config.toml`` in the run directory and embedded in every che
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from ubdiff_phys.models.autoencoder import AutoencoderConfig
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from ubdiff_phys.runtime.config import SectionedConfig, dump_toml, read_toml
 
 __all__ = [
     "DataConfig",
@@ -27,17 +21,7 @@ __all__ = [
     "TrainConfig",
     "dump_toml",
     "load_config",
-    "section_from_dict",
 ]
-
-
-def section_from_dict(cls, d: dict[str, Any], section: str):
-    """Build the frozen dataclass ``cls`` of TOML section ``[section]``, refusing unknown keys."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown option(s) in [{section}]: {sorted(unknown)}")
-    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -140,37 +124,12 @@ class StepConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(SectionedConfig):
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(store="data.h5"))
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     step1: StepConfig = field(default_factory=StepConfig)
     step2: StepConfig = field(default_factory=StepConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": asdict(self.run),
-            "data": asdict(self.data),
-            "model": self.model.to_dict(),
-            "step1": asdict(self.step1),
-            "step2": asdict(self.step2),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        unknown = set(d) - {"run", "data", "model", "step1", "step2"}
-        if unknown:
-            raise ValueError(f"unknown config section(s): {sorted(unknown)}")
-        return cls(
-            run=section_from_dict(RunConfig, d.get("run", {}), "run"),
-            data=section_from_dict(DataConfig, d.get("data", {}), "data"),
-            model=AutoencoderConfig.from_dict(d.get("model", {})),
-            step1=section_from_dict(StepConfig, d.get("step1", {}), "step1"),
-            step2=section_from_dict(StepConfig, d.get("step2", {}), "step2"),
-        )
-
-    def replace(self, **sections: Any) -> TrainConfig:
-        return replace(self, **sections)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -178,32 +137,8 @@ def load_config(path: str | Path) -> TrainConfig:
     current directory (as a user types them), except that a relative store path that does not exist
     there is tried next to the config file."""
     path = Path(path)
-    with open(path, "rb") as f:
-        raw = tomllib.load(f)
-    cfg = TrainConfig.from_dict(raw)
+    cfg = TrainConfig.from_dict(read_toml(path))
     store = Path(cfg.data.store)
     if not store.is_absolute() and not store.exists() and (path.parent / store).exists():
         cfg = cfg.replace(data=replace(cfg.data, store=str(path.parent / store)))
     return cfg
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def dump_toml(d: dict[str, dict[str, Any]]) -> str:
-    """TOML text of a two-level dict of scalars and lists (:meth:`TrainConfig.to_dict`)."""
-    lines = []
-    for section, values in d.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    return "\n".join(lines)

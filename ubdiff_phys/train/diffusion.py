@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,40 +28,28 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ubdiff_phys.diffusion.config import DiffusionTrainConfig, dump_toml
+from ubdiff_phys.data import open_store
+from ubdiff_phys.diffusion.checkpoint import CHECKPOINT_FORMAT, load_diffusion_checkpoint
+from ubdiff_phys.diffusion.config import DiffusionTrainConfig
 from ubdiff_phys.diffusion.denoiser import EMA, VDenoiser
-from ubdiff_phys.diffusion.latents import LatentBatches, build_latent_cache, default_latent_path
 from ubdiff_phys.diffusion.targets import diffusion_loss
 from ubdiff_phys.models.unet1d import build_unet1d
-from ubdiff_phys.train.checkpoint import get_rng_state, save_checkpoint, set_rng_state
-from ubdiff_phys.train.distributed import setup_distributed
+from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+from ubdiff_phys.runtime.config import dump_toml
+from ubdiff_phys.runtime.distributed import setup_distributed
+from ubdiff_phys.train.checkpoint import load_checkpoint
+from ubdiff_phys.train.config import TrainConfig
+from ubdiff_phys.train.latents import LatentBatches, build_latent_cache, default_latent_path
 
 __all__ = ["CHECKPOINT_FORMAT", "load_diffusion_checkpoint", "resolve_config", "train_diffusion"]
-
-CHECKPOINT_FORMAT = "ubdiff_phys.diffusion_checkpoint"
 _RESUME_FREE = {("run", "progress"), ("run", "threads"), ("run", "device")}
 # store attributes a sampled store inherits (survey geometry, boundary, normalisation, origin)
 STORE_ATTRS = ("survey", "boundary", "solver_version", "family", "normalization", "source")
 
 
-def load_diffusion_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Read a diffusion checkpoint (a file, or a run directory: its final.pt, else last.pt) with
-    ``weights_only=True``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "final.pt" if (path / "final.pt").exists() else path / "last.pt"
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a ubdiff_phys diffusion checkpoint")
-    return ckpt
-
-
 def resolve_config(cfg: DiffusionTrainConfig) -> DiffusionTrainConfig:
     """Fill ``data.store`` (the autoencoder's training store), ``data.latents`` and the U-Net's
     ``seq_len`` (the autoencoder's latent_dim)."""
-    from ubdiff_phys.train.checkpoint import load_checkpoint
-    from ubdiff_phys.train.config import TrainConfig
-
     ae_cfg = TrainConfig.from_dict(load_checkpoint(cfg.data.autoencoder)["config"])
     store = cfg.data.store or ae_cfg.data.store
     latents = cfg.data.latents or str(default_latent_path(store))
@@ -137,8 +124,6 @@ class _Trainer:
         self.store_attrs = self._store_attrs()
 
     def _store_attrs(self) -> dict[str, Any]:
-        from ubdiff_phys.data import open_store
-
         with open_store(self.cfg.data.store) as s:
             return {k: s.attrs[k] for k in STORE_ATTRS if k in s.attrs}
 

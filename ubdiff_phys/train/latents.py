@@ -14,25 +14,22 @@ Training reads random batches from it (:class:`LatentBatches`) without loading i
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-__all__ = ["LatentBatches", "build_latent_cache", "default_latent_path", "file_sha256"]
+from ubdiff_phys.data import open_store
+from ubdiff_phys.runtime.files import atomic_path, file_sha256
+from ubdiff_phys.train.checkpoint import load_autoencoder
+from ubdiff_phys.train.data import make_train_views
+
+__all__ = ["LatentBatches", "build_latent_cache", "default_latent_path"]
 
 FORMAT = "ubdiff_phys.latents"
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_latent_path(store: str | os.PathLike) -> Path:
@@ -66,12 +63,6 @@ def build_latent_cache(
     The rows are those step 1 of the autoencoder trained on (its config's ``data`` selection of
     the store's training rows; all of them by default). Returns the cache path.
     """
-    from tqdm.auto import tqdm
-
-    from ubdiff_phys.data import open_store
-    from ubdiff_phys.train.checkpoint import load_autoencoder
-    from ubdiff_phys.train.data import make_train_views
-
     out = Path(out) if out else default_latent_path(store_path)
     sha = file_sha256(autoencoder)
     model, ae_cfg = load_autoencoder(autoencoder, device)
@@ -83,8 +74,7 @@ def build_latent_cache(
         rows, dataset = views.majority_rows, views.majority
         n = len(rows)
         if not _usable(out, sha, n):
-            tmp = out.with_name(out.name + ".creating")
-            with h5py.File(tmp, "w") as f:
+            with atomic_path(out, ".creating") as tmp, h5py.File(tmp, "w") as f:
                 f.create_dataset(
                     "latents",
                     shape=(n, ae_cfg.model.latent_dim),
@@ -101,7 +91,6 @@ def build_latent_cache(
                     n_committed=0,
                     complete=False,
                 )
-            os.replace(tmp, out)
         with h5py.File(out, "r+") as f:
             start = int(f.attrs["n_committed"])
             bar = tqdm(

@@ -38,18 +38,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ubdiff_phys.data import open_store
-from ubdiff_phys.eval.metrics import MetricAccumulator
 from ubdiff_phys.models import UBDiffAutoencoder, build_autoencoder
-from ubdiff_phys.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
-from ubdiff_phys.train.config import StepConfig, TrainConfig, dump_toml
+from ubdiff_phys.models.metrics import MetricAccumulator
+from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+from ubdiff_phys.runtime.config import dump_toml
+from ubdiff_phys.runtime.distributed import setup_distributed
+from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from ubdiff_phys.train.config import StepConfig, TrainConfig
 from ubdiff_phys.train.data import ResumableSampler, TrainViews, make_train_views
-from ubdiff_phys.train.distributed import setup_distributed
 
 __all__ = ["evaluate_autoencoder", "resolve_config", "train_autoencoder"]
 
@@ -283,6 +279,25 @@ class _Trainer:
         if phase == "step2" and self.cfg.step2.freeze:
             self.model.majority_modules().eval()
 
+    def _batch_loss(self, phase: str, net: nn.Module, batch) -> torch.Tensor:
+        """The training loss of one batch: step 1 reconstructs the majority modality; step 2 the
+        minority one from the majority input (plus the majority's, unless step 1 is frozen)."""
+        cfg, step = self.cfg, self.step_cfg(phase)
+        maj, mino = self.model.majority, self.model.minority
+        if phase == "step1":
+            x = batch.to(self.device)
+            out = net(x, outputs=(maj,))
+            return _recon_loss(out[maj], x, cfg.step1)
+        v, s = (t.to(self.device) for t in batch)
+        data = {"velocity": v, "seismic": s}
+        if step.freeze:
+            out = net(data[maj], outputs=(mino,))
+            return _recon_loss(out[mino], data[mino], step)
+        out = net(data[maj], outputs=(maj, mino))
+        return _recon_loss(out[maj], data[maj], cfg.step1) + _recon_loss(
+            out[mino], data[mino], step
+        )
+
     def _run_phase(self, phase: str) -> None:
         from tqdm.auto import tqdm
 
@@ -300,7 +315,6 @@ class _Trainer:
                 sched.load_state_dict(self.resume_ckpt["scheduler"])
             set_rng_state(self.resume_ckpt["rng"])
             self.resume_ckpt = None
-        maj, mino = self.model.majority, self.model.minority
         phase_id = PHASES.index(phase)
         while self.state["epoch"] < step.epochs:
             epoch, start = self.state["epoch"], self.state["batch"]
@@ -329,21 +343,7 @@ class _Trainer:
                 dynamic_ncols=True,
             )
             for batch in bar:
-                if phase == "step1":
-                    x = batch.to(self.device)
-                    out = net(x, outputs=(maj,))
-                    loss = _recon_loss(out[maj], x, cfg.step1)
-                else:
-                    v, s = (t.to(self.device) for t in batch)
-                    data = {"velocity": v, "seismic": s}
-                    if step.freeze:
-                        out = net(data[maj], outputs=(mino,))
-                        loss = _recon_loss(out[mino], data[mino], step)
-                    else:
-                        out = net(data[maj], outputs=(maj, mino))
-                        loss = _recon_loss(out[maj], data[maj], cfg.step1) + _recon_loss(
-                            out[mino], data[mino], step
-                        )
+                loss = self._batch_loss(phase, net, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import child_env
+from helpers import child_env
 
 import ubdiff_phys
 from ubdiff_phys.cli import main as cli_main

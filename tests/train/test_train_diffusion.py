@@ -12,24 +12,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import child_env
+from helpers import child_env
 
 from ubdiff_phys.cli import main
 from ubdiff_phys.data import make_dataset, open_store
-from ubdiff_phys.diffusion import (
-    LatentBatches,
-    build_latent_cache,
-    load_diffusion_checkpoint,
-    load_diffusion_config,
-    train_diffusion,
-)
-from ubdiff_phys.diffusion.config import dump_toml
+from ubdiff_phys.diffusion import load_diffusion_checkpoint, load_diffusion_config
 from ubdiff_phys.models import build_autoencoder
-from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_autoencoder, save_checkpoint
+from ubdiff_phys.runtime import dump_toml, save_checkpoint
+from ubdiff_phys.train import LatentBatches, build_latent_cache, train_diffusion
+from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_autoencoder
 from ubdiff_phys.train.config import load_config
 from ubdiff_phys.train.loop import resolve_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_TOML = REPO / "configs" / "diffusion_tiny.toml"
 
 
@@ -141,6 +136,7 @@ def test_train_then_sample_via_cli(tiny_ae, tmp_path, capsys):
         assert not np.array_equal(np.stack([b.velocity(i) for i in range(5)]), first)
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_bit_exact(tiny_ae, tmp_path):
     _, ae = tiny_ae
     kw = {"steps": 12, "grad_accum": 2}
@@ -166,6 +162,7 @@ def test_interrupted_training_resumes_bit_exact(tiny_ae, tmp_path):
         train_diffusion(cut.with_("optim", lr=1e-4))
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks_end_identical(tiny_ae, tmp_path):
     _, ae = tiny_ae
     cfg = _cfg(ae, tmp_path / "ddp", steps=4, batch_size=8).with_("run", checkpoint_every=2)
@@ -175,7 +172,7 @@ def test_ddp_two_cpu_ranks_end_identical(tiny_ae, tmp_path):
     script = (
         "import sys, torch, torch.distributed as dist\n"
         "from ubdiff_phys.cli import main\n"
-        "from ubdiff_phys.diffusion import train as T\n"
+        "from ubdiff_phys.train import diffusion as T\n"
         "orig = T._Trainer.close\n"
         "def close(self):\n"
         "    w = torch.cat([p.detach().flatten() for p in self.net.parameters()])\n"

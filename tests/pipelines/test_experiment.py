@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import child_env
+from helpers import child_env
 from torch.utils.data import ConcatDataset
 
-from ubdiff_phys.eval.experiment import PRESETS, SETTINGS, default_configs_dir, training_set
-from ubdiff_phys.validate import validate_store
+from ubdiff_phys.pipelines import validate_store
+from ubdiff_phys.pipelines.experiment import PRESETS, SETTINGS, default_configs_dir, training_set
 
-SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "unbalanced_experiment.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "unbalanced_experiment.py"
 
 
 def _run(workdir: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -39,6 +39,7 @@ def _rows_below(rel: list[float], cut: float) -> list[int]:
     return [i for i, r in enumerate(rel) if r <= cut]
 
 
+@pytest.mark.slow
 def test_tiny_experiment_end_to_end(tmp_path):
     work = tmp_path / "exp"
     proc = _run(work, tmp_path)
@@ -111,7 +112,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
 
 
 def test_training_set_refuses_mismatched_normalisation(tmp_path, monkeypatch):
-    from ubdiff_phys.eval import experiment, protocol
+    from ubdiff_phys.pipelines import experiment
 
     class _Store:
         def __init__(self, name, norm):
@@ -123,6 +124,6 @@ def test_training_set_refuses_mismatched_normalisation(tmp_path, monkeypatch):
             self.store = store
 
     stores = {"a": _Store("a", {"v": 1}), "b": _Store("b", {"v": 2})}
-    monkeypatch.setattr(protocol, "training_pairs", lambda s: _View(stores[s]))
+    monkeypatch.setattr(experiment, "training_pairs", lambda s: _View(stores[s]))
     with pytest.raises(ValueError, match="normalised"):
         experiment.training_set(["a", "b"])

@@ -14,7 +14,7 @@ from ubdiff_phys.cli import main as cli_main
 from ubdiff_phys.data import make_dataset, open_store
 from ubdiff_phys.data.store import StoreError, StoreWriter, create_store
 from ubdiff_phys.physics import Survey, simulate
-from ubdiff_phys.validate import resimulate_store, validate_store
+from ubdiff_phys.pipelines import resimulate_store, validate_store
 
 SURVEY = Survey.openfwi().with_(nt=200)
 

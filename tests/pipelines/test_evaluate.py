@@ -9,13 +9,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import child_env
+from helpers import child_env
 
 from ubdiff_phys.data import make_dataset
 from ubdiff_phys.eval import FeatureConfig, ProtocolConfig
-from ubdiff_phys.eval.cli import load_eval_config
-from ubdiff_phys.eval.report import evaluate
 from ubdiff_phys.physics import Survey
+from ubdiff_phys.pipelines.evaluate import evaluate
+from ubdiff_phys.pipelines.evaluate_cli import load_eval_config
 
 
 def _store(path, family, seed):
@@ -156,8 +156,8 @@ def test_evaluate_resumes_and_handles_missing_survey(stores, tmp_path, monkeypat
     import h5py
     import torch
 
-    from ubdiff_phys.eval import report as report_mod
     from ubdiff_phys.models.inception import InceptionV3
+    from ubdiff_phys.pipelines import evaluate as report_mod
 
     real, _ = stores
     gen = tmp_path / "gen.h5"

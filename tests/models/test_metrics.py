@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ubdiff_phys.eval.metrics import MetricAccumulator, gaussian_window, mae, mse, rmse, ssim
+from ubdiff_phys.models.metrics import MetricAccumulator, gaussian_window, mae, mse, rmse, ssim
 
 C1, C2 = 0.01**2, 0.03**2
 
@@ -63,7 +63,7 @@ def test_ssim_borders_are_included_with_zero_padding():
     # with itself is still 1 everywhere, but two constants give a border-dependent map
     x = torch.full((1, 1, 30, 30), 0.5)
     y = torch.full((1, 1, 30, 30), 0.4)
-    from ubdiff_phys.eval.metrics import ssim_map
+    from ubdiff_phys.models.metrics import ssim_map
 
     m = ssim_map(x, y)
     assert m[0, 0, 15, 15] != pytest.approx(float(m[0, 0, 0, 0]), abs=1e-6)

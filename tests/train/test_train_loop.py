@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import child_env
+from helpers import child_env
 
 from ubdiff_phys.cli import main
 from ubdiff_phys.data import make_dataset
 from ubdiff_phys.train import TrainConfig, load_checkpoint, load_config, train_autoencoder
 from ubdiff_phys.train.config import dump_toml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_TOML = REPO / "configs" / "ae_tiny.toml"
 
 
@@ -102,6 +102,7 @@ def test_tiny_config_trains_end_to_end_via_cli(tiny_store, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["global_step"] == 24
 
 
+@pytest.mark.slow
 def test_kill_mid_epoch_then_resume_is_bit_exact(tiny_store, tmp_path):
     cfg = _cfg(
         tiny_store,
@@ -147,6 +148,7 @@ def test_kill_mid_epoch_then_resume_is_bit_exact(tiny_store, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks_end_identical(tiny_store, tmp_path):
     cfg = _cfg(
         tiny_store,

@@ -12,19 +12,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import child_env
+from helpers import child_env
 
 from ubdiff_phys.data import open_store
 from ubdiff_phys.physics import residual
-from ubdiff_phys.validate import validate_store
-from ubdiff_phys.validate.generate import (
+from ubdiff_phys.pipelines import validate_store
+from ubdiff_phys.pipelines.generate_and_validate import (
     load_generator,
     reference_residuals,
     residual_trace,
     shipped_checkpoint,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "generate_and_validate.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "generate_and_validate.py"
 
 
 def test_shipped_checkpoint_is_in_the_package():
@@ -117,7 +117,7 @@ def test_trace_last_step_is_the_sample():
     gen = load_generator(None, "cpu")
     trace = residual_trace(gen, 2, steps=4, trace_steps=2, seed=3)
     assert [row["step"] for row in trace["rows"]] == [1, 4]
-    from ubdiff_phys.diffusion.generate import sample_latents
+    from ubdiff_phys.diffusion.samplers import sample_latents
 
     z = sample_latents(
         gen.denoiser,

@@ -1,0 +1,135 @@
+"""The unbalanced-data experiment's settings and presets (scales of one run).
+
+The presets are TOML files in ``configs/experiment/<name>.toml`` (fields of
+:class:`ExperimentPreset`); the base training configs they name live in ``configs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ubdiff_phys.runtime.config import read_toml, strict_from_dict
+
+__all__ = [
+    "PHYSICS_SETTINGS",
+    "PRESETS",
+    "SETTINGS",
+    "SETTING_LABELS",
+    "VARIANTS",
+    "ExperimentPreset",
+    "default_configs_dir",
+    "load_presets",
+]
+
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # in an installed wheel
+_REPO_CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs"  # in a checkout
+
+
+def default_configs_dir() -> Path:
+    """The base TOML configs: the copy installed with the package, else the checkout's
+    ``configs/``."""
+    return _PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _REPO_CONFIGS
+
+
+#: autoencoder variants: name -> ``data.paired_only``
+VARIANTS = {"ubdiff": False, "wo_opt": True}
+
+#: InversionNet training settings: name -> training sources ("real" or a variant's generated pairs)
+SETTINGS = {
+    "real": ("real",),
+    "ubdiff": ("ubdiff",),
+    "ubdiff+real": ("ubdiff", "real"),
+    "wo_opt": ("wo_opt",),
+    "ubdiff_filtered": ("ubdiff_filtered",),
+    "ubdiff_resim": ("ubdiff_resim",),
+}
+
+#: the settings that need the physics check (``ExperimentPreset.physics_settings``)
+PHYSICS_SETTINGS = ("ubdiff_filtered", "ubdiff_resim")
+
+SETTING_LABELS = {
+    "real": "(a) real pairs only",
+    "ubdiff": "(b) UB-Diff generated",
+    "ubdiff+real": "(c) UB-Diff generated + real",
+    "wo_opt": "(d) w/o opt generated",
+    "ubdiff_filtered": "(e) UB-Diff generated, residual-filtered",
+    "ubdiff_resim": "(f) UB-Diff velocities, re-simulated seismic",
+}
+
+
+@dataclass(frozen=True)
+class ExperimentPreset:
+    """Scale of one run.
+
+    Attributes:
+        n_velocity, n_paired, n_test: the synthetic store (training maps, of which paired, and
+            held-out pairs).
+        ae_config, diffusion_config: base TOML configs (relative to ``configs/``).
+        ae_overrides, diffusion_overrides: ``{section: {field: value}}`` applied on top.
+        n_generated: generated pairs per variant.
+        sampler, sample_steps, sample_weights: sampling options ("model" or "ema" weights).
+        protocol: :class:`~ubdiff_phys.eval.protocol.ProtocolConfig` fields; every setting
+            gets the same ``max_steps`` optimiser steps (whatever its number of pairs), so the
+            settings differ in their data only. InversionNet results are recomputed when these
+            change.
+        protocol_seeds: InversionNet runs per setting (seeds seed, seed + 1, ...); with more
+            than one the table gives each metric's mean +- standard deviation.
+        features: :class:`~ubdiff_phys.eval.features.FeatureConfig` fields.
+        wo_opt_step1: how the "w/o opt" autoencoder's step 1 (on the paired maps only) is
+            budgeted: ``"steps"`` scales its epochs by n_velocity / n_paired so that it gets as
+            many optimiser steps as UB-Diff's step 1 (the settings then differ in data only);
+            ``"epochs"`` keeps the config's epochs (far fewer steps).
+        physics_settings: also run settings (e) and (f) (residual filter, re-simulation).
+        filter_keep: fraction of the UB-Diff pairs that setting (e) keeps (lowest residual).
+    """
+
+    n_velocity: int
+    n_paired: int
+    n_test: int
+    ae_config: str
+    diffusion_config: str
+    n_generated: int
+    ae_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    diffusion_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sampler: str = "ddim"
+    sample_steps: int = 50
+    sample_weights: str = "model"
+    protocol: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    wo_opt_step1: str = "steps"
+    protocol_seeds: int = 1
+    physics_settings: bool = True
+    filter_keep: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.wo_opt_step1 not in ("steps", "epochs"):
+            raise ValueError(f"wo_opt_step1 must be 'steps' or 'epochs', got {self.wo_opt_step1!r}")
+        if self.protocol_seeds < 1:
+            raise ValueError(f"protocol_seeds must be >= 1, got {self.protocol_seeds}")
+        if not 0.0 < self.filter_keep <= 1.0:
+            raise ValueError(f"filter_keep must be in (0, 1], got {self.filter_keep}")
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The InversionNet settings this preset runs."""
+        skip = () if self.physics_settings else PHYSICS_SETTINGS
+        return tuple(k for k in SETTINGS if k not in skip)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_presets(configs_dir: str | Path | None = None) -> dict[str, ExperimentPreset]:
+    """The presets in ``<configs_dir>/experiment/*.toml`` by file stem ({} when there are none)."""
+    folder = Path(configs_dir or default_configs_dir()) / "experiment"
+    return {
+        p.stem: strict_from_dict(ExperimentPreset, read_toml(p), f"preset option(s) in {p.name}")
+        for p in sorted(folder.glob("*.toml"))
+    }
+
+
+#: the presets of the configs folder found at import (:func:`default_configs_dir`)
+PRESETS: dict[str, ExperimentPreset] = load_presets()

@@ -1,0 +1,59 @@
+"""Atomic file writes and file hashing.
+
+Every file the package writes in place of an older one goes through :func:`atomic_path`: the
+content is written to a temporary name in the same folder and renamed over the target with
+``os.replace``, so a run killed at any moment leaves either the old or the new file, never a torn
+one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "file_sha256"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on a clean exit rename it over ``path``.
+
+    ``suffix``: the temporary name is ``<name><suffix>`` (e.g. ``".creating"`` for a store a
+    reader may recognise); default ``.<name>.<pid>.tmp``. On an exception the temporary file is
+    removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + suffix if suffix else f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (with a final newline) to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in ``chunk``-byte blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
