@@ -104,66 +104,6 @@ struct State {
   }
 };
 
-// One forward step: P_prev <- P_{n+1} (then swapped), L (nz, nx) <- L_n when non-null.
-template <typename T, bool Cpml, bool Kappa>
-void forward_step(const Shot<T>& s, State<T>& st, int64_t n, T* L) {
-  const Geometry<T>& g = s.g;
-  if (s.wrap) fill_periodic_halo(g, st.P.data());
-  const T* __restrict P = st.P.data();
-  T* __restrict Q = st.Pp.data();
-  const int64_t ld = g.ld;
-  for (int64_t i = 0; i < g.nz; ++i) {
-    const int64_t o = g.at(i, 0);
-    const T* __restrict Pr = P + o;
-    T* __restrict Qr = Q + o;
-    const T* __restrict Vr = s.V + i * g.nx;
-    const T* __restrict Kr = Kappa ? s.K + i * g.nx : nullptr;
-    T* __restrict Lr = L ? L + i * g.nx : nullptr;
-    if constexpr (Cpml) {
-      const T* __restrict psx = st.psx.data() + o;
-      const T* __restrict psz = st.psz.data() + o;
-      T* __restrict psxn = st.psx_new.data() + o;
-      T* __restrict pszn = st.psz_new.data() + o;
-      T* __restrict zx = st.zx.data() + o;
-      T* __restrict zz = st.zz.data() + o;
-      const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
-#pragma omp simd
-      for (int64_t j = 0; j < g.nx; ++j) {
-        T d2x = fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * s.rdx2;
-        T d2z = fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * s.rdz2;
-        const T dux = fd4_d1(Pr[j - 2], Pr[j - 1], Pr[j + 1], Pr[j + 2]) * s.rdx;
-        const T dpx = fd4_d1(psx[j - 2], psx[j - 1], psx[j + 1], psx[j + 2]) * s.rdx;
-        d2x = cpml_term(d2x, dux, dpx, psx[j], s.ax[j], s.bx[j], s.dbx[j], zx[j], psxn[j]);
-        const T duz = fd4_d1(Pr[j - 2 * ld], Pr[j - ld], Pr[j + ld], Pr[j + 2 * ld]) * s.rdz;
-        const T dpz = fd4_d1(psz[j - 2 * ld], psz[j - ld], psz[j + ld], psz[j + 2 * ld]) * s.rdz;
-        d2z = cpml_term(d2z, duz, dpz, psz[j], az, bz, dbz, zz[j], pszn[j]);
-        const T lap = d2x + d2z;
-        Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
-        if (Lr) Lr[j] = lap;
-      }
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < g.nx; ++j) {
-        const T lap =
-            fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * s.rdx2 +
-            fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * s.rdz2;
-        if constexpr (Kappa) {
-          Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap, Kr[j]);
-        } else {
-          Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
-        }
-        if (Lr) Lr[j] = lap;
-      }
-    }
-  }
-  st.Pp[s.src] += s.V[s.src_cell] * s.wavelet[n];
-  std::swap(st.P, st.Pp);
-  if constexpr (Cpml) {
-    std::swap(st.psx, st.psx_new);
-    std::swap(st.psz, st.psz_new);
-  }
-}
-
 // Adjoint fields of one shot, halo-inclusive (halo cells stay zero unless wrapped).
 template <typename T>
 struct Adjoint {
@@ -178,103 +118,254 @@ struct Adjoint {
   }
 };
 
-// One adjoint step n (backward in time): inject g_n, accumulate dJ/dV, lambda_{n+1} -> lambda_n.
-template <typename T, bool Cpml, bool Kappa>
-void adjoint_step(const Shot<T>& s, Adjoint<T>& a, int64_t n, const T* L, const T* g_n,
-                  double* grad) {
+// Column/row ranges of the C-PML mode where the absorbing terms vanish: the profiles are zero
+// inside the model and d/dx(Psi) reaches kHalo cells into it, so columns [x0, x1) have no x terms
+// and rows [z0, z1) no z terms (the forward kernel's strips). There the forward is the plain
+// leapfrog and the adjoint the plain transposed Laplacian; the Psi/zeta fields and their adjoints
+// stay zero, or are multiplied by zero coefficients before they are read.
+struct CpmlSegments {
+  int64_t x0, x1, z0, z1;
+};
+
+template <typename T>
+CpmlSegments cpml_segments(const Shot<T>& s) {
+  const AcousticForwardParams& p = *s.p;
+  const int64_t x0 = std::min(p.pad + kHalo, s.g.nx);
+  const int64_t x1 = std::max(x0, p.pad + p.nxm - kHalo);
+  const int64_t z0 = std::min(p.pad + kHalo, s.g.nz);
+  const int64_t z1 = std::max(z0, p.pad + p.nzm - kHalo);
+  return {x0, x1, z0, z1};
+}
+
+// Forward C-PML update of row i, columns [j0, j1), x / z terms chosen at compile time.
+template <typename T, bool XP, bool ZP, bool StoreL>
+inline void forward_cpml_segment(const Shot<T>& s, State<T>& st, int64_t i, int64_t j0, int64_t j1,
+                                 T* Lrow) {
   const Geometry<T>& g = s.g;
-  const int64_t ld = g.ld, R = static_cast<int64_t>(s.rec->size());
-  T* __restrict lam = a.lam.data();
-  for (int64_t k = 0; k < R; ++k) lam[(*s.rec)[k]] += g_n[k];
-  grad[s.src_cell] += double(lam[s.src]) * double(s.wavelet[n]);
-  // pass 1: gradient, u = V lam, and the C-PML temporaries
-  for (int64_t i = 0; i < g.nz; ++i) {
-    const int64_t o = g.at(i, 0);
-    const T* __restrict lr = lam + o;
-    const T* __restrict Vr = s.V + i * g.nx;
-    const T* __restrict Lr = L + i * g.nx;
-    double* __restrict gr = grad + i * g.nx;
-    T* __restrict ur = a.u.data() + o;
+  const int64_t o = g.at(i, 0), ld = g.ld;
+  const T* __restrict Pr = st.P.data() + o;
+  T* __restrict Qr = st.Pp.data() + o;
+  const T* __restrict Vr = s.V + i * g.nx;
+  const T* __restrict psx = st.psx.data() + o;
+  const T* __restrict psz = st.psz.data() + o;
+  T* __restrict psxn = st.psx_new.data() + o;
+  T* __restrict pszn = st.psz_new.data() + o;
+  T* __restrict zx = st.zx.data() + o;
+  T* __restrict zz = st.zz.data() + o;
+  T* __restrict Lr = Lrow;
+  const T* __restrict ax = s.ax;
+  const T* __restrict bx = s.bx;
+  const T* __restrict dbx = s.dbx;
+  const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
+  const T rdx2 = s.rdx2, rdz2 = s.rdz2, rdx = s.rdx, rdz = s.rdz;
 #pragma omp simd
-    for (int64_t j = 0; j < g.nx; ++j) {
-      gr[j] += double(lr[j]) * double(Lr[j]);
-      ur[j] = Vr[j] * lr[j];
+  for (int64_t j = j0; j < j1; ++j) {
+    T d2x = fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * rdx2;
+    T d2z = fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * rdz2;
+    if constexpr (XP) {
+      const T dux = fd4_d1(Pr[j - 2], Pr[j - 1], Pr[j + 1], Pr[j + 2]) * rdx;
+      const T dpx = fd4_d1(psx[j - 2], psx[j - 1], psx[j + 1], psx[j + 2]) * rdx;
+      d2x = cpml_term(d2x, dux, dpx, psx[j], ax[j], bx[j], dbx[j], zx[j], psxn[j]);
     }
-    if constexpr (Cpml) {
-      T* __restrict lpx = a.lpx.data() + o;
-      T* __restrict lpz = a.lpz.data() + o;
-      T* __restrict lzx = a.lzx.data() + o;
-      T* __restrict lzz = a.lzz.data() + o;
-      T* __restrict e2x = a.e2x.data() + o;
-      T* __restrict e2z = a.e2z.data() + o;
-      T* __restrict wx = a.wx.data() + o;
-      T* __restrict wz = a.wz.data() + o;
-      T* __restrict tx = a.tx.data() + o;
-      T* __restrict tz = a.tz.data() + o;
-      const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
-#pragma omp simd
-      for (int64_t j = 0; j < g.nx; ++j) {
-        const T u = ur[j];
-        const T ax = s.ax[j], bx = s.bx[j], dbx = s.dbx[j];
-        const T t1 = (T(1) + bx) * u + bx * lzx[j];
-        lzx[j] = ax * (u + lzx[j]);
-        wx[j] = ax * bx * lpx[j] + dbx * t1;
-        lpx[j] = ax * lpx[j];
-        e2x[j] = (T(1) + bx) * t1;
-        tx[j] = t1;
-        const T t2 = (T(1) + bz) * u + bz * lzz[j];
-        lzz[j] = az * (u + lzz[j]);
-        wz[j] = az * bz * lpz[j] + dbz * t2;
-        lpz[j] = az * lpz[j];
-        e2z[j] = (T(1) + bz) * t2;
-        tz[j] = t2;
-      }
+    if constexpr (ZP) {
+      const T duz = fd4_d1(Pr[j - 2 * ld], Pr[j - ld], Pr[j + ld], Pr[j + 2 * ld]) * rdz;
+      const T dpz = fd4_d1(psz[j - 2 * ld], psz[j - ld], psz[j + ld], psz[j + 2 * ld]) * rdz;
+      d2z = cpml_term(d2z, duz, dpz, psz[j], az, bz, dbz, zz[j], pszn[j]);
     }
+    const T lap = d2x + d2z;
+    Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
+    if constexpr (StoreL) Lr[j] = lap;
   }
-  if (s.wrap) fill_periodic_halo(g, a.u.data());
-  // pass 2: lambda_n and beta_n (and the Psi adjoints)
-  for (int64_t i = 0; i < g.nz; ++i) {
-    const int64_t o = g.at(i, 0);
-    T* __restrict lr = lam + o;
-    T* __restrict br = a.beta.data() + o;
-    if constexpr (Cpml) {
-      const T* __restrict e2x = a.e2x.data() + o;
-      const T* __restrict e2z = a.e2z.data() + o;
-      const T* __restrict wx = a.wx.data() + o;
-      const T* __restrict wz = a.wz.data() + o;
-      const T* __restrict tx = a.tx.data() + o;
-      const T* __restrict tz = a.tz.data() + o;
-      T* __restrict lpx = a.lpx.data() + o;
-      T* __restrict lpz = a.lpz.data() + o;
+}
+
+// Forward sponge update of row i (all columns), kappa and L storage chosen at compile time.
+template <typename T, bool Kappa, bool StoreL>
+inline void forward_sponge_row(const Shot<T>& s, State<T>& st, int64_t i, T* Lrow) {
+  const Geometry<T>& g = s.g;
+  const int64_t o = g.at(i, 0), ld = g.ld;
+  const T* __restrict Pr = st.P.data() + o;
+  T* __restrict Qr = st.Pp.data() + o;
+  const T* __restrict Vr = s.V + i * g.nx;
+  const T* __restrict Kr = Kappa ? s.K + i * g.nx : nullptr;
+  T* __restrict Lr = Lrow;
+  const T rdx2 = s.rdx2, rdz2 = s.rdz2;
 #pragma omp simd
-      for (int64_t j = 0; j < g.nx; ++j) {
-        const T d2 =
-            fd4_d2(e2x[j - 2], e2x[j - 1], e2x[j], e2x[j + 1], e2x[j + 2]) * s.rdx2 +
-            fd4_d2(e2z[j - 2 * ld], e2z[j - ld], e2z[j], e2z[j + ld], e2z[j + 2 * ld]) * s.rdz2;
-        const T d1 = fd4_d1(wx[j - 2], wx[j - 1], wx[j + 1], wx[j + 2]) * s.rdx +
-                     fd4_d1(wz[j - 2 * ld], wz[j - ld], wz[j + ld], wz[j + 2 * ld]) * s.rdz;
-        lpx[j] -= fd4_d1(tx[j - 2], tx[j - 1], tx[j + 1], tx[j + 2]) * s.rdx;
-        lpz[j] -= fd4_d1(tz[j - 2 * ld], tz[j - ld], tz[j + ld], tz[j + 2 * ld]) * s.rdz;
-        const T l = lr[j];
-        lr[j] = d2 - d1 + T(2) * l + br[j];
-        br[j] = -l;
+  for (int64_t j = 0; j < g.nx; ++j) {
+    const T lap = fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * rdx2 +
+                  fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * rdz2;
+    if constexpr (Kappa) {
+      Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap, Kr[j]);
+    } else {
+      Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
+    }
+    if constexpr (StoreL) Lr[j] = lap;
+  }
+}
+
+// One forward step: P_prev <- P_{n+1} (then swapped); L (nz, nx) <- L_n when StoreL.
+template <typename T, bool Cpml, bool Kappa, bool StoreL>
+void forward_step(const Shot<T>& s, State<T>& st, int64_t n, T* L) {
+  const Geometry<T>& g = s.g;
+  if (s.wrap) fill_periodic_halo(g, st.P.data());
+  for (int64_t i = 0; i < g.nz; ++i) {
+    T* Lr = StoreL ? L + i * g.nx : nullptr;
+    if constexpr (Cpml) {
+      const CpmlSegments c = cpml_segments(s);
+      if (i < c.z0 || i >= c.z1) {
+        forward_cpml_segment<T, true, true, StoreL>(s, st, i, 0, c.x0, Lr);
+        forward_cpml_segment<T, false, true, StoreL>(s, st, i, c.x0, c.x1, Lr);
+        forward_cpml_segment<T, true, true, StoreL>(s, st, i, c.x1, g.nx, Lr);
+      } else {
+        forward_cpml_segment<T, true, false, StoreL>(s, st, i, 0, c.x0, Lr);
+        forward_cpml_segment<T, false, false, StoreL>(s, st, i, c.x0, c.x1, Lr);
+        forward_cpml_segment<T, true, false, StoreL>(s, st, i, c.x1, g.nx, Lr);
       }
     } else {
-      const T* __restrict u = a.u.data() + o;
-      const T* __restrict Kr = Kappa ? s.K + i * g.nx : nullptr;
+      forward_sponge_row<T, Kappa, StoreL>(s, st, i, Lr);
+    }
+  }
+  st.Pp[s.src] += s.V[s.src_cell] * s.wavelet[n];
+  std::swap(st.P, st.Pp);
+  if constexpr (Cpml) {
+    std::swap(st.psx, st.psx_new);
+    std::swap(st.psz, st.psz_new);
+  }
+}
+
+// Adjoint pass 1 on row i: gradient, u = V lam, and (C-PML) the per-cell temporaries.
+template <typename T, bool Cpml>
+inline void adjoint_pass1_row(const Shot<T>& s, Adjoint<T>& a, int64_t i, const T* L, T* grad) {
+  const Geometry<T>& g = s.g;
+  const int64_t o = g.at(i, 0);
+  const T* __restrict lr = a.lam.data() + o;
+  const T* __restrict Vr = s.V + i * g.nx;
+  const T* __restrict Lr = L + i * g.nx;
+  T* __restrict gr = grad + i * g.nx;
+  T* __restrict ur = a.u.data() + o;
 #pragma omp simd
-      for (int64_t j = 0; j < g.nx; ++j) {
-        const T lap = fd4_d2(u[j - 2], u[j - 1], u[j], u[j + 1], u[j + 2]) * s.rdx2 +
-                      fd4_d2(u[j - 2 * ld], u[j - ld], u[j], u[j + ld], u[j + 2 * ld]) * s.rdz2;
-        const T l = lr[j];
-        if constexpr (Kappa) {
-          lr[j] = lap + (T(2) - Kr[j]) * l + br[j];
-          br[j] = (Kr[j] - T(1)) * l;
-        } else {
-          lr[j] = lap + T(2) * l + br[j];
-          br[j] = -l;
-        }
+  for (int64_t j = 0; j < g.nx; ++j) {
+    gr[j] += lr[j] * Lr[j];
+    ur[j] = Vr[j] * lr[j];
+  }
+  if constexpr (Cpml) {
+    T* __restrict lpx = a.lpx.data() + o;
+    T* __restrict lpz = a.lpz.data() + o;
+    T* __restrict lzx = a.lzx.data() + o;
+    T* __restrict lzz = a.lzz.data() + o;
+    T* __restrict e2x = a.e2x.data() + o;
+    T* __restrict e2z = a.e2z.data() + o;
+    T* __restrict wx = a.wx.data() + o;
+    T* __restrict wz = a.wz.data() + o;
+    T* __restrict tx = a.tx.data() + o;
+    T* __restrict tz = a.tz.data() + o;
+    const T* __restrict ax = s.ax;
+    const T* __restrict bx = s.bx;
+    const T* __restrict dbx = s.dbx;
+    const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
+#pragma omp simd
+    for (int64_t j = 0; j < g.nx; ++j) {
+      const T u = ur[j];
+      const T t1 = (T(1) + bx[j]) * u + bx[j] * lzx[j];
+      lzx[j] = ax[j] * (u + lzx[j]);
+      wx[j] = ax[j] * bx[j] * lpx[j] + dbx[j] * t1;
+      lpx[j] = ax[j] * lpx[j];
+      e2x[j] = (T(1) + bx[j]) * t1;
+      tx[j] = t1;
+      const T t2 = (T(1) + bz) * u + bz * lzz[j];
+      lzz[j] = az * (u + lzz[j]);
+      wz[j] = az * bz * lpz[j] + dbz * t2;
+      lpz[j] = az * lpz[j];
+      e2z[j] = (T(1) + bz) * t2;
+      tz[j] = t2;
+    }
+  }
+}
+
+// Adjoint pass 2 of the C-PML mode on row i, columns [j0, j1); where the x (z) terms vanish the
+// temporaries equal u and the Psi adjoint is never used (it meets a zero coefficient).
+template <typename T, bool XP, bool ZP>
+inline void adjoint_cpml_segment(const Shot<T>& s, Adjoint<T>& a, int64_t i, int64_t j0,
+                                 int64_t j1) {
+  const Geometry<T>& g = s.g;
+  const int64_t o = g.at(i, 0), ld = g.ld;
+  T* __restrict lr = a.lam.data() + o;
+  T* __restrict br = a.beta.data() + o;
+  const T* __restrict ex = (XP ? a.e2x.data() : a.u.data()) + o;
+  const T* __restrict ez = (ZP ? a.e2z.data() : a.u.data()) + o;
+  const T* __restrict wx = a.wx.data() + o;
+  const T* __restrict wz = a.wz.data() + o;
+  const T* __restrict tx = a.tx.data() + o;
+  const T* __restrict tz = a.tz.data() + o;
+  T* __restrict lpx = a.lpx.data() + o;
+  T* __restrict lpz = a.lpz.data() + o;
+  const T rdx2 = s.rdx2, rdz2 = s.rdz2, rdx = s.rdx, rdz = s.rdz;
+#pragma omp simd
+  for (int64_t j = j0; j < j1; ++j) {
+    T d = fd4_d2(ex[j - 2], ex[j - 1], ex[j], ex[j + 1], ex[j + 2]) * rdx2 +
+          fd4_d2(ez[j - 2 * ld], ez[j - ld], ez[j], ez[j + ld], ez[j + 2 * ld]) * rdz2;
+    if constexpr (XP) {
+      d -= fd4_d1(wx[j - 2], wx[j - 1], wx[j + 1], wx[j + 2]) * rdx;
+      lpx[j] -= fd4_d1(tx[j - 2], tx[j - 1], tx[j + 1], tx[j + 2]) * rdx;
+    }
+    if constexpr (ZP) {
+      d -= fd4_d1(wz[j - 2 * ld], wz[j - ld], wz[j + ld], wz[j + 2 * ld]) * rdz;
+      lpz[j] -= fd4_d1(tz[j - 2 * ld], tz[j - ld], tz[j + ld], tz[j + 2 * ld]) * rdz;
+    }
+    const T l = lr[j];
+    lr[j] = d + T(2) * l + br[j];
+    br[j] = -l;
+  }
+}
+
+// Adjoint pass 2 of the sponge modes on row i.
+template <typename T, bool Kappa>
+inline void adjoint_sponge_row(const Shot<T>& s, Adjoint<T>& a, int64_t i) {
+  const Geometry<T>& g = s.g;
+  const int64_t o = g.at(i, 0), ld = g.ld;
+  T* __restrict lr = a.lam.data() + o;
+  T* __restrict br = a.beta.data() + o;
+  const T* __restrict u = a.u.data() + o;
+  const T* __restrict Kr = Kappa ? s.K + i * g.nx : nullptr;
+  const T rdx2 = s.rdx2, rdz2 = s.rdz2;
+#pragma omp simd
+  for (int64_t j = 0; j < g.nx; ++j) {
+    const T lap = fd4_d2(u[j - 2], u[j - 1], u[j], u[j + 1], u[j + 2]) * rdx2 +
+                  fd4_d2(u[j - 2 * ld], u[j - ld], u[j], u[j + ld], u[j + 2 * ld]) * rdz2;
+    const T l = lr[j];
+    if constexpr (Kappa) {
+      lr[j] = lap + (T(2) - Kr[j]) * l + br[j];
+      br[j] = (Kr[j] - T(1)) * l;
+    } else {
+      lr[j] = lap + T(2) * l + br[j];
+      br[j] = -l;
+    }
+  }
+}
+
+// One adjoint step n (backward in time): inject g_n, accumulate dJ/dV, lambda_{n+1} -> lambda_n.
+template <typename T, bool Cpml, bool Kappa>
+void adjoint_step(const Shot<T>& s, Adjoint<T>& a, int64_t n, const T* L, const T* g_n, T* grad) {
+  const Geometry<T>& g = s.g;
+  const int64_t R = static_cast<int64_t>(s.rec->size());
+  T* lam = a.lam.data();
+  for (int64_t k = 0; k < R; ++k) lam[(*s.rec)[k]] += g_n[k];
+  grad[s.src_cell] += lam[s.src] * s.wavelet[n];
+  for (int64_t i = 0; i < g.nz; ++i) adjoint_pass1_row<T, Cpml>(s, a, i, L, grad);
+  if (s.wrap) fill_periodic_halo(g, a.u.data());
+  for (int64_t i = 0; i < g.nz; ++i) {
+    if constexpr (Cpml) {
+      const CpmlSegments c = cpml_segments(s);
+      if (i < c.z0 || i >= c.z1) {
+        adjoint_cpml_segment<T, true, true>(s, a, i, 0, c.x0);
+        adjoint_cpml_segment<T, false, true>(s, a, i, c.x0, c.x1);
+        adjoint_cpml_segment<T, true, true>(s, a, i, c.x1, g.nx);
+      } else {
+        adjoint_cpml_segment<T, true, false>(s, a, i, 0, c.x0);
+        adjoint_cpml_segment<T, false, false>(s, a, i, c.x0, c.x1);
+        adjoint_cpml_segment<T, true, false>(s, a, i, c.x1, g.nx);
       }
+    } else {
+      adjoint_sponge_row<T, Kappa>(s, a, i);
     }
   }
 }
@@ -285,7 +376,7 @@ struct Scratch {
   State<T> st;
   Adjoint<T> adj;
   std::vector<T> V, K, ckpt, seg, sim, g;
-  std::vector<double> grad;
+  std::vector<T> grad;
   std::vector<int64_t> rec;
 };
 
@@ -338,7 +429,7 @@ void backward_shot(const AcousticForwardParams& p, const Shot<T>& s, int64_t tas
       for (int64_t f = 0; f < nf; ++f)
         std::copy(fields[f]->begin(), fields[f]->end(), dst + f * cells);
     }
-    forward_step<T, Cpml, Kappa>(s, sc.st, n, nullptr);
+    forward_step<T, Cpml, Kappa, false>(s, sc.st, n, nullptr);
     if (record) {
       for (int64_t r = 0; r < R; ++r) sc.sim[n * R + r] = sc.st.P[(*s.rec)[r]];
     }
@@ -346,14 +437,14 @@ void backward_shot(const AcousticForwardParams& p, const Shot<T>& s, int64_t tas
   adjoint_source(p, task, sc);
   // pass 2: segments from last to first, recompute then adjoint
   sc.adj.init(cells, Cpml);
-  sc.grad.assign(static_cast<size_t>(cells_model), 0.0);
+  sc.grad.assign(static_cast<size_t>(cells_model), T(0));
   for (int64_t c = n_ckpt - 1; c >= 0; --c) {
     const int64_t n0 = c * k, n1 = std::min(n0 + k, nt);
     const T* src = sc.ckpt.data() + c * nf * cells;
     for (int64_t f = 0; f < nf; ++f)
       std::copy(src + f * cells, src + (f + 1) * cells, fields[f]->begin());
     for (int64_t n = n0; n < n1; ++n) {
-      forward_step<T, Cpml, Kappa>(s, sc.st, n, sc.seg.data() + (n - n0) * cells_model);
+      forward_step<T, Cpml, Kappa, true>(s, sc.st, n, sc.seg.data() + (n - n0) * cells_model);
     }
     for (int64_t n = n1 - 1; n >= n0; --n) {
       adjoint_step<T, Cpml, Kappa>(s, sc.adj, n, sc.seg.data() + (n - n0) * cells_model,
