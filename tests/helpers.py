@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -92,3 +93,15 @@ def layered_models(
             m = torch.where(z >= depth[i] + tilt[i] * (x - nx / 2), vel[i + 1], m)
         out[k] = m
     return out
+
+
+def small_store(path: Path, n_velocity: int, n_paired: int, n_test: int, **kwargs: Any) -> Path:
+    """A synthetic dataset file built on the CPU with the PML boundary, no progress bars
+    (``kwargs``: more :func:`ubdiff_phys.data.make_dataset` options, e.g. ``family``)."""
+    from ubdiff_phys.data import make_dataset
+
+    options = {"family": "flatvel-a", "boundary": "pml", "device": "cpu", "progress": False}
+    make_dataset(
+        path, n_velocity=n_velocity, n_paired=n_paired, n_test=n_test, **{**options, **kwargs}
+    )
+    return path

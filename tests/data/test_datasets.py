@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import small_store
 from torch.utils.data import DataLoader
 
 from ubdiff_phys.data import (
@@ -15,7 +16,6 @@ from ubdiff_phys.data import (
     SplitSpec,
     VelocityDataset,
     import_openfwi,
-    make_dataset,
     make_views,
     open_store,
 )
@@ -28,19 +28,7 @@ TINY = Survey(nt=100, sources=((1, 0), (1, 35)), receivers=tuple((1, j) for j in
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("views") / "b.h5"
-    make_dataset(
-        path,
-        family="curvevel-a",
-        n_velocity=60,
-        n_paired=10,
-        n_test=8,
-        seed=1,
-        boundary="pml",
-        survey=TINY,
-        batch=8,
-        progress=False,
-    )
-    return path
+    return small_store(path, 60, 10, 8, family="curvevel-a", seed=1, survey=TINY, batch=8)
 
 
 @pytest.fixture(scope="module")

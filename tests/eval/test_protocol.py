@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import small_store
 
-from ubdiff_phys.data import make_dataset, open_store
+from ubdiff_phys.data import open_store
 from ubdiff_phys.eval import frechet_distance, gaussian_stats, mae, mse, rmse, ssim
 from ubdiff_phys.eval.features import (
     FeatureConfig,
@@ -32,17 +33,7 @@ from ubdiff_phys.physics import Survey
 def real_store(tmp_path_factory):
     """OpenFWI-shaped store: 16 paired training rows, 8 held-out paired rows (~1 s to build)."""
     path = tmp_path_factory.mktemp("eval") / "real.h5"
-    make_dataset(
-        path,
-        family="flatvel-a",
-        n_velocity=16,
-        n_paired=16,
-        n_test=8,
-        survey=Survey.openfwi(),
-        boundary="pml",
-        progress=False,
-    )
-    return path
+    return small_store(path, 16, 16, 8, survey=Survey.openfwi(), device=None)
 
 
 def test_training_reduces_loss(real_store):

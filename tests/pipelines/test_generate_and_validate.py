@@ -16,12 +16,12 @@ from helpers import child_env
 
 from ubdiff_phys.data import open_store
 from ubdiff_phys.physics import residual
-from ubdiff_phys.pipelines import validate_store
-from ubdiff_phys.pipelines.generate_and_validate import (
+from ubdiff_phys.pipelines import (
     load_generator,
     reference_residuals,
     residual_trace,
     shipped_checkpoint,
+    validate_store,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "generate_and_validate.py"

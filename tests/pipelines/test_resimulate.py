@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import ubdiff_phys.physics
+import ubdiff_phys.pipelines.resimulate as resimulate_module
 from ubdiff_phys.cli import main as cli_main
 from ubdiff_phys.data import make_dataset, open_store
 from ubdiff_phys.data.store import StoreError, StoreWriter, create_store
@@ -83,7 +83,7 @@ def test_interrupted_resimulation_resumes(tmp_path, monkeypatch):
     _wrong_pairs(src)
     resimulate_store(src, tmp_path / "whole.h5", device="cpu", batch=2, progress=False)
     calls = {"n": 0}
-    real = ubdiff_phys.physics.simulate
+    real = resimulate_module.simulate
 
     def dies_on_third_call(*args, **kwargs):
         calls["n"] += 1
@@ -91,13 +91,13 @@ def test_interrupted_resimulation_resumes(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ubdiff_phys.physics, "simulate", dies_on_third_call)
+    monkeypatch.setattr(resimulate_module, "simulate", dies_on_third_call)
     part = tmp_path / "part.h5"
     with pytest.raises(KeyboardInterrupt):
         resimulate_store(src, part, device="cpu", batch=2, progress=False)
     with pytest.raises(StoreError, match="incomplete|not complete|finish"):
         open_store(part)
-    monkeypatch.setattr(ubdiff_phys.physics, "simulate", real)
+    monkeypatch.setattr(resimulate_module, "simulate", real)
     res = resimulate_store(src, part, device="cpu", batch=2, progress=False)
     assert res["simulated"] == 3  # rows 4..6; rows 0..3 were committed before the interrupt
     with open_store(part) as a, open_store(tmp_path / "whole.h5") as b:

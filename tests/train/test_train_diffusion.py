@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import child_env
+from helpers import child_env, small_store
 
 from ubdiff_phys.cli import main
-from ubdiff_phys.data import make_dataset, open_store
+from ubdiff_phys.data import open_store
 from ubdiff_phys.diffusion import load_diffusion_checkpoint, load_diffusion_config
 from ubdiff_phys.models import build_autoencoder
 from ubdiff_phys.runtime import dump_toml, save_checkpoint
@@ -33,17 +33,7 @@ def tiny_ae(tmp_path_factory) -> tuple[Path, Path]:
     """(store, autoencoder checkpoint): a small store and an untrained tiny autoencoder saved in
     train-ae's checkpoint format (the diffusion code path does not care whether it was trained)."""
     root = tmp_path_factory.mktemp("diff_ae")
-    store = root / "tiny.h5"
-    make_dataset(
-        store,
-        family="flatvel-a",
-        n_velocity=40,
-        n_paired=4,
-        n_test=4,
-        boundary="pml",
-        device="cpu",
-        progress=False,
-    )
+    store = small_store(root / "tiny.h5", 40, 4, 4)
     from dataclasses import replace
 
     cfg = load_config(REPO / "configs" / "ae_tiny.toml")

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import child_env
+from helpers import child_env, small_store
 
 from ubdiff_phys.cli import main
-from ubdiff_phys.data import make_dataset
 from ubdiff_phys.train import TrainConfig, load_checkpoint, load_config, train_autoencoder
 from ubdiff_phys.train.config import dump_toml
 
@@ -26,18 +25,7 @@ TINY_TOML = REPO / "configs" / "ae_tiny.toml"
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ae_store") / "tiny.h5"
-    make_dataset(
-        path,
-        family="flatvel-a",
-        n_velocity=64,
-        n_paired=16,
-        n_test=8,
-        boundary="pml",
-        device="cpu",
-        progress=False,
-    )
-    return path
+    return small_store(tmp_path_factory.mktemp("ae_store") / "tiny.h5", 64, 16, 8)
 
 
 def _cfg(store: Path, out: Path, **sections) -> TrainConfig:

@@ -24,6 +24,7 @@ import torch
 from ubdiff_phys.data.families import BLOCK, NX, NZ, check_family, generate
 from ubdiff_phys.data.normalize import Normalizer
 from ubdiff_phys.data.store import FORMAT_VERSION, StoreError, StoreWriter, create_store, open_store
+from ubdiff_phys.physics import BOUNDARIES, Survey, simulate
 from ubdiff_phys.runtime.device import resolve_device
 from ubdiff_phys.runtime.progress import commit_batches
 from ubdiff_phys.runtime.version import __version__
@@ -181,8 +182,6 @@ def _fill(out, family, seed, survey, boundary, dev, batch, progress, on_commit):
 
     Returns (already complete, maps generated, their seconds, gathers simulated, their seconds,
     seismic min, seismic max)."""
-    from ubdiff_phys.physics import simulate
-
     with StoreWriter(out) as w:
         p = w.progress
         already = p.complete
@@ -245,8 +244,6 @@ def _check_counts(n_velocity, n_paired, n_test, seed, batch) -> tuple[int, int, 
 
 def _check_survey(survey, boundary: str):
     """The build's survey (default OpenFWI's) after checking it and the boundary mode."""
-    from ubdiff_phys.physics import BOUNDARIES, Survey
-
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     survey = Survey.openfwi() if survey is None else survey

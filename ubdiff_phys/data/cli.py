@@ -4,15 +4,18 @@ ubdiff_phys.cli)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from ubdiff_phys.data.build import make_dataset
+from ubdiff_phys.data.families import FAMILIES
+from ubdiff_phys.data.openfwi_import import import_openfwi
+from ubdiff_phys.data.store import StoreError, open_store
 
 __all__ = ["register"]
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
-    from ubdiff_phys.data.build import make_dataset
-    from ubdiff_phys.data.store import StoreError
-
     try:
         summary = make_dataset(
             args.out,
@@ -42,9 +45,6 @@ def _make_dataset(args: argparse.Namespace) -> int:
 
 
 def _import_openfwi(args: argparse.Namespace) -> int:
-    from ubdiff_phys.data.openfwi_import import import_openfwi
-    from ubdiff_phys.data.store import StoreError
-
     try:
         summary = import_openfwi(
             args.directory,
@@ -65,10 +65,6 @@ def _import_openfwi(args: argparse.Namespace) -> int:
 
 
 def _check_dataset(args: argparse.Namespace) -> int:
-    import json
-
-    from ubdiff_phys.data.store import StoreError, open_store
-
     try:
         with open_store(args.path, allow_incomplete=True) as st:
             if args.full:
@@ -94,8 +90,6 @@ def _check_dataset(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the data commands to the ``ubdiff-phys`` parser."""
-    from ubdiff_phys.data.families import FAMILIES
-
     p = subparsers.add_parser(
         "make-dataset",
         help="generate a velocity family and simulate gathers for some of it (HDF5, resumable)",

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ubdiff_phys.data.normalize import SEISMIC_LOG_BOUNDS, Normalizer
 from ubdiff_phys.data.store import FORMAT_VERSION, StoreError, StoreWriter, create_store, open_store
+from ubdiff_phys.physics import Survey
 from ubdiff_phys.runtime.version import __version__
 
 __all__ = ["ImportSummary", "PairFile", "find_openfwi_pairs", "import_openfwi", "infer_subset"]
@@ -199,8 +200,6 @@ def _create(out, directory, subset, pairs, is_train, split_file, build_args, com
     rows = np.arange(n_rows)
     s_shape = _shape(pairs[0].seismic)[0][1:]
     v_shape = _shape(pairs[0].velocity)[0][2:]
-    from ubdiff_phys.physics import Survey
-
     openfwi = Survey.openfwi()
     is_openfwi = tuple(s_shape) == (
         openfwi.n_sources,

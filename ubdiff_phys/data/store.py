@@ -42,6 +42,7 @@ from ubdiff_phys.data.store_format import (
     StoreError,
     create_store,
 )
+from ubdiff_phys.physics import Survey
 
 __all__ = [
     "FORMAT_NAME",
@@ -329,8 +330,6 @@ class Store:
     # -- metadata ----------------------------------------------------------------------------
     @property
     def survey(self):  # -> Survey | None
-        from ubdiff_phys.physics import Survey
-
         s = self.attrs.get("survey")
         return None if s is None else Survey.from_dict(s)
 

@@ -49,24 +49,18 @@ from ubdiff_phys.data import open_store
 from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.physics.residual import keep_mask
 from ubdiff_phys.pipelines.figures import plot_pair, plot_trace
-from ubdiff_phys.pipelines.generator import (
-    Generator,
-    load_generator,
-    package_checkpoint,
-    shipped_checkpoint,
-)
-from ubdiff_phys.pipelines.trace import Tracer, residual_trace, trace_indices
+from ubdiff_phys.pipelines.generator import Generator, load_generator
+from ubdiff_phys.pipelines.trace import Tracer, trace_indices
 from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.runtime.stats import distribution
 
 __all__ = [
-    "Generator",
+    "FirstPass",
     "generate_and_validate",
-    "load_generator",
-    "package_checkpoint",
+    "job_summary",
     "reference_residuals",
-    "residual_trace",
-    "shipped_checkpoint",
+    "sample_and_validate",
+    "write_pairs",
 ]
 
 

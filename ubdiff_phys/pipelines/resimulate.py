@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ubdiff_phys.data.store import StoreError, StoreWriter, create_store, open_store
+from ubdiff_phys.physics import simulate
 from ubdiff_phys.pipelines.validate import recorded_simulation
 from ubdiff_phys.runtime.device import resolve_device
 from ubdiff_phys.runtime.progress import commit_batches
@@ -94,8 +95,6 @@ def resimulate_store(
     Returns:
         ``{"out", "n", "simulated", "seconds", "models_per_s"}`` (this call's work).
     """
-    from ubdiff_phys.physics import simulate
-
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     src, out = Path(src), Path(out)

@@ -19,6 +19,7 @@ global batch; all ranks hold identical weights (tested with 2 CPU ranks).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from pathlib import Path
@@ -40,9 +41,9 @@ from ubdiff_phys.runtime.distributed import setup_distributed
 from ubdiff_phys.train.checkpoint import load_checkpoint
 from ubdiff_phys.train.config import TrainConfig
 from ubdiff_phys.train.latents import LatentBatches, build_latent_cache, default_latent_path
+from ubdiff_phys.train.resume import resume_point
 
 __all__ = ["CHECKPOINT_FORMAT", "load_diffusion_checkpoint", "resolve_config", "train_diffusion"]
-_RESUME_FREE = {("run", "progress"), ("run", "threads"), ("run", "device")}
 # store attributes a sampled store inherits (survey geometry, boundary, normalisation, origin)
 STORE_ATTRS = ("survey", "boundary", "solver_version", "family", "normalization", "source")
 
@@ -57,17 +58,6 @@ def resolve_config(cfg: DiffusionTrainConfig) -> DiffusionTrainConfig:
     if cfg.model.channels != 1:
         raise ValueError("model.channels must be 1 (the latent is a 1-channel sequence)")
     return cfg.with_("model", seq_len=ae_cfg.model.latent_dim)
-
-
-def _mismatch(a: dict, b: dict) -> list[str]:
-    out = []
-    for sec in set(a) | set(b):
-        for key in set(a.get(sec, {})) | set(b.get(sec, {})):
-            if (sec, key) not in _RESUME_FREE and a.get(sec, {}).get(key) != b.get(sec, {}).get(
-                key
-            ):
-                out.append(f"{sec}.{key}")
-    return sorted(out)
 
 
 class _Trainer:
@@ -99,15 +89,10 @@ class _Trainer:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
         self.gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.rank)
         self.state = {"step": 0}
+        load = functools.partial(load_diffusion_checkpoint, map_location=self.device)
+        ckpt = resume_point(self.out, cfg.to_dict(), load) if resume else None
         last = self.out / "last.pt"
-        if resume and last.exists():
-            ckpt = load_diffusion_checkpoint(last, self.device)
-            diff = _mismatch(ckpt["config"], cfg.to_dict())
-            if diff:
-                raise ValueError(
-                    f"{last} was written with a different config ({', '.join(diff)}); "
-                    "use another run.out_dir or --restart"
-                )
+        if ckpt is not None:
             if ckpt["world_size"] != self.world:
                 raise ValueError(
                     f"{last} was written by {ckpt['world_size']} ranks; resume with the same number"

@@ -23,6 +23,7 @@ averaged over ranks at every epoch end, so all ranks hold identical weights and 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -46,12 +47,12 @@ from ubdiff_phys.runtime.distributed import setup_distributed
 from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from ubdiff_phys.train.config import StepConfig, TrainConfig
 from ubdiff_phys.train.data import ResumableSampler, TrainViews, make_train_views
+from ubdiff_phys.train.resume import resume_point
 
 __all__ = ["evaluate_autoencoder", "resolve_config", "train_autoencoder"]
 
 PHASES = ("step1", "step2", "done")
 # config entries that may differ between a run and its resumption
-_RESUME_FREE = {("run", "progress"), ("run", "threads"), ("run", "device")}
 _DEBUG_SLEEP_ENV = "UBDIFF_PHYS_TEST_STEP_SLEEP"  # tests only: seconds to sleep per step
 
 
@@ -62,17 +63,6 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         if tuple(store.grid) != (70, 70):
             raise ValueError(f"the autoencoder needs 70 x 70 velocity maps, store has {store.grid}")
     return cfg.replace(model=replace(cfg.model, seismic_shape=shape))
-
-
-def _config_mismatch(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    out = []
-    for section in set(a) | set(b):
-        for key in set(a.get(section, {})) | set(b.get(section, {})):
-            if (section, key) in _RESUME_FREE:
-                continue
-            if a.get(section, {}).get(key) != b.get(section, {}).get(key):
-                out.append(f"{section}.{key}")
-    return sorted(out)
 
 
 def _recon_loss(pred: torch.Tensor, target: torch.Tensor, step: StepConfig) -> torch.Tensor:
@@ -137,15 +127,9 @@ class _Trainer:
         self.state = {"phase": "step1", "epoch": 0, "batch": 0, "global_step": 0}
         self.best: dict[str, float] = {}
         self.resume_ckpt = None
-        last = self.out / "last.pt"
-        if resume and last.exists():
-            ckpt = load_checkpoint(last, map_location=self.device)
-            diff = _config_mismatch(ckpt["config"], self.cfg.to_dict())
-            if diff:
-                raise ValueError(
-                    f"{last} was written with a different config ({', '.join(diff)}); "
-                    "use another run.out_dir or --restart"
-                )
+        load = functools.partial(load_checkpoint, map_location=self.device)
+        ckpt = resume_point(self.out, self.cfg.to_dict(), load) if resume else None
+        if ckpt is not None:
             self.model.load_state_dict(ckpt["model"])
             self.state = dict(ckpt["state"])
             self.best = dict(ckpt.get("best", {}))
