@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import requires_cuda
 
 import ubdiff_phys as up
 from ubdiff_phys.ops import acoustic_native
@@ -13,11 +14,6 @@ from ubdiff_phys.ops.acoustic import acoustic_forward
 from ubdiff_phys.physics import Survey
 from ubdiff_phys.physics.forward import prepare_problem
 
-CUDA_MISSING = (
-    "no CUDA build or device"
-    if not (up.build_info()["cuda"] and torch.cuda.is_available())
-    else None
-)
 BOUNDARY_KW = {"openfwi": {}, "pml": {}, "none": {"pad": 7}}
 
 
@@ -212,8 +208,7 @@ def test_misfit_rejects_bad_observed() -> None:
         up.physics.misfit(v, good, s, normalizer=(0.0, float("inf")))
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(CUDA_MISSING is not None, reason=f"CUDA test: {CUDA_MISSING}")
+@requires_cuda
 def test_cuda_gradient_matches_cpu() -> None:
     s = tiny_survey()
     v = random_velocity(s)

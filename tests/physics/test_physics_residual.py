@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import layered_models, requires_cuda
+from helpers import layered_models, requires_cuda
 
 from ubdiff_phys.cli import main as cli_main
 from ubdiff_phys.data import Normalizer, make_dataset, normalize_seismic

@@ -3,7 +3,7 @@ machines without a CUDA build or device (run `pytest -rs` to see it)."""
 
 import pytest
 import torch
-from conftest import ODD_SURVEY, layered_models, rel_l2, requires_cuda
+from helpers import ODD_SURVEY, layered_models, rel_l2, requires_cuda
 
 from ubdiff_phys.physics import Survey, simulate
 

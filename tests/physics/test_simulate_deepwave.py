@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import layered_models, rel_l2
+from helpers import layered_models, rel_l2
 
 from ubdiff_phys.physics import Survey, simulate
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import layered_models, rel_l2
+from helpers import layered_models, rel_l2
 
 from ubdiff_phys.physics import Survey, ricker_openfwi, simulate
 
