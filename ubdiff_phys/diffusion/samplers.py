@@ -64,6 +64,16 @@ def _predict_x0(model, x: torch.Tensor, t: int, ab_t: float, clip: float | None)
     return x0.clamp(-clip, clip) if clip is not None else x0
 
 
+def _steps(sched, steps: int | None):
+    """(i, t, s, ᾱ_t, ᾱ_s) of each sampler step: the current timestep t, the next one s (-1 after
+    the last step, where ᾱ_s = 1)."""
+    ab_all = sched.alphas_cumprod.tolist()
+    seq = timestep_sequence(sched.timesteps, steps or sched.timesteps)
+    for i, t in enumerate(seq):
+        s = seq[i + 1] if i + 1 < len(seq) else -1
+        yield i, t, s, ab_all[t], (ab_all[s] if s >= 0 else 1.0)
+
+
 @torch.no_grad()
 def sample_ddpm(
     model,
@@ -76,13 +86,8 @@ def sample_ddpm(
 ) -> torch.Tensor:
     """Ancestral DDPM from noise ``z``; ``steps=None`` means all T (the paper). Returns x0 in
     float64."""
-    sched = model.schedule
-    ab_all = sched.alphas_cumprod.tolist()
-    seq = timestep_sequence(sched.timesteps, steps or sched.timesteps)
     x = z.to(torch.float64)
-    for i, t in enumerate(seq):
-        s = seq[i + 1] if i + 1 < len(seq) else -1
-        ab_t, ab_s = ab_all[t], (ab_all[s] if s >= 0 else 1.0)
+    for i, t, s, ab_t, ab_s in _steps(model.schedule, steps):
         x0 = _predict_x0(model, x, t, ab_t, clip)
         alpha = ab_t / ab_s
         beta = 1.0 - alpha
@@ -108,13 +113,8 @@ def sample_ddim(
     clip: float | None = 1.0,
 ) -> torch.Tensor:
     """DDIM from noise ``z`` in ``steps`` evaluations (default 50); returns x0 in float64."""
-    sched = model.schedule
-    ab_all = sched.alphas_cumprod.tolist()
-    seq = timestep_sequence(sched.timesteps, steps or sched.timesteps)
     x = z.to(torch.float64)
-    for i, t in enumerate(seq):
-        s = seq[i + 1] if i + 1 < len(seq) else -1
-        ab_t, ab_s = ab_all[t], (ab_all[s] if s >= 0 else 1.0)
+    for i, t, s, ab_t, ab_s in _steps(model.schedule, steps):
         x0 = _predict_x0(model, x, t, ab_t, clip)
         if s < 0:
             x = x0
