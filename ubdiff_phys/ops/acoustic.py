@@ -50,6 +50,7 @@ def acoustic_forward(
             )
         if log_bounds is not None and not log_bounds[1] > log_bounds[0]:
             raise ValueError(f"log_bounds must be (lo, hi) with hi > lo, got {log_bounds}")
+    problem.check()
     if backend == "reference":
         gathers = acoustic_forward_reference(problem)
         if observed is None:

@@ -43,6 +43,14 @@ class Residual:
     threshold: float | None
 
 
+def _relative(diff2: torch.Tensor, ref2: torch.Tensor) -> torch.Tensor:
+    """sqrt(diff2 / ref2), with 0 / 0 = 0 and x / 0 = inf: a silent simulation (all-zero gathers)
+    is infinitely far from any non-zero seismic, not 1e150 away."""
+    rel = torch.sqrt(diff2 / ref2.clamp(min=torch.finfo(torch.float64).tiny))
+    rel = torch.where(ref2 > 0, rel, torch.full_like(rel, float("inf")))
+    return torch.where((ref2 == 0) & (diff2 == 0), torch.zeros_like(rel), rel)
+
+
 def keep_mask(
     rel_l2: torch.Tensor, *, threshold: float | None = None, keep_quantile: float | None = None
 ) -> tuple[torch.Tensor, float | None]:
@@ -114,10 +122,9 @@ def residual(
     else:
         sums = misfit_sums_reference(acoustic_forward(problem, backend=backend), observed, bounds)
     per_model = sums.sum(dim=1)  # (B, 4)
-    tiny = torch.finfo(torch.float64).tiny
-    rel = torch.sqrt(per_model[:, 0] / per_model[:, 1].clamp(min=tiny))
+    rel = _relative(per_model[:, 0], per_model[:, 1])
     rel_n = None
     if bounds is not None:
-        rel_n = torch.sqrt(per_model[:, 2] / per_model[:, 3].clamp(min=tiny))
+        rel_n = _relative(per_model[:, 2], per_model[:, 3])
     keep, used = keep_mask(rel, threshold=threshold, keep_quantile=keep_quantile)
     return Residual(rel_l2=rel, rel_l2_normalized=rel_n, keep=keep, threshold=used)

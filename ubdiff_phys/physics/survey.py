@@ -19,6 +19,10 @@ __all__ = ["STABILITY_LIMIT", "Survey"]
 STABILITY_LIMIT = math.sqrt(3.0 / 8.0)
 
 
+#: Largest accepted |wavelet sample|: gathers scale with it, and float32 overflows near 3.4e38.
+MAX_WAVELET_AMPLITUDE = 1e12
+
+
 @dataclass(frozen=True)
 class Survey:
     """Acquisition geometry and discretisation of a 2-D acoustic survey.
@@ -81,8 +85,12 @@ class Survey:
                 raise ValueError(f"Survey.{name} must be an integer >= {minimum}, got {value!r}")
         if not 0 < self.pml_reflection < 1:
             raise ValueError(f"Survey.pml_reflection must be in (0, 1), got {self.pml_reflection}")
-        if self.pml_max_velocity is not None and not self.pml_max_velocity > 0:
-            raise ValueError(f"Survey.pml_max_velocity must be > 0, got {self.pml_max_velocity}")
+        if self.pml_max_velocity is not None and not (
+            math.isfinite(self.pml_max_velocity) and self.pml_max_velocity > 0
+        ):
+            raise ValueError(
+                f"Survey.pml_max_velocity must be positive and finite, got {self.pml_max_velocity}"
+            )
         if not self.sources:
             raise ValueError("Survey.sources is empty: give at least one (row, col)")
         if not self.receivers:
@@ -100,6 +108,15 @@ class Survey:
                 f"Survey.wavelet has {len(self.wavelet)} samples but nt = {self.nt}: "
                 "give exactly nt samples"
             )
+        if self.wavelet is not None:
+            w = np.asarray(self.wavelet, dtype=np.float64)
+            if not np.isfinite(w).all():
+                raise ValueError("Survey.wavelet contains NaN or infinite samples")
+            if np.abs(w).max(initial=0.0) > MAX_WAVELET_AMPLITUDE:
+                raise ValueError(
+                    f"Survey.wavelet reaches |w| = {np.abs(w).max():.3g}, above "
+                    f"{MAX_WAVELET_AMPLITUDE:g}: the gathers would overflow float32; rescale it"
+                )
 
     @classmethod
     def openfwi(cls) -> Survey:
