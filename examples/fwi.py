@@ -11,6 +11,11 @@ against the truth are reported. Writes ``<out>/fwi_example.json`` and ``<out>/fw
 
 from __future__ import annotations
 
+import os
+
+# passive OpenMP waiting, set before torch starts its OpenMP runtime (see ubdiff_phys/__init__.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import time

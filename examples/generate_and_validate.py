@@ -20,6 +20,11 @@ The same validation for any pairs file: `ubdiff-phys validate DIR/pairs.h5`.
 
 from __future__ import annotations
 
+import os
+
+# passive OpenMP waiting, set before torch starts its OpenMP runtime (see ubdiff_phys/__init__.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 from pathlib import Path
