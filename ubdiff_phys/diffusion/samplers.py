@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 Callback = Callable[[dict[str, Any]], None]
+#: ``guide(x0, i, t) -> x0``: a correction of the predicted clean sample at step i (timestep t);
+#: the samplers run under ``torch.no_grad``, so a guide that differentiates enables grad itself
+Guide = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
 def timestep_sequence(timesteps: int, steps: int) -> list[int]:
@@ -83,12 +86,15 @@ def sample_ddpm(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     clip: float | None = 1.0,
+    guide: Guide | None = None,
 ) -> torch.Tensor:
     """Ancestral DDPM from noise ``z``; ``steps=None`` means all T (the paper). Returns x0 in
-    float64."""
+    float64. ``guide(x0, i, t) -> x0``: corrects the predicted clean sample before each step."""
     x = z.to(torch.float64)
     for i, t, s, ab_t, ab_s in _steps(model.schedule, steps):
         x0 = _predict_x0(model, x, t, ab_t, clip)
+        if guide is not None:
+            x0 = guide(x0, i, t)
         alpha = ab_t / ab_s
         beta = 1.0 - alpha
         c0 = ab_s**0.5 * beta / (1.0 - ab_t)
@@ -111,11 +117,16 @@ def sample_ddim(
     callback: Callback | None = None,
     eta: float = 0.0,
     clip: float | None = 1.0,
+    guide: Guide | None = None,
 ) -> torch.Tensor:
-    """DDIM from noise ``z`` in ``steps`` evaluations (default 50); returns x0 in float64."""
+    """DDIM from noise ``z`` in ``steps`` evaluations (default 50); returns x0 in float64.
+    ``guide(x0, i, t) -> x0``: corrects the predicted clean sample before each step (the noise
+    direction is then recomputed from the corrected x0, as in posterior sampling on x0)."""
     x = z.to(torch.float64)
     for i, t, s, ab_t, ab_s in _steps(model.schedule, steps):
         x0 = _predict_x0(model, x, t, ab_t, clip)
+        if guide is not None:
+            x0 = guide(x0, i, t)
         if s < 0:
             x = x0
         else:
