@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ubdiff_phys.pipelines.resimulate import resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
+from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES
 from ubdiff_phys.pipelines.validate import validate_store
 from ubdiff_phys.runtime.device import resolve_device
 
@@ -31,6 +32,9 @@ def sample_main(args: argparse.Namespace) -> int:
         autoencoder=args.autoencoder,
         progress=not args.no_progress,
         eta=args.eta,
+        seismic=args.seismic,
+        guidance_scale=args.guidance_scale,
+        guidance_steps=args.guidance_steps,
     )
     print(json.dumps(summary))
     return 0
@@ -91,6 +95,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--ema", action="store_true", help="use the EMA weights (default: raw)")
     s.add_argument("--autoencoder", help="autoencoder checkpoint (default: the one trained on)")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument(
+        "--seismic",
+        choices=SEISMIC_MODES,
+        default="decoder",
+        help="where the gathers come from: the decoder (UB-Diff as published), the solver "
+        "(simulated from the generated velocity: exact pairs) or guided (the decoder, with "
+        "solver guidance on the predicted clean latent during sampling)",
+    )
+    s.add_argument(
+        "--guidance-scale", type=float, default=0.05, help="guided: step per RMS gradient"
+    )
+    s.add_argument(
+        "--guidance-steps", type=int, default=10, help="guided: guide the last N sampler steps"
+    )
     s.set_defaults(func=sample_main)
 
     p = subparsers.add_parser(

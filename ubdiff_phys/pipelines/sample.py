@@ -25,6 +25,7 @@ import numpy as np
 from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.diffusion.samplers import SAMPLERS
 from ubdiff_phys.pipelines.generator import Generator, load_generator
+from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES, generate_pairs
 from ubdiff_phys.runtime.progress import commit_batches
 
 __all__ = ["generate_store"]
@@ -49,7 +50,13 @@ def _prepare_store(gen: Generator, out: Path, n: int, build_args: dict[str, Any]
         paired_index=rows,
         train_index=rows,
         test_index=np.zeros(0, dtype=np.int64),
-        attrs={**attrs, "source": "ubdiff_phys.sample", "build_args": build_args},
+        attrs={
+            **attrs,
+            "source": "ubdiff_phys.sample",
+            "generated": True,
+            "seismic_mode": build_args["seismic"],
+            "build_args": build_args,
+        },
     )
 
 
@@ -67,12 +74,20 @@ def generate_store(
     autoencoder: str | os.PathLike | None = None,
     progress: bool = True,
     eta: float = 0.0,
+    seismic: str = "decoder",
+    guidance_scale: float = 0.05,
+    guidance_steps: int = 10,
 ) -> dict[str, Any]:
     """Write ``n`` generated pairs to the store ``out`` (resumable); returns a summary with
     pairs/s. ``autoencoder`` overrides the checkpoint recorded in the run's config (its sha256
-    must match the one the latents were encoded with)."""
+    must match the one the latents were encoded with). ``seismic``: "decoder", "solver" or
+    "guided" (:mod:`.seismic_modes`; recorded in the file's ``seismic_mode`` attribute)."""
     if n < 1 or batch < 1:
         raise ValueError("n and batch must be >= 1")
+    if seismic not in SEISMIC_MODES:
+        raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
+    if not (0 <= guidance_scale < float("inf")) or guidance_steps < 0:
+        raise ValueError("guidance scale must be finite and >= 0, guidance steps >= 0")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     gen = load_generator(
@@ -88,7 +103,10 @@ def generate_store(
         "batch": batch,
         "weights": weights,
         "eta": eta,
-    }
+        "seismic": seismic,
+        **({"guidance_scale": guidance_scale, "guidance_steps": guidance_steps}
+           if seismic == "guided" else {}),
+    }  # fmt: skip
     out = Path(out)
     _prepare_store(gen, out, n, build_args)
     kwargs = {"eta": eta} if sampler == "ddim" else {}
@@ -96,8 +114,12 @@ def generate_store(
     with StoreWriter(out) as w:
 
         def pairs(a: int, b: int) -> None:
-            z = gen.sample(b - a, seed=seed, b=a // batch, sampler=sampler, steps=steps, **kwargs)
-            v, s = (x.cpu().numpy() for x in gen.decode(z))
+            v, s, _ = generate_pairs(
+                gen, b - a, seed=seed, b=a // batch, seismic=seismic, sampler=sampler,
+                steps=steps, guidance_scale=guidance_scale, guidance_steps=guidance_steps,
+                **kwargs,
+            )  # fmt: skip
+            v, s = v.cpu().numpy(), s.cpu().numpy()
             if w.progress.n_velocity_committed == a:
                 w.write_velocity(a, v)
             w.write_seismic(a, s)

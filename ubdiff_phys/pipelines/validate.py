@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ubdiff_phys._native import build_info
 from ubdiff_phys.data.store import StoreError, open_store
+from ubdiff_phys.physics.baselines import baselines, verdict
 from ubdiff_phys.physics.residual import keep_mask, residual
 from ubdiff_phys.runtime.stats import distribution
 
@@ -37,6 +38,13 @@ class ValidationSummary:
     threshold: float | None = None
     n_kept: int = 0
     build: dict[str, Any] = field(default_factory=dict)
+    #: medians over the first ``baseline_pairs`` pairs: own residual, shuffled and direct-wave
+    #: baselines, gather diversity and the solver's (ubdiff_phys.physics.baselines), or None
+    baselines: dict[str, float] | None = None
+    verdict: str | None = None
+    #: a threshold from the data: the direct-wave baseline (a pair must beat a gather that has
+    #: physics but no subsurface)
+    suggested_threshold: float | None = None
 
     def to_json(self, include_values: bool = True) -> str:
         d = asdict(self)
@@ -61,6 +69,15 @@ class ValidationSummary:
             )
         if self.threshold is not None:
             lines.append(f"kept {self.n_kept} of {self.n_pairs} at threshold {self.threshold:.3e}")
+        if self.baselines is not None:
+            b = self.baselines
+            lines.append(
+                f"reference points (median, {b['n_pairs']:.0f} pairs): own {b['own']:.3g}, "
+                f"shuffled {b['shuffled']:.3g}, direct wave {b['direct_wave']:.3g}; gather "
+                f"diversity {b['diversity']:.3g} (solver's {b['solver_diversity']:.3g})"
+            )
+            lines.append(f"verdict: {self.verdict}")
+            lines.append(f"suggested threshold: {self.suggested_threshold:.3g} (direct wave)")
         return "\n".join(lines)
 
 
@@ -91,6 +108,7 @@ def validate_store(
     device: str | None = None,
     batch: int = 32,
     progress: bool = True,
+    baseline_pairs: int = 32,
 ) -> ValidationSummary:
     """Residual of every (velocity, seismic) pair in a dataset file.
 
@@ -103,6 +121,8 @@ def validate_store(
         threshold, keep_quantile: keep criterion on the physical residual (at most one).
         device: "cpu" or "cuda" (default: cuda when available).
         batch: pairs per solver call.
+        baseline_pairs: reference points (shuffled, direct wave, diversity) on the first this
+            many pairs (three more solver passes over them); 0 skips them.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -132,6 +152,7 @@ def validate_store(
                 if r.rel_l2_normalized is not None:
                     rel_n.append(r.rel_l2_normalized.cpu().numpy())
                 bar.update(len(rows))
+        reference = _reference_points(store, survey, boundary, device, baseline_pairs)
         seconds = time.perf_counter() - start
     rel_all = np.concatenate(rel) if rel else np.zeros(0)
     rel_n_all = np.concatenate(rel_n) if rel_n else None
@@ -154,4 +175,20 @@ def validate_store(
         threshold=used,
         n_kept=int(keep.sum()),
         build=build_info(),
+        baselines=None if reference is None else reference[0].to_dict() | {"n_pairs": reference[1]},
+        verdict=None if reference is None else verdict(reference[0]),
+        suggested_threshold=None if reference is None else reference[0].direct_wave,
     )
+
+
+def _reference_points(store, survey, boundary: str, device: str, n_max: int):
+    """Baselines of the first ``min(n_max, n)`` pairs (None for fewer than 2)."""
+    n = min(n_max, len(store.paired_index))
+    if n < 2:
+        return None
+    v = np.stack([store.velocity(int(store.paired_index[i])) for i in range(n)])
+    s = np.stack([store.seismic(i) for i in range(n)])
+    b = baselines(
+        torch.from_numpy(v).to(device), torch.from_numpy(s).to(device), survey, boundary=boundary
+    )
+    return b, n
