@@ -81,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         help="dataset file made like the training data: report the residual of its held-out real "
         "pairs and of their autoencoder reconstructions (the floor) next to the samples'",
     )
+    p.add_argument(
+        "--seismic",
+        choices=("decoder", "solver", "guided"),
+        default="decoder",
+        help="gathers from the decoder (UB-Diff as published), the solver (exact pairs) or the "
+        "decoder with solver guidance during sampling (default decoder)",
+    )
+    p.add_argument("--guidance-scale", type=float, default=0.05, help="guided: step size")
+    p.add_argument("--guidance-steps", type=int, default=10, help="guided: last N steps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -105,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         compression=None if args.compression == "none" else args.compression,
         reference_store=args.reference,
         progress=not args.quiet,
+        seismic=args.seismic,
+        guidance_scale=args.guidance_scale,
+        guidance_steps=args.guidance_steps,
     )
     r = s["residual"]["all"]
     t = s["timings_s"]
@@ -129,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             f"reference ({ref['n']} held-out pairs): real median {ref['real']['median']:.3g}, "
             f"autoencoder reconstruction median {ref['autoencoder']['median']:.3f} (the floor)"
         )
+    if s["baselines"]:
+        b = s["baselines"]
+        print(
+            f"reference points ({b['n_pairs']} pairs, {s['seismic']['seismic']} seismic): own "
+            f"{b['own']:.3g}, shuffled {b['shuffled']:.3g}, direct wave {b['direct_wave']:.3g}; "
+            f"diversity {b['diversity']:.3g} (solver {b['solver_diversity']:.3g})"
+        )
+        print(f"verdict: {b['verdict']}")
     print(f"wrote {args.out / 'summary.json'}, {args.out / 'figure.png'}")
     return 0
 

@@ -48,3 +48,20 @@ def test_mode_recorded_in_the_store(tmp_path, gen) -> None:
     with pytest.raises(ValueError, match="seismic"):
         generate_store(gen.info["checkpoint"], tmp_path / "x.h5", 2, seismic="magic")
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_main_job_solver_mode_and_reference_points(tmp_path) -> None:
+    from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
+
+    summary = generate_and_validate(
+        tmp_path / "job", 4, steps=4, seismic="solver", figure=False, progress=False
+    )
+    assert summary["seismic"] == {"seismic": "solver"}
+    assert summary["residual"]["all"]["max"] < 1e-6
+    b = summary["baselines"]
+    assert b["n_pairs"] == 4 and b["own"] < 1e-6 < b["direct_wave"] < b["shuffled"]
+    assert b["verdict"].startswith("consistent")
+    with h5py.File(tmp_path / "job" / "pairs.h5", "r") as f:
+        assert f.attrs["seismic_mode"] == "solver" and bool(f.attrs["generated"])
+    with pytest.raises(ValueError, match="seismic"):
+        generate_and_validate(tmp_path / "bad", 2, seismic="oracle", progress=False)

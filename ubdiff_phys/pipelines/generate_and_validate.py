@@ -47,9 +47,11 @@ from tqdm.auto import tqdm
 from ubdiff_phys._native import build_info
 from ubdiff_phys.data import open_store
 from ubdiff_phys.data.store import StoreWriter, create_store
+from ubdiff_phys.physics.baselines import baselines, verdict
 from ubdiff_phys.physics.residual import keep_mask
 from ubdiff_phys.pipelines.figures import plot_pair, plot_trace
 from ubdiff_phys.pipelines.generator import Generator, load_generator
+from ubdiff_phys.pipelines.seismic_modes import decode_pairs, mode_options, sample_for_mode
 from ubdiff_phys.pipelines.trace import Tracer, trace_indices
 from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.runtime.stats import distribution
@@ -117,7 +119,14 @@ def _sync(gen: Generator) -> None:
 
 
 def sample_and_validate(
-    gen: Generator, n: int, batch: int, steps: int, seed: int, tracer, progress: bool
+    gen: Generator,
+    n: int,
+    batch: int,
+    steps: int,
+    seed: int,
+    tracer,
+    progress: bool,
+    mode: dict[str, Any] | None = None,
 ) -> FirstPass:
     """Pass 1: sample, decode and validate every batch; keep only latents and residuals. The
     trace (if any) rides on batch 0 through the sampler's callback."""
@@ -128,12 +137,15 @@ def sample_and_validate(
         m = min(batch, n - b * batch)
         t0 = time.perf_counter()
         callback = tracer if b == 0 else None
-        z = gen.sample(m, seed=seed, b=b, sampler="ddim", steps=steps, callback=callback)
+        mode = mode or {"seismic": "decoder"}
+        z, _ = sample_for_mode(
+            gen, m, seed=seed, b=b, sampler="ddim", steps=steps, callback=callback, **mode
+        )
         _sync(gen)
         t1 = time.perf_counter()
         if b == 0 and tracer is not None:
             t0 += tracer.seconds  # the trace's decode + validation is timed apart
-        v, s = gen.decode(z)
+        v, s = decode_pairs(gen, z, mode["seismic"])
         _sync(gen)
         t2 = time.perf_counter()
         r = gen.residual(v, s)
@@ -175,6 +187,8 @@ def write_pairs(
     attrs = {
         **gen.store_attrs,
         "source": "ubdiff_phys.validate.generate_and_validate",
+        "generated": True,
+        "seismic_mode": build_args.get("seismic", "decoder"),
         "build_args": build_args,
     }
     create_store(
@@ -196,7 +210,7 @@ def write_pairs(
             sel = np.flatnonzero(keep[b * batch : b * batch + len(z)])
             if sel.size == 0:
                 continue
-            v, s = gen.decode(z)
+            v, s = decode_pairs(gen, z, build_args.get("seismic", "decoder"))
             sel_t = torch.from_numpy(sel).to(v.device)
             v, s = v.index_select(0, sel_t).cpu(), s.index_select(0, sel_t).cpu()
             if example is None:
@@ -217,15 +231,37 @@ def write_pairs(
     return example
 
 
-def _figure(gen, first, batch, example, used, reference, path: Path) -> None:
+def _figure(gen, first, batch, example, used, reference, path: Path, seismic: str) -> None:
     rel = first.rel
     if example is None:  # nothing accepted: show the best rejected sample
         i = int(np.argmin(rel))
         b, j = divmod(i, batch)
-        v, s = gen.decode(first.latents[b][j : j + 1])
+        v, s = decode_pairs(gen, first.latents[b][j : j + 1], seismic)
         example = (v.cpu(), s.cpu(), float(rel[i]))
     floor = np.asarray(reference["autoencoder_values"]) if reference else None
     plot_pair(gen, example[0], example[1], rel, example[2], used, path, floor)
+
+
+def reference_points(gen: Generator, z: torch.Tensor, seismic: str, timings: dict[str, float]):
+    """The residual's reference points on the first batch's pairs (at most 32): medians of the
+    own residual, the shuffled and direct-wave baselines, gather diversity next to the solver's,
+    a plain-words verdict and the direct-wave baseline as a data-derived threshold (or None)."""
+    if len(z) < 2:
+        return None
+    t0 = time.perf_counter()
+    v, s = decode_pairs(gen, z, seismic)
+    b = baselines(v, s, gen.survey, boundary=gen.boundary)
+    timings["baselines"] = time.perf_counter() - t0
+    return {
+        "n_pairs": len(z),
+        **b.to_dict(),
+        "verdict": verdict(b),
+        "suggested_threshold": b.direct_wave,
+        "meaning": "medians of relative L2: 'own' is each gather against its own velocity, "
+        "'shuffled' against another sample's velocity, 'direct_wave' a homogeneous model at the "
+        "top-layer velocity against the map's own gathers; diversity: median relative L2 "
+        "between the gathers of distinct samples (the solver's for the same velocities beside)",
+    }
 
 
 def _criterion(threshold: float | None, keep_quantile: float | None) -> dict[str, Any]:
@@ -288,6 +324,8 @@ def job_summary(
         },
         "outputs": outputs,
         "trace": trace,
+        "seismic": {k: job[k] for k in ("seismic", "guidance_scale", "guidance_steps") if k in job},
+        "baselines": job["baselines"],
         "reference": None
         if reference is None
         else {k: reference[k] for k in ("n", "store", "real", "autoencoder")},
@@ -315,6 +353,9 @@ def generate_and_validate(
     reference_n: int = 64,
     figure: bool = True,
     progress: bool = True,
+    seismic: str = "decoder",
+    guidance_scale: float = 0.05,
+    guidance_steps: int = 10,
 ) -> dict[str, Any]:
     """Sample ``n`` pairs, validate them, keep the physical ones; write ``out/pairs.h5``,
     ``out/summary.json``, ``out/figure.png`` (and ``out/residual_vs_step.png`` with
@@ -322,9 +363,10 @@ def generate_and_validate(
     CUDA). ``reference_store``: a dataset file made like the training data; its held-out pairs
     give the reference residuals (real pairs, autoencoder reconstructions: the floor), reported
     next to the samples' (summary ``reference``, and in the histogram). Returns the summary (also
-    written as JSON). See the module docstring."""
+    written as JSON). ``seismic``: "decoder", "solver" or "guided" (:mod:`.seismic_modes`)."""
     if threshold is not None and keep_quantile is not None:
         raise ValueError("give threshold or keep_quantile, not both")
+    mode = mode_options(seismic, guidance_scale, guidance_steps)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if batch is None:
@@ -343,7 +385,7 @@ def generate_and_validate(
     if trace_steps > 0:
         m = min(trace_max, n, batch)
         tracer = Tracer(gen, trace_indices(steps, trace_steps), m, trace_on)
-    first = sample_and_validate(gen, n, batch, steps, seed, tracer, progress)
+    first = sample_and_validate(gen, n, batch, steps, seed, tracer, progress, mode)
     timings = {"load": t_load, **first.timings}
     first.timings = timings
     keep_t, used = keep_mask(
@@ -352,7 +394,7 @@ def generate_and_validate(
     keep = keep_t.cpu().numpy()
 
     t0 = time.perf_counter()
-    job = {"n": n, "sampler": "ddim", "steps": steps, "seed": seed, "batch": batch}
+    job = {"n": n, "sampler": "ddim", "steps": steps, "seed": seed, "batch": batch, **mode}
     job.update(threshold=threshold, keep_quantile=keep_quantile)
     build_args = {
         "checkpoint": gen.info["checkpoint"],
@@ -376,7 +418,7 @@ def generate_and_validate(
         timings["reference"] = time.perf_counter() - t0
     if figure:
         t0 = time.perf_counter()
-        _figure(gen, first, batch, example, used, reference, out / "figure.png")
+        _figure(gen, first, batch, example, used, reference, out / "figure.png", seismic)
         timings["figure"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
 
@@ -387,6 +429,7 @@ def generate_and_validate(
         "residual_vs_step": str(out / "residual_vs_step.png") if trace else None,
     }
     job.update(threshold_used=used)
+    job["baselines"] = reference_points(gen, first.latents[0][:32], seismic, timings)
     summary = job_summary(gen, first, keep, job, outputs, trace, reference)
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -22,7 +22,14 @@ from ubdiff_phys.diffusion.samplers import Guide
 from ubdiff_phys.ops.reference.acoustic import openfwi_normalise
 from ubdiff_phys.physics import simulate
 
-__all__ = ["SEISMIC_MODES", "generate_pairs", "pair_misfit_guide"]
+__all__ = [
+    "SEISMIC_MODES",
+    "decode_pairs",
+    "generate_pairs",
+    "mode_options",
+    "pair_misfit_guide",
+    "sample_for_mode",
+]
 
 SEISMIC_MODES = ("decoder", "solver", "guided")
 
@@ -80,7 +87,18 @@ def pair_misfit_guide(
     return guide
 
 
-def generate_pairs(
+def mode_options(seismic: str, guidance_scale: float, guidance_steps: int) -> dict[str, Any]:
+    """The checked options of a seismic mode, as :func:`sample_for_mode` keyword arguments."""
+    if seismic not in SEISMIC_MODES:
+        raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
+    if seismic != "guided":
+        return {"seismic": seismic}
+    if not (0 <= guidance_scale < float("inf")) or guidance_steps < 0:
+        raise ValueError("the guidance scale must be finite and >= 0, the guidance steps >= 0")
+    return {"seismic": seismic, "guidance_scale": guidance_scale, "guidance_steps": guidance_steps}
+
+
+def sample_for_mode(
     gen,
     m: int,
     *,
@@ -92,9 +110,9 @@ def generate_pairs(
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
     **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Batch ``b`` of a job: m pairs (velocity [m/s] (m, 1, nz, nx), seismic (m, S, nt, R)) and
-    a dict of what was done (mode, parameters, guidance log)."""
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Batch ``b``'s co-latents (m, latent_dim) for a seismic mode (guided sampling for
+    "guided"), and a dict of what was done (mode, parameters, guidance log)."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     info: dict[str, Any] = {"seismic": seismic}
@@ -102,16 +120,30 @@ def generate_pairs(
         log: list = []
         total = gen.denoiser.schedule.timesteps
         total = min(steps or (total if sampler == "ddpm" else 50), total)
-        guide = pair_misfit_guide(
+        kwargs["guide"] = pair_misfit_guide(
             gen, scale=guidance_scale, guidance_steps=guidance_steps, total_steps=total, log=log
         )
-        z = gen.sample(m, seed=seed, b=b, sampler=sampler, steps=steps, guide=guide, **kwargs)
         info.update(guidance_scale=guidance_scale, guidance_steps=guidance_steps, log=log)
-    else:
-        z = gen.sample(m, seed=seed, b=b, sampler=sampler, steps=steps, **kwargs)
+    z = gen.sample(m, seed=seed, b=b, sampler=sampler, steps=steps, **kwargs)
+    return z, info
+
+
+def decode_pairs(gen, z: torch.Tensor, seismic: str = "decoder") -> tuple[torch.Tensor, ...]:
+    """(velocity [m/s] (B, 1, nz, nx), seismic (B, S, nt, R)) of co-latents for a seismic mode:
+    the solver's gathers of the decoded velocity for "solver", the decoder's otherwise."""
     v, s = gen.decode(z)
     if seismic == "solver":
         if gen.survey is None:
             raise ValueError("solver seismic needs a generator whose training data has a survey")
         s = simulate(v, gen.survey, boundary=gen.boundary).float()
+    return v, s
+
+
+def generate_pairs(
+    gen, m: int, *, seed: int, b: int, seismic: str = "decoder", **kwargs: Any
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Batch ``b`` of a job: m pairs (velocity [m/s] (m, 1, nz, nx), seismic (m, S, nt, R)) and
+    a dict of what was done (``kwargs``: :func:`sample_for_mode`'s)."""
+    z, info = sample_for_mode(gen, m, seed=seed, b=b, seismic=seismic, **kwargs)
+    v, s = decode_pairs(gen, z, seismic)
     return v, s, info
