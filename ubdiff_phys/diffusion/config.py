@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ubdiff_phys.diffusion.schedule import cosine_schedule
 from ubdiff_phys.models.unet1d import UNet1DConfig
 from ubdiff_phys.runtime.config import SectionedConfig, dump_toml, read_toml
 
@@ -92,8 +93,6 @@ class DiffusionConfig:
             raise ValueError("diffusion: timesteps >= 2, 0 < max_beta <= 1, min_snr_gamma >= 0")
 
     def schedule(self):
-        from ubdiff_phys.diffusion.schedule import cosine_schedule
-
         return cosine_schedule(self.timesteps, self.cosine_s, self.max_beta)
 
 

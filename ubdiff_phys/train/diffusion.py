@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm.auto import tqdm
 
 from ubdiff_phys.data import open_store
 from ubdiff_phys.diffusion.checkpoint import CHECKPOINT_FORMAT, load_diffusion_checkpoint
@@ -156,8 +157,6 @@ class _Trainer:
         self._barrier()
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
-        from tqdm.auto import tqdm
-
         cfg, o = self.cfg, self.cfg.optim
         net: nn.Module = self.net
         if self.distributed:

@@ -37,6 +37,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ubdiff_phys.data import open_store
 from ubdiff_phys.models import UBDiffAutoencoder, build_autoencoder
@@ -283,8 +284,6 @@ class _Trainer:
         )
 
     def _run_phase(self, phase: str) -> None:
-        from tqdm.auto import tqdm
-
         cfg, step = self.cfg, self.step_cfg(phase)
         if step.epochs == 0:
             return
