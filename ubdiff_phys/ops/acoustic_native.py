@@ -16,8 +16,6 @@ The backward has a CPU kernel only so far: CUDA tensors are copied to the host f
 one-time warning), which gives correct gradients on a GPU machine at CPU speed.
 """
 
-# No `from __future__ import annotations`: torch.library.custom_op reads the annotations to infer
-# the operator schema.
 import warnings
 
 import torch
@@ -165,64 +163,34 @@ def _cuda_backward_on_host(args: tuple, **kw) -> Tensor:
     return _call_native(host, **kw).to(device)
 
 
-def _bounds(normalise: bool, lo: float, hi: float):
-    return (lo, hi) if normalise else None
+# The op schemas, written once: the prepared problem, then the scalars of the geometry.
+_PROBLEM = (
+    "Tensor vdt2, Tensor? kx, Tensor? kz, Tensor? ax, Tensor? bx, Tensor? dbx, Tensor? az, "
+    "Tensor? bz, Tensor? dbz, Tensor source_rc, Tensor receiver_rc, Tensor wavelet"
+)
+_SCALARS = "int pad, bool cpml, bool wrap, float dx, float dz"
+_NORM = "bool normalise, float lo, float hi"
+_N_PROBLEM = 12  # tensors (or None) of _PROBLEM
 
 
-# --------------------------------------------------------------------------- forward / backward
-@torch.library.custom_op("ubdiff_phys::acoustic_forward", mutates_args=())
-def _forward_op(
-    vdt2: Tensor,
-    kx: Tensor | None,
-    kz: Tensor | None,
-    ax: Tensor | None,
-    bx: Tensor | None,
-    dbx: Tensor | None,
-    az: Tensor | None,
-    bz: Tensor | None,
-    dbz: Tensor | None,
-    source_rc: Tensor,
-    receiver_rc: Tensor,
-    wavelet: Tensor,
-    pad: int,
-    cpml: bool,
-    wrap: bool,
-    dx: float,
-    dz: float,
-) -> Tensor:
-    args = (vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, source_rc, receiver_rc, wavelet)
-    return _call_native((*args, pad, cpml, wrap, dx, dz), kind="forward")
+def _op(name: str, schema: str):
+    return torch.library.custom_op(f"ubdiff_phys::{name}", mutates_args=(), schema=schema)
+
+
+@_op("acoustic_forward", f"({_PROBLEM}, {_SCALARS}) -> Tensor")
+def _forward_op(*args):
+    return _call_native(args, kind="forward")
 
 
 @_forward_op.register_fake
-def _(vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, source_rc, receiver_rc, wavelet, *scalars):
-    shape = (vdt2.shape[0], source_rc.shape[0], wavelet.shape[0], receiver_rc.shape[0])
-    return vdt2.new_empty(shape)
+def _(*args):
+    vdt2, src, rec, wavelet = args[0], args[9], args[10], args[11]
+    return vdt2.new_empty((vdt2.shape[0], src.shape[0], wavelet.shape[0], rec.shape[0]))
 
 
-@torch.library.custom_op("ubdiff_phys::acoustic_backward", mutates_args=())
-def _backward_op(
-    grad_out: Tensor,
-    vdt2: Tensor,
-    kx: Tensor | None,
-    kz: Tensor | None,
-    ax: Tensor | None,
-    bx: Tensor | None,
-    dbx: Tensor | None,
-    az: Tensor | None,
-    bz: Tensor | None,
-    dbz: Tensor | None,
-    source_rc: Tensor,
-    receiver_rc: Tensor,
-    wavelet: Tensor,
-    pad: int,
-    cpml: bool,
-    wrap: bool,
-    dx: float,
-    dz: float,
-) -> Tensor:
-    args = (vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, source_rc, receiver_rc, wavelet)
-    return _call_native((*args, pad, cpml, wrap, dx, dz), kind="backward", grad=grad_out)
+@_op("acoustic_backward", f"(Tensor grad_out, {_PROBLEM}, {_SCALARS}) -> Tensor")
+def _backward_op(grad_out, *args):
+    return _call_native(args, kind="backward", grad=grad_out)
 
 
 @_backward_op.register_fake
@@ -230,94 +198,33 @@ def _(grad_out, vdt2, *rest):
     return torch.empty_like(vdt2)
 
 
-def _setup_saved(ctx, inputs, output) -> None:
-    ctx.save_for_backward(*(t for t in inputs if isinstance(t, Tensor) or t is None))
-    ctx.n_tensors = sum(1 for t in inputs if isinstance(t, Tensor) or t is None)
-    ctx.scalars = inputs[ctx.n_tensors :]
+def _misfit_args(args: tuple) -> tuple[tuple, Tensor, tuple[float, float] | None]:
+    """(problem args, observed, bounds) of the misfit ops' flat arguments."""
+    problem = args[:_N_PROBLEM] + args[_N_PROBLEM + 1 : _N_PROBLEM + 6]
+    normalise, lo, hi = args[_N_PROBLEM + 6 :]
+    return problem, args[_N_PROBLEM], ((lo, hi) if normalise else None)
 
 
-def _forward_backward(ctx, grad_out):
-    saved = ctx.saved_tensors
-    grad = None
-    if ctx.needs_input_grad[0]:
-        grad = _backward_op(grad_out.contiguous(), *saved, *ctx.scalars)
-    return (grad,) + (None,) * (len(saved) + len(ctx.scalars) - 1)
-
-
-_forward_op.register_autograd(_forward_backward, setup_context=_setup_saved)
-
-
-# --------------------------------------------------------------------------- fused misfit
-@torch.library.custom_op("ubdiff_phys::acoustic_misfit", mutates_args=())
-def _misfit_op(
-    vdt2: Tensor,
-    kx: Tensor | None,
-    kz: Tensor | None,
-    ax: Tensor | None,
-    bx: Tensor | None,
-    dbx: Tensor | None,
-    az: Tensor | None,
-    bz: Tensor | None,
-    dbz: Tensor | None,
-    source_rc: Tensor,
-    receiver_rc: Tensor,
-    wavelet: Tensor,
-    observed: Tensor,
-    pad: int,
-    cpml: bool,
-    wrap: bool,
-    dx: float,
-    dz: float,
-    normalise: bool,
-    lo: float,
-    hi: float,
-) -> Tensor:
-    args = (vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, source_rc, receiver_rc, wavelet)
-    return _call_native(
-        (*args, pad, cpml, wrap, dx, dz),
-        kind="misfit",
-        observed=observed,
-        bounds=_bounds(normalise, lo, hi),
-    )
+@_op("acoustic_misfit", f"({_PROBLEM}, Tensor observed, {_SCALARS}, {_NORM}) -> Tensor")
+def _misfit_op(*args):
+    problem, observed, bounds = _misfit_args(args)
+    return _call_native(problem, kind="misfit", observed=observed, bounds=bounds)
 
 
 @_misfit_op.register_fake
-def _(vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, source_rc, receiver_rc, wavelet, observed, *rest):
-    return vdt2.new_empty((vdt2.shape[0], source_rc.shape[0], 4), dtype=torch.float64)
+def _(*args):
+    vdt2, src = args[0], args[9]
+    return vdt2.new_empty((vdt2.shape[0], src.shape[0], 4), dtype=torch.float64)
 
 
-@torch.library.custom_op("ubdiff_phys::acoustic_misfit_backward", mutates_args=())
-def _misfit_backward_op(
-    grad_sums: Tensor,
-    vdt2: Tensor,
-    kx: Tensor | None,
-    kz: Tensor | None,
-    ax: Tensor | None,
-    bx: Tensor | None,
-    dbx: Tensor | None,
-    az: Tensor | None,
-    bz: Tensor | None,
-    dbz: Tensor | None,
-    source_rc: Tensor,
-    receiver_rc: Tensor,
-    wavelet: Tensor,
-    observed: Tensor,
-    pad: int,
-    cpml: bool,
-    wrap: bool,
-    dx: float,
-    dz: float,
-    normalise: bool,
-    lo: float,
-    hi: float,
-) -> Tensor:
-    args = (vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, source_rc, receiver_rc, wavelet)
+@_op(
+    "acoustic_misfit_backward",
+    f"(Tensor grad_sums, {_PROBLEM}, Tensor observed, {_SCALARS}, {_NORM}) -> Tensor",
+)
+def _misfit_backward_op(grad_sums, *args):
+    problem, observed, bounds = _misfit_args(args)
     return _call_native(
-        (*args, pad, cpml, wrap, dx, dz),
-        kind="misfit_backward",
-        observed=observed,
-        bounds=_bounds(normalise, lo, hi),
-        grad=grad_sums,
+        problem, kind="misfit_backward", observed=observed, bounds=bounds, grad=grad_sums
     )
 
 
@@ -326,15 +233,24 @@ def _(grad_sums, vdt2, *rest):
     return torch.empty_like(vdt2)
 
 
-def _misfit_backward(ctx, grad_sums):
-    saved = ctx.saved_tensors
-    grad = None
-    if ctx.needs_input_grad[0]:
-        grad = _misfit_backward_op(grad_sums.contiguous(), *saved, *ctx.scalars)
-    return (grad,) + (None,) * (len(saved) + len(ctx.scalars) - 1)
+def _setup_saved(ctx, inputs, output) -> None:
+    """Save the tensor arguments (the problem, and ``observed`` for the misfit) and the scalars."""
+    n = _N_PROBLEM + (1 if len(inputs) > _N_PROBLEM + 5 else 0)
+    ctx.save_for_backward(*inputs[:n])
+    ctx.scalars = inputs[n:]
 
 
-_misfit_op.register_autograd(_misfit_backward, setup_context=_setup_saved)
+def _backward_of(op):
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors
+        out = op(grad.contiguous(), *saved, *ctx.scalars) if ctx.needs_input_grad[0] else None
+        return (out,) + (None,) * (len(saved) + len(ctx.scalars) - 1)
+
+    return backward
+
+
+_forward_op.register_autograd(_backward_of(_backward_op), setup_context=_setup_saved)
+_misfit_op.register_autograd(_backward_of(_misfit_backward_op), setup_context=_setup_saved)
 
 
 def misfit_value_and_grad(
