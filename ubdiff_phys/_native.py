@@ -10,6 +10,8 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+from ubdiff_phys.runtime.version import __version__
+
 __all__ = ["native", "native_available", "build_info"]
 
 _module: ModuleType | None = None
@@ -52,8 +54,6 @@ def build_info() -> dict[str, Any]:
         ``cuda_version`` (str or None), ``cuda_architectures`` (str or None, e.g. "80;90"),
         ``cuda_devices`` (int: devices the CUDA runtime sees), ``openmp`` (bool).
     """
-    from ubdiff_phys import __version__
-
     module = _load()
     info: dict[str, Any] = {
         "version": __version__,

@@ -65,6 +65,29 @@ def _to_theta(v: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return torch.log(u) - torch.log1p(-u)
 
 
+def _optimise(theta: torch.Tensor, closure, optimizer: str, iterations: int, lr) -> None:
+    """Run L-BFGS (strong-Wolfe line search) or Adam on ``theta`` with ``closure`` (which sets
+    ``theta.grad`` and returns the objective); Adam evaluates the final iterate once more."""
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(
+            [theta],
+            lr=1.0 if lr is None else lr,
+            max_iter=iterations,
+            history_size=10,
+            tolerance_grad=1e-12,
+            tolerance_change=1e-14,
+            line_search_fn="strong_wolfe",
+        )
+        opt.step(closure)
+        return
+    opt = torch.optim.Adam([theta], lr=0.05 if lr is None else lr)
+    for _ in range(iterations):
+        opt.zero_grad(set_to_none=False)
+        closure()
+        opt.step()
+    closure()  # the misfit of the final model
+
+
 def fwi(
     observed: torch.Tensor,
     survey: Survey | None,
@@ -135,24 +158,7 @@ def fwi(
             callback(len(history) - 1, v[:, None], f)
         return (f / scale[0]).sum()
 
-    if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(
-            [theta],
-            lr=1.0 if lr is None else lr,
-            max_iter=iterations,
-            history_size=10,
-            tolerance_grad=1e-12,
-            tolerance_change=1e-14,
-            line_search_fn="strong_wolfe",
-        )
-        opt.step(closure)
-    else:
-        opt = torch.optim.Adam([theta], lr=0.05 if lr is None else lr)
-        for _ in range(iterations):
-            opt.zero_grad(set_to_none=False)
-            closure()
-            opt.step()
-        closure()  # the misfit of the final model
+    _optimise(theta, closure, optimizer, iterations, lr)
     settings = dict(
         boundary=boundary,
         iterations=iterations,
