@@ -65,3 +65,29 @@ def test_main_job_solver_mode_and_reference_points(tmp_path) -> None:
         assert f.attrs["seismic_mode"] == "solver" and bool(f.attrs["generated"])
     with pytest.raises(ValueError, match="seismic"):
         generate_and_validate(tmp_path / "bad", 2, seismic="oracle", progress=False)
+
+
+def test_sample_refuses_to_replace_a_dataset(tmp_path, gen) -> None:
+    """Issue 13 case 1: `sample` over an existing dataset used to replace it."""
+    import subprocess
+    import sys
+
+    from helpers import small_store
+
+    data = small_store(tmp_path / "data.h5", n_velocity=6, n_paired=2, n_test=0)
+    before = data.read_bytes()
+    cmd = [sys.executable, "-m", "ubdiff_phys.cli", "sample", str(data), "--checkpoint",
+           gen.info["checkpoint"], "--n", "2", "--sampler", "ddim", "--steps", "2",
+           "--no-progress"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "--overwrite" in r.stderr and r.stderr.count("\n") == 1
+    assert data.read_bytes() == before
+    with pytest.raises(FileExistsError):
+        generate_store(gen.info["checkpoint"], data, 2, sampler="ddim", steps=2, progress=False)
+    # the same job resumes into its own file, and --overwrite replaces a foreign one
+    out = tmp_path / "g.h5"
+    generate_store(gen.info["checkpoint"], out, 2, sampler="ddim", steps=2, progress=False)
+    generate_store(gen.info["checkpoint"], out, 2, sampler="ddim", steps=2, progress=False)
+    generate_store(gen.info["checkpoint"], data, 2, sampler="ddim", steps=2, progress=False,
+                   overwrite=True)  # fmt: skip
+    assert data.read_bytes() != before

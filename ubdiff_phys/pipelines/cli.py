@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ubdiff_phys.pipelines.resimulate import resimulate_store
@@ -19,7 +20,17 @@ __all__ = ["register", "sample_main"]
 def sample_main(args: argparse.Namespace) -> int:
     device = None if args.device == "auto" else args.device
     device = resolve_device(device)
-    summary = generate_store(
+    try:
+        summary = _sample(args, device)
+    except FileExistsError as exc:
+        print(f"sample: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+def _sample(args: argparse.Namespace, device) -> dict:
+    return generate_store(
         args.checkpoint,
         args.out,
         args.n,
@@ -35,9 +46,8 @@ def sample_main(args: argparse.Namespace) -> int:
         seismic=args.seismic,
         guidance_scale=args.guidance_scale,
         guidance_steps=args.guidance_steps,
+        overwrite=args.overwrite,
     )
-    print(json.dumps(summary))
-    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -95,6 +105,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--ema", action="store_true", help="use the EMA weights (default: raw)")
     s.add_argument("--autoencoder", help="autoencoder checkpoint (default: the one trained on)")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT that this job did not make",
+    )
     s.add_argument(
         "--seismic",
         choices=SEISMIC_MODES,

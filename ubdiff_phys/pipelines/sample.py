@@ -31,12 +31,24 @@ from ubdiff_phys.runtime.progress import commit_batches
 __all__ = ["generate_store"]
 
 
-def _prepare_store(gen: Generator, out: Path, n: int, build_args: dict[str, Any]) -> None:
-    """Create ``out`` unless it is a store of this very job (then it resumes)."""
+def _prepare_store(
+    gen: Generator, out: Path, n: int, build_args: dict[str, Any], overwrite: bool = False
+) -> None:
+    """Create ``out`` unless it is a store of this very job (then it resumes). Anything else at
+    ``out`` (another dataset, another job's output, a file that is no store) is refused unless
+    ``overwrite``: a user's dataset is never replaced silently."""
     if out.exists():
-        with StoreWriter(out) as w:
-            if w.attr("build_args") == build_args:
-                return
+        try:
+            with StoreWriter(out) as w:
+                if w.attr("build_args") == build_args:
+                    return
+        except Exception:  # not a store at all: refuse below like any other file
+            pass
+        if not overwrite:
+            raise FileExistsError(
+                f"{str(out)!r} exists and is not an interrupted run of this same sample command; "
+                "choose another output or pass --overwrite to replace it"
+            )
     attrs = gen.store_attrs
     grid = (70, 70)
     if attrs.get("survey"):
@@ -77,6 +89,7 @@ def generate_store(
     seismic: str = "decoder",
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` generated pairs to the store ``out`` (resumable); returns a summary with
     pairs/s. ``autoencoder`` overrides the checkpoint recorded in the run's config (its sha256
@@ -108,7 +121,7 @@ def generate_store(
            if seismic == "guided" else {}),
     }  # fmt: skip
     out = Path(out)
-    _prepare_store(gen, out, n, build_args)
+    _prepare_store(gen, out, n, build_args, overwrite)
     kwargs = {"eta": eta} if sampler == "ddim" else {}
     t0 = time.perf_counter()
     with StoreWriter(out) as w:
