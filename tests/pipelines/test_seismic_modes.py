@@ -91,3 +91,21 @@ def test_sample_refuses_to_replace_a_dataset(tmp_path, gen) -> None:
     generate_store(gen.info["checkpoint"], data, 2, sampler="ddim", steps=2, progress=False,
                    overwrite=True)  # fmt: skip
     assert data.read_bytes() != before
+
+
+def test_main_job_failure_while_writing_keeps_the_previous_pairs(tmp_path, monkeypatch) -> None:
+    """Issue 13 case 2: pairs.h5 was deleted before the new one existed."""
+    from ubdiff_phys.data.store import StoreWriter
+    from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
+
+    out = tmp_path / "job"
+    generate_and_validate(out, 2, steps=2, figure=False, progress=False)
+    before = (out / "pairs.h5").read_bytes()
+
+    def boom(self, start, s):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StoreWriter, "write_seismic", boom)
+    with pytest.raises(OSError, match="No space"):
+        generate_and_validate(out, 2, steps=2, seed=1, figure=False, progress=False)
+    assert (out / "pairs.h5").read_bytes() == before

@@ -178,10 +178,13 @@ def write_pairs(
 ):
     """Pass 2: decode the accepted pairs again (same batches, same device, so the same numbers)
     and write them, with their residuals and sample indices, through the store API. Returns the
-    first accepted pair (velocity, seismic, residual) for the figure, or None."""
+    first accepted pair (velocity, seismic, residual) for the figure, or None. The store is built
+    as ``<path>.partial`` and renamed over ``path`` only when complete, so a job killed while
+    writing leaves any previous ``path`` as it was."""
     accepted = np.flatnonzero(keep)
     n_acc = int(accepted.size)
     survey = gen.survey
+    final, path = path, path.with_name(path.name + ".partial")  # renamed into place when complete
     path.unlink(missing_ok=True)
     rows = np.arange(n_acc)
     attrs = {
@@ -228,6 +231,7 @@ def write_pairs(
         )
         w.add_dataset("residual_normalized", first.rel_normalized[accepted].astype(np.float64))
         w.add_dataset("sample_index", accepted.astype(np.int64))
+    os.replace(path, final)
     return example
 
 
