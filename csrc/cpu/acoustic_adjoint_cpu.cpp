@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "ubd/acoustic.h"
+#include "ubd/acoustic_rows.h"
 #include "ubd/stencil.h"
 
 #ifdef UBD_WITH_OPENMP
@@ -137,69 +138,38 @@ CpmlSegments cpml_segments(const Shot<T>& s) {
   return {x0, x1, z0, z1};
 }
 
-// Forward C-PML update of row i, columns [j0, j1), x / z terms chosen at compile time.
-template <typename T, bool XP, bool ZP, bool StoreL>
-inline void forward_cpml_segment(const Shot<T>& s, State<T>& st, int64_t i, int64_t j0, int64_t j1,
-                                 T* Lrow) {
+// The forward kernel's row arguments for row i of this shot's state (acoustic_rows.h): the
+// recomputation steps with the forward's own row code, storing L_n in Lrow.
+template <typename T>
+cpu::RowArgs<T> row_args(const Shot<T>& s, State<T>& st, int64_t i, T* Lrow) {
   const Geometry<T>& g = s.g;
-  const int64_t o = g.at(i, 0), ld = g.ld;
-  const T* __restrict Pr = st.P.data() + o;
-  T* __restrict Qr = st.Pp.data() + o;
-  const T* __restrict Vr = s.V + i * g.nx;
-  const T* __restrict psx = st.psx.data() + o;
-  const T* __restrict psz = st.psz.data() + o;
-  T* __restrict psxn = st.psx_new.data() + o;
-  T* __restrict pszn = st.psz_new.data() + o;
-  T* __restrict zx = st.zx.data() + o;
-  T* __restrict zz = st.zz.data() + o;
-  T* __restrict Lr = Lrow;
-  const T* __restrict ax = s.ax;
-  const T* __restrict bx = s.bx;
-  const T* __restrict dbx = s.dbx;
-  const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
-  const T rdx2 = s.rdx2, rdz2 = s.rdz2, rdx = s.rdx, rdz = s.rdz;
-#pragma omp simd
-  for (int64_t j = j0; j < j1; ++j) {
-    T d2x = fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * rdx2;
-    T d2z = fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * rdz2;
-    if constexpr (XP) {
-      const T dux = fd4_d1(Pr[j - 2], Pr[j - 1], Pr[j + 1], Pr[j + 2]) * rdx;
-      const T dpx = fd4_d1(psx[j - 2], psx[j - 1], psx[j + 1], psx[j + 2]) * rdx;
-      d2x = cpml_term(d2x, dux, dpx, psx[j], ax[j], bx[j], dbx[j], zx[j], psxn[j]);
-    }
-    if constexpr (ZP) {
-      const T duz = fd4_d1(Pr[j - 2 * ld], Pr[j - ld], Pr[j + ld], Pr[j + 2 * ld]) * rdz;
-      const T dpz = fd4_d1(psz[j - 2 * ld], psz[j - ld], psz[j + ld], psz[j + 2 * ld]) * rdz;
-      d2z = cpml_term(d2z, duz, dpz, psz[j], az, bz, dbz, zz[j], pszn[j]);
-    }
-    const T lap = d2x + d2z;
-    Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
-    if constexpr (StoreL) Lr[j] = lap;
+  const int64_t o = g.at(i, 0);
+  cpu::RowArgs<T> r{};
+  r.P = st.P.data() + o;
+  r.Q = st.Pp.data() + o;
+  r.ld = g.ld;
+  r.rdx2 = s.rdx2;
+  r.rdz2 = s.rdz2;
+  r.rdx = s.rdx;
+  r.rdz = s.rdz;
+  r.V = s.V + i * g.nx;
+  r.K = s.K ? s.K + i * g.nx : nullptr;
+  r.lap = Lrow;
+  if (s.cpml) {
+    r.ax = s.ax;
+    r.bx = s.bx;
+    r.dbx = s.dbx;
+    r.psx = st.psx.data() + o;
+    r.psxn = st.psx_new.data() + o;
+    r.zx = st.zx.data() + o;
+    r.az = s.az[i];
+    r.bz = s.bz[i];
+    r.dbz = s.dbz[i];
+    r.psz = st.psz.data() + o;
+    r.pszn = st.psz_new.data() + o;
+    r.zz = st.zz.data() + o;
   }
-}
-
-// Forward sponge update of row i (all columns), kappa and L storage chosen at compile time.
-template <typename T, bool Kappa, bool StoreL>
-inline void forward_sponge_row(const Shot<T>& s, State<T>& st, int64_t i, T* Lrow) {
-  const Geometry<T>& g = s.g;
-  const int64_t o = g.at(i, 0), ld = g.ld;
-  const T* __restrict Pr = st.P.data() + o;
-  T* __restrict Qr = st.Pp.data() + o;
-  const T* __restrict Vr = s.V + i * g.nx;
-  const T* __restrict Kr = Kappa ? s.K + i * g.nx : nullptr;
-  T* __restrict Lr = Lrow;
-  const T rdx2 = s.rdx2, rdz2 = s.rdz2;
-#pragma omp simd
-  for (int64_t j = 0; j < g.nx; ++j) {
-    const T lap = fd4_d2(Pr[j - 2], Pr[j - 1], Pr[j], Pr[j + 1], Pr[j + 2]) * rdx2 +
-                  fd4_d2(Pr[j - 2 * ld], Pr[j - ld], Pr[j], Pr[j + ld], Pr[j + 2 * ld]) * rdz2;
-    if constexpr (Kappa) {
-      Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap, Kr[j]);
-    } else {
-      Qr[j] = leapfrog(Pr[j], Qr[j], Vr[j], lap);
-    }
-    if constexpr (StoreL) Lr[j] = lap;
-  }
+  return r;
 }
 
 // One forward step: P_prev <- P_{n+1} (then swapped); L (nz, nx) <- L_n when StoreL.
@@ -208,20 +178,20 @@ void forward_step(const Shot<T>& s, State<T>& st, int64_t n, T* L) {
   const Geometry<T>& g = s.g;
   if (s.wrap) fill_periodic_halo(g, st.P.data());
   for (int64_t i = 0; i < g.nz; ++i) {
-    T* Lr = StoreL ? L + i * g.nx : nullptr;
+    const cpu::RowArgs<T> r = row_args(s, st, i, StoreL ? L + i * g.nx : nullptr);
     if constexpr (Cpml) {
       const CpmlSegments c = cpml_segments(s);
       if (i < c.z0 || i >= c.z1) {
-        forward_cpml_segment<T, true, true, StoreL>(s, st, i, 0, c.x0, Lr);
-        forward_cpml_segment<T, false, true, StoreL>(s, st, i, c.x0, c.x1, Lr);
-        forward_cpml_segment<T, true, true, StoreL>(s, st, i, c.x1, g.nx, Lr);
+        cpu::row_segment<T, false, true, true, StoreL>(r, 0, c.x0);
+        cpu::row_segment<T, false, false, true, StoreL>(r, c.x0, c.x1);
+        cpu::row_segment<T, false, true, true, StoreL>(r, c.x1, g.nx);
       } else {
-        forward_cpml_segment<T, true, false, StoreL>(s, st, i, 0, c.x0, Lr);
-        forward_cpml_segment<T, false, false, StoreL>(s, st, i, c.x0, c.x1, Lr);
-        forward_cpml_segment<T, true, false, StoreL>(s, st, i, c.x1, g.nx, Lr);
+        cpu::row_segment<T, false, true, false, StoreL>(r, 0, c.x0);
+        cpu::row_segment<T, false, false, false, StoreL>(r, c.x0, c.x1);
+        cpu::row_segment<T, false, true, false, StoreL>(r, c.x1, g.nx);
       }
     } else {
-      forward_sponge_row<T, Kappa, StoreL>(s, st, i, Lr);
+      cpu::row_segment<T, Kappa, false, false, StoreL>(r, 0, g.nx);
     }
   }
   st.Pp[s.src] += s.V[s.src_cell] * s.wavelet[n];
