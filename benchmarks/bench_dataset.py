@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -26,6 +25,7 @@ import torch
 import ubdiff_phys
 from ubdiff_phys.data import FAMILIES, generate, make_dataset, open_store
 from ubdiff_phys.physics import simulate
+from ubdiff_phys.runtime.files import append_json_record
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -161,9 +161,7 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"dataset_{args.device}.json"
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append(record)
-    path.write_text(json.dumps(history, indent=2) + "\n")
+    append_json_record(path, record)
     print(f"family generation [maps/s] ({args.maps} maps, best of {args.repeats}):")
     for name, rate in families.items():
         print(f"  {name:14s} {rate:10,.0f}")

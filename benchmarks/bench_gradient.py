@@ -30,6 +30,7 @@ import torch
 
 import ubdiff_phys as up
 from ubdiff_phys.physics import Survey
+from ubdiff_phys.runtime.files import append_json_record
 
 SURVEY = Survey.openfwi()
 #: what is timed: simulate + autograd backward per mode, the fused misfit value-and-gradient per
@@ -219,11 +220,7 @@ def main() -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "gradient_cpu.json"
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append(record)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(history, indent=1) + "\n")
-    tmp.replace(path)
+    append_json_record(path, record, indent=1)
     print(f"appended to {path}")
     return 0
 

@@ -26,6 +26,7 @@ import ubdiff_phys
 from ubdiff_phys.diffusion import VDenoiser, cosine_schedule, sample
 from ubdiff_phys.models import AutoencoderConfig, UNet1DConfig, build_autoencoder, build_unet1d
 from ubdiff_phys.models.autoencoder import count_parameters
+from ubdiff_phys.runtime.files import append_json_record
 
 
 def _sync(device: torch.device) -> None:
@@ -108,8 +109,8 @@ def main() -> None:
     }
     print(json.dumps(record["results"], indent=2))
     out = Path(args.out or Path(__file__).parent / "results" / f"sampling_{device.type}.json")
-    prior = json.loads(out.read_text()) if out.exists() else []
-    out.write_text(json.dumps([*prior, record], indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    append_json_record(out, record)
     print(f"appended to {out}")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -28,6 +27,7 @@ import torch.utils.benchmark as tb
 
 import ubdiff_phys
 from ubdiff_phys.physics import Survey, simulate
+from ubdiff_phys.runtime.files import append_json_record
 
 SURVEY = Survey.openfwi()
 # FLOP per interior cell update of the kernel (difference-form 4th-order Laplacian: 10 per axis,
@@ -201,9 +201,7 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", record["device"].lower()).strip("-")
     path = args.results / f"simulate_{slug}.json"
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append(record)
-    path.write_text(json.dumps(history, indent=2) + "\n")
+    append_json_record(path, record)
     print(f"appended to {path}")
 
 

@@ -27,7 +27,6 @@ import argparse
 import datetime
 import functools
 import importlib
-import json
 import os
 import platform
 import sys
@@ -39,6 +38,7 @@ import torch.utils.benchmark as tbench
 import ubdiff_phys
 from ubdiff_phys.ops import group_norm_film_silu, is_native_eligible
 from ubdiff_phys.ops.reference import group_norm_film_silu_reference
+from ubdiff_phys.runtime.files import append_json_record
 
 gnmod = importlib.import_module("ubdiff_phys.ops.group_norm_film_silu")
 
@@ -310,11 +310,7 @@ def geomean(values):
 def append_record(path: Path, record: dict) -> None:
     """Append to a JSON list, written atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    records = json.loads(path.read_text()) if path.exists() else []
-    records.append(record)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(records, indent=1) + "\n")
-    tmp.replace(path)
+    append_json_record(path, record, indent=1)
     print(f"appended to {path}")
 
 

@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "file_sha256"]
+__all__ = [
+    "append_json_record",
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "file_sha256",
+]
 
 
 @contextlib.contextmanager
@@ -48,6 +54,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (with a final newline) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def append_json_record(path: str | os.PathLike, record: Any, indent: int = 2) -> Path:
+    """Append ``record`` to the JSON list in ``path`` (created if missing), atomically: the
+    benchmarks' results files."""
+    path = Path(path)
+    records = json.loads(path.read_text()) if path.exists() else []
+    records.append(record)
+    return atomic_write_text(path, json.dumps(records, indent=indent) + "\n")
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
