@@ -15,6 +15,7 @@ import torch
 
 import ubdiff_phys
 from ubdiff_phys._native import build_info
+from ubdiff_phys.diffusion import cosine_schedule
 from ubdiff_phys.physics import Survey
 
 #: folder holding the ubdiff_phys package this test run imported (site-packages after
@@ -105,3 +106,22 @@ def small_store(path: Path, n_velocity: int, n_paired: int, n_test: int, **kwarg
         path, n_velocity=n_velocity, n_paired=n_paired, n_test=n_test, **{**options, **kwargs}
     )
     return path
+
+
+class GaussianDenoiser(torch.nn.Module):
+    """The exact v-prediction denoiser of N(mu, s^2 I)."""
+
+    def __init__(self, mu: torch.Tensor, s: float, timesteps: int = 256):
+        super().__init__()
+        self.mu, self.s = mu, s
+        self.schedule = cosine_schedule(timesteps)
+
+    def posterior_var(self, t: int) -> float:
+        ab = float(self.schedule.alphas_cumprod[t])
+        return self.s**2 * (1 - ab) / (ab * self.s**2 + 1 - ab)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = self.schedule.alphas_cumprod[t].to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        gain = self.s**2 * ab.sqrt() / (ab * self.s**2 + 1 - ab)
+        x0 = self.mu + gain * (x - ab.sqrt() * self.mu)
+        return (ab.sqrt() * x - x0) / (1 - ab).sqrt()

@@ -1,0 +1,219 @@
+"""The diffusion prior of posterior inversion: a trained UB-Diff latent diffusion model and its
+velocity decoder, and the denoiser's error in data space (the noise-aware likelihood's r_t).
+
+``LatentPrior.velocity(z)`` maps co-latents to velocity [m/s] differentiably (decoder output
+clamped to the normalised range [-1, 1], then the training store's normaliser). The denoiser error
+r_t is the RMS, per data value, of ``F(v(x̂0(z_t))) − F(v(z0))`` over encoded training velocities
+z0 and fresh noise at timestep t: what the likelihood of x_t must add to the data noise. It is
+estimated once per (prior, survey, boundary) on a grid of timesteps and interpolated in log r.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ubdiff_phys.diffusion.targets import q_sample, x0_from_v
+from ubdiff_phys.physics.forward import simulate
+from ubdiff_phys.physics.survey import Survey
+from ubdiff_phys.pipelines.generator import load_generator
+from ubdiff_phys.runtime.files import atomic_write_json
+
+__all__ = [
+    "DENOISER_ERROR_FILE",
+    "DenoiserError",
+    "LatentPrior",
+    "estimate_denoiser_error",
+    "load_prior",
+]
+
+#: stored beside the prior's ``diffusion.pt`` (the shipped layout) or its checkpoint file
+DENOISER_ERROR_FILE = "denoiser_error.json"
+
+
+@dataclass(frozen=True)
+class DenoiserError:
+    """RMS data-space error r_t of the denoiser at a grid of timesteps.
+
+    Attributes:
+        timesteps: increasing integer timesteps of the grid.
+        rms: r_t at those timesteps [physical amplitude per data value].
+        boundary, survey: the modelling it was measured with (a posterior on another survey
+            cannot use it).
+        n_maps: training velocities it averages over.
+    """
+
+    timesteps: list[int]
+    rms: list[float]
+    boundary: str
+    survey: dict[str, Any]
+    n_maps: int
+
+    def rms_at(self, t: int) -> float:
+        """r_t at timestep t: linear interpolation of log r_t (ends held constant)."""
+        logs = np.log(np.maximum(np.asarray(self.rms, dtype=np.float64), 1e-300))
+        return float(np.exp(np.interp(float(t), self.timesteps, logs)))
+
+    def matches(self, survey: Survey, boundary: str) -> bool:
+        return self.boundary == boundary and self.survey == survey.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "ubdiff_phys.denoiser_error",
+            "timesteps": self.timesteps,
+            "rms": self.rms,
+            "boundary": self.boundary,
+            "survey": self.survey,
+            "n_maps": self.n_maps,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DenoiserError:
+        return cls(
+            timesteps=[int(t) for t in d["timesteps"]],
+            rms=[float(r) for r in d["rms"]],
+            boundary=str(d["boundary"]),
+            survey=dict(d["survey"]),
+            n_maps=int(d["n_maps"]),
+        )
+
+
+def _first_tensor(module: torch.nn.Module) -> torch.Tensor:
+    """A parameter (else a buffer) of ``module``: where and in which dtype it computes."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t
+    raise ValueError("the prior's autoencoder has neither parameters nor buffers")
+
+
+@dataclass
+class LatentPrior:
+    """A latent diffusion prior over velocity (see the module docstring).
+
+    Attributes:
+        denoiser: the v-prediction model (``denoiser.schedule``) over (B, 1, latent_dim).
+        autoencoder: its UB-Diff autoencoder (``decode_velocity``/``encode`` are used).
+        normalizer: the training store's normaliser (velocity range [v_min, v_max] m/s).
+        survey, boundary: the training data's modelling (None when it records none).
+        error_path: where the denoiser error is stored.
+        denoiser_error: the stored estimate, or None.
+    """
+
+    denoiser: Any
+    autoencoder: Any
+    normalizer: Any
+    latent_dim: int
+    survey: Survey | None
+    boundary: str
+    device: torch.device
+    error_path: Path
+    denoiser_error: DenoiserError | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return (1, int(self.latent_dim))
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return float(self.normalizer.v_min), float(self.normalizer.v_max)
+
+    def velocity(self, z: torch.Tensor) -> torch.Tensor:
+        """co-latents (B, ...) -> velocity (B, 1, nz, nx) float32 [m/s], differentiable in z."""
+        p = _first_tensor(self.autoencoder)
+        x = self.autoencoder.decode_velocity(z.reshape(z.shape[0], -1).to(p.device, p.dtype))
+        lo, hi = self.bounds
+        return (x.float().clamp(-1, 1) + 1) * (0.5 * (hi - lo)) + lo
+
+    @torch.no_grad()
+    def encode(self, v: torch.Tensor) -> torch.Tensor:
+        """velocity (B, 1, nz, nx) [m/s] -> co-latents (B, 1, latent_dim) float64."""
+        p = _first_tensor(self.autoencoder)
+        lo, hi = self.bounds
+        x = (2 * (v.float() - lo) / (hi - lo) - 1).to(p.device, p.dtype)
+        return self.autoencoder.encode(x).reshape(v.shape[0], 1, -1).double()
+
+    def save_denoiser_error(self, err: DenoiserError) -> None:
+        """Store ``err`` beside the checkpoint (atomic) and keep it on the prior."""
+        atomic_write_json(self.error_path, err.to_dict())
+        self.denoiser_error = err
+
+
+def load_prior(checkpoint: str | os.PathLike | None = None, device: Any = "cpu") -> LatentPrior:
+    """Load a UB-Diff checkpoint (default: the shipped one) as a :class:`LatentPrior`, with its
+    stored denoiser error when there is one."""
+    gen = load_generator(checkpoint, device, require_survey=False)
+    gen.autoencoder.eval()
+    gen.denoiser.eval()
+    diff_path = Path(gen.info["diffusion"])
+    error_path = diff_path.parent / (
+        DENOISER_ERROR_FILE
+        if diff_path.name == "diffusion.pt"
+        else f"{diff_path.stem}.{DENOISER_ERROR_FILE}"
+    )
+    err = None
+    if error_path.is_file():
+        err = DenoiserError.from_dict(json.loads(error_path.read_text()))
+    return LatentPrior(
+        denoiser=gen.denoiser,
+        autoencoder=gen.autoencoder,
+        normalizer=gen.normalizer,
+        latent_dim=int(gen.denoiser.net.config.seq_len),
+        survey=gen.survey,
+        boundary=gen.boundary,
+        device=gen.device,
+        error_path=error_path,
+        denoiser_error=err,
+        info=dict(gen.info),
+    )
+
+
+@torch.no_grad()
+def estimate_denoiser_error(
+    prior: LatentPrior,
+    velocities: torch.Tensor,
+    survey: Survey,
+    *,
+    boundary: str,
+    n_timesteps: int = 12,
+    seed: int = 0,
+) -> DenoiserError:
+    """Measure r_t on ``n_timesteps`` timesteps spread over [0, T−1] (denser at low noise, where
+    r_t changes fastest).
+
+    Args:
+        velocities: (N, 1, nz, nx) training velocities [m/s] (encoded to z0).
+        survey, boundary: the modelling of the posterior it will serve.
+        seed: the noise draws.
+
+    Returns:
+        :class:`DenoiserError` (each timestep costs N solver runs).
+    """
+    T = prior.denoiser.schedule.timesteps
+    grid = np.unique(np.round((T - 1) * np.linspace(0, 1, n_timesteps) ** 2).astype(int))
+    z0 = prior.encode(velocities)
+    d0 = simulate(prior.velocity(z0), survey, boundary=boundary).double()
+    g = torch.Generator().manual_seed(seed)
+    ab_all = prior.denoiser.schedule.alphas_cumprod
+    rms: list[float] = []
+    for t in grid.tolist():
+        eps = torch.randn(z0.shape, generator=g, dtype=torch.float64).to(z0.device)
+        ab = ab_all[t].to(torch.float64).to(z0.device)
+        zt = q_sample(z0, ab, eps)
+        tt = torch.full((z0.shape[0],), t, dtype=torch.long, device=z0.device)
+        x0 = x0_from_v(zt, ab, prior.denoiser(zt, tt).double()).clamp(-1, 1)
+        d = simulate(prior.velocity(x0), survey, boundary=boundary).double()
+        rms.append(math.sqrt(float((d - d0).square().mean())))
+    return DenoiserError(
+        timesteps=grid.tolist(),
+        rms=rms,
+        boundary=boundary,
+        survey=survey.to_dict(),
+        n_maps=int(velocities.shape[0]),
+    )
