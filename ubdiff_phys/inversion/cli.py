@@ -8,6 +8,10 @@ them, and writes into DIR: ``inverted.npy`` and ``initial.npy`` (B, 1, nz, nx) [
 velocity, which is the truth for files made by ``make-dataset``), and ``figure.png`` (truth,
 initial, inverted, misfit history). Every file is written under a temporary name and renamed when
 complete; existing outputs are refused unless ``--overwrite``.
+
+    ubdiff-phys invert OBSERVED.h5 --method noise_aware|dps --n-samples 16 --out DIR
+
+samples the posterior with a UB-Diff prior instead (see :mod:`.posterior_cli` for its outputs).
 """
 
 from __future__ import annotations
@@ -16,30 +20,33 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS
+from ubdiff_phys.inversion.cli_common import (
+    UserError,
+    check_outputs,
+    load_observed,
+    parse_bounds,
+    scores,
+)
 from ubdiff_phys.inversion.fwi import OPTIMIZERS, fwi, smooth_velocity
-from ubdiff_phys.models.metrics import ssim
+from ubdiff_phys.inversion.posterior_cli import add_posterior_options, run_posterior
 from ubdiff_phys.physics.forward import BOUNDARIES
 from ubdiff_phys.runtime.files import atomic_path, atomic_write_json
 
 __all__ = ["register"]
 
-METHODS = ("fwi",)
+METHODS = ("fwi", *POSTERIOR_METHODS)
 OUTPUTS = ("inverted.npy", "initial.npy", "fwi.json", "figure.png")
-
-
-class UserError(Exception):
-    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "invert",
-        help="invert observed gathers of a dataset file for velocity (deterministic FWI)",
+        help="invert observed gathers of a dataset file for velocity (FWI or posterior sampling)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,28 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalised", action="store_true", help="misfit in normalised units")
     p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    add_posterior_options(p)
     p.set_defaults(func=_run)
-
-
-def _parse_rows(text: str, n_paired: int) -> list[int]:
-    try:
-        rows = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--rows must be comma-separated integers, got {text!r}") from None
-    bad = [r for r in rows if not 0 <= r < n_paired]
-    if not rows or bad:
-        raise UserError(f"--rows {text!r}: the file has paired rows 0..{n_paired - 1}")
-    return rows
-
-
-def _parse_bounds(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(","))
-    except ValueError:
-        raise UserError(f"--bounds must be V_MIN,V_MAX in m/s, got {text!r}") from None
-    if not 0 < lo < hi < float("inf"):
-        raise UserError(f"--bounds must satisfy 0 < V_MIN < V_MAX, got {text!r}")
-    return lo, hi
 
 
 def _initial(args: argparse.Namespace, truth: torch.Tensor) -> torch.Tensor:
@@ -111,60 +98,6 @@ def _initial(args: argparse.Namespace, truth: torch.Tensor) -> torch.Tensor:
     if tuple(v.shape) != tuple(truth.shape):
         raise UserError(f"--init {spec!r} has shape {tuple(v.shape)}, expected {truth.shape}")
     return v.contiguous()
-
-
-def _check_outputs(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} exists and is not a folder")
-    existing = [name for name in OUTPUTS if (out / name).exists()]
-    if existing and not overwrite:
-        raise UserError(
-            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace them "
-            "or choose another --out"
-        )
-
-
-def _load(args: argparse.Namespace) -> dict[str, Any]:
-    from ubdiff_phys.data.store import open_store
-
-    if not args.observed.is_file():
-        raise UserError(f"{str(args.observed)!r} is not a file")
-    try:
-        store = open_store(args.observed)
-    except Exception as exc:  # any failure to read the file is the user's input
-        raise UserError(f"cannot read {str(args.observed)!r} as a dataset file: {exc}") from None
-    with store:
-        survey = store.survey
-        if survey is None:
-            raise UserError(f"{str(args.observed)!r} records no survey: cannot model its data")
-        boundary = args.boundary or store.attrs.get("boundary")
-        if boundary not in BOUNDARIES:
-            raise UserError(f"the file's boundary mode is {boundary!r}; pass --boundary")
-        rows = _parse_rows(args.rows, store.progress.n_seismic_committed)
-        obs = np.stack([store.seismic(i) for i in rows])
-        truth = np.stack([store.velocity(int(store.paired_index[i])) for i in rows])
-        normalizer = store.normalizer if args.normalised else None
-    return dict(
-        normalizer=normalizer,
-        survey=survey,
-        boundary=boundary,
-        rows=rows,
-        observed=torch.from_numpy(obs).float(),
-        truth=torch.from_numpy(truth).float(),
-    )
-
-
-def _scores(v: torch.Tensor, truth: torch.Tensor, lo: float, hi: float) -> list[dict[str, float]]:
-    def norm(x: torch.Tensor) -> torch.Tensor:
-        return 2 * (x - lo) / (hi - lo) - 1
-
-    return [
-        {
-            "ssim": ssim(norm(v[b : b + 1]), norm(truth[b : b + 1])),
-            "mae_m_per_s": float((v[b] - truth[b]).abs().mean()),
-        }
-        for b in range(v.shape[0])
-    ]
 
 
 def _figure(path: Path, truth, initial, inverted, history, lo: float, hi: float) -> None:
@@ -195,14 +128,16 @@ def _figure(path: Path, truth, initial, inverted, history, lo: float, hi: float)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.method != "fwi":
+        return run_posterior(args)
     try:
         if args.iterations < 1:
             raise UserError(f"--iterations must be >= 1, got {args.iterations}")
         if args.threads is not None and args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
-        lo, hi = _parse_bounds(args.bounds)
-        _check_outputs(args.out, args.overwrite)
-        data = _load(args)
+        lo, hi = parse_bounds(args.bounds)
+        check_outputs(args.out, OUTPUTS, args.overwrite)
+        data = load_observed(args)
         v0 = _initial(args, data["truth"])
     except UserError as exc:
         print(f"invert: error: {exc}", file=sys.stderr)
@@ -252,8 +187,8 @@ def _write(args, data, v0, result, seconds: float, lo: float, hi: float) -> None
         "misfit_final": result.history[-1].tolist(),
         "misfit_history": result.history.T.tolist(),
         "truth_is_stored_velocity": True,
-        "initial_vs_truth": _scores(v0, truth, lo, hi),
-        "inverted_vs_truth": _scores(result.velocity.float(), truth, lo, hi),
+        "initial_vs_truth": scores(v0, truth, lo, hi),
+        "inverted_vs_truth": scores(result.velocity.float(), truth, lo, hi),
     }
     atomic_write_json(out / "fwi.json", report)
     _figure(out / "figure.png", truth, v0, result.velocity.float(), result.history, lo, hi)

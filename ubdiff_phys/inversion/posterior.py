@@ -107,18 +107,21 @@ def _observed(observed: torch.Tensor, survey: Survey) -> torch.Tensor:
 
 
 def _denoiser_error(prior: LatentPrior, survey: Survey, boundary: str, seed: int):
-    """(the prior's stored r_t when it matches the modelling, else one estimated from 16 prior
-    samples; where it came from)."""
+    """(the prior's r_t when it matches the modelling, else one estimated from 16 prior samples
+    and kept on the prior; where it came from)."""
     err = prior.denoiser_error
     if err is not None and err.matches(survey, boundary):
-        return err, f"stored ({err.n_maps} training maps)"
+        return err, f"{err.n_maps} {err.source}"
     g = torch.Generator().manual_seed(seed)
     z = torch.randn((16, *prior.latent_shape), generator=g, dtype=torch.float64)
     z0 = sample_ddim(prior.denoiser, z.to(prior.device), 50)
     with torch.no_grad():
         v = prior.velocity(z0)
-    est = estimate_denoiser_error(prior, v, survey, boundary=boundary, seed=seed)
-    return est, "estimated from 16 prior samples (no stored estimate for this survey)"
+    est = estimate_denoiser_error(
+        prior, v, survey, boundary=boundary, seed=seed, source="prior samples (no stored estimate)"
+    )
+    prior.denoiser_error = est  # kept for this session's later calls, not written to disk
+    return est, f"{est.n_maps} {est.source}"
 
 
 def _check_choices(method: str, boundary: str, n_samples: int) -> None:

@@ -47,7 +47,7 @@ class DenoiserError:
         rms: r_t at those timesteps [physical amplitude per data value].
         boundary, survey: the modelling it was measured with (a posterior on another survey
             cannot use it).
-        n_maps: training velocities it averages over.
+        n_maps: velocities it averages over; source: what they were (e.g. "training maps").
     """
 
     timesteps: list[int]
@@ -55,6 +55,7 @@ class DenoiserError:
     boundary: str
     survey: dict[str, Any]
     n_maps: int
+    source: str = "training maps"
 
     def rms_at(self, t: int) -> float:
         """r_t at timestep t: linear interpolation of log r_t (ends held constant)."""
@@ -72,6 +73,7 @@ class DenoiserError:
             "boundary": self.boundary,
             "survey": self.survey,
             "n_maps": self.n_maps,
+            "source": self.source,
         }
 
     @classmethod
@@ -82,6 +84,7 @@ class DenoiserError:
             boundary=str(d["boundary"]),
             survey=dict(d["survey"]),
             n_maps=int(d["n_maps"]),
+            source=str(d.get("source", "training maps")),
         )
 
 
@@ -183,6 +186,7 @@ def estimate_denoiser_error(
     boundary: str,
     n_timesteps: int = 12,
     seed: int = 0,
+    source: str = "training maps",
 ) -> DenoiserError:
     """Measure r_t on ``n_timesteps`` timesteps spread over [0, T−1] (denser at low noise, where
     r_t changes fastest).
@@ -190,7 +194,7 @@ def estimate_denoiser_error(
     Args:
         velocities: (N, 1, nz, nx) training velocities [m/s] (encoded to z0).
         survey, boundary: the modelling of the posterior it will serve.
-        seed: the noise draws.
+        seed: the noise draws; source: what ``velocities`` are (recorded).
 
     Returns:
         :class:`DenoiserError` (each timestep costs N solver runs).
@@ -216,4 +220,5 @@ def estimate_denoiser_error(
         boundary=boundary,
         survey=survey.to_dict(),
         n_maps=int(velocities.shape[0]),
+        source=source,
     )
