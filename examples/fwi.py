@@ -17,7 +17,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import ubdiff_phys as up  # noqa: E402
 from ubdiff_phys.data.families import generate  # noqa: E402
 from ubdiff_phys.inversion import fwi, smooth_velocity  # noqa: E402
 from ubdiff_phys.models.metrics import ssim  # noqa: E402
+from ubdiff_phys.runtime.files import atomic_write_json  # noqa: E402
 
 FAMILIES = ("flatvel-a", "curvefault-a")
 V_MIN, V_MAX = 1500.0, 4500.0
@@ -100,7 +100,7 @@ def main() -> None:
         axes[row, 3].set_xlabel("evaluation")
     fig.tight_layout()
     fig.savefig(args.out / "fwi_example.png", dpi=80)
-    (args.out / "fwi_example.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(args.out / "fwi_example.json", report)
     print(f"wrote {args.out / 'fwi_example.json'} and {args.out / 'fwi_example.png'}")
 
 

@@ -11,7 +11,6 @@ and writes a PNG with each model and its middle-shot gathers plus a JSON summary
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch  # noqa: E402
 import ubdiff_phys  # noqa: E402
 from ubdiff_phys.data import families  # noqa: E402
 from ubdiff_phys.physics import Survey, simulate  # noqa: E402
+from ubdiff_phys.runtime.files import atomic_write_json  # noqa: E402
 
 DEMO_FAMILIES = ("flatvel-a", "curvevel-a", "flatfault-a", "curvefault-a")
 
@@ -103,7 +103,7 @@ def main() -> None:
         "build": ubdiff_phys.build_info(),
         "figure": str(figure),
     }
-    (args.out / "simulate_openfwi.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(args.out / "simulate_openfwi.json", summary)
     print(f"wrote {figure} and {args.out / 'simulate_openfwi.json'}")
 
 

@@ -32,6 +32,7 @@ import torch
 from ubdiff_phys.data import make_dataset, open_store
 from ubdiff_phys.models import count_parameters
 from ubdiff_phys.physics import simulate
+from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.train import TrainConfig, load_autoencoder, train_autoencoder
 from ubdiff_phys.train.config import DataConfig, RunConfig, StepConfig
 from ubdiff_phys.train.loop import evaluate_autoencoder
@@ -191,7 +192,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    atomic_write_json(out, report)
     print(f"wrote {out}: {verdict}")
 
 

@@ -153,6 +153,43 @@ def test_functions_and_modules_are_short():
     assert not long, "too long:\n" + "\n".join(long)
 
 
+#: the one module allowed to write files by name (it writes to a temporary name and renames)
+ATOMIC_WRITER = "ubdiff_phys/runtime/files.py"
+
+
+def test_files_are_written_only_through_the_atomic_helpers():
+    """``Path.write_text/write_bytes`` and ``open(..., "w")`` on an output would destroy the
+    previous file when the write fails half-way (a full disk): every output goes through
+    ``ubdiff_phys.runtime.files`` (temporary name, then rename). Writing to the temporary path
+    an ``atomic_path`` yields (named ``tmp`` by convention) is the allowed form."""
+
+    def is_tmp(node: ast.AST) -> bool:
+        return isinstance(node, ast.Name) and node.id == "tmp"
+
+    bad = []
+    for path, tree in _sources().items():
+        rel = str(path.relative_to(PACKAGE.parent))
+        if rel == ATOMIC_WRITER:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr in ("write_text", "write_bytes")
+                and not is_tmp(f.value)
+            ):
+                bad.append(f"{rel}:{node.lineno}: .{f.attr}(...)")
+            if isinstance(f, ast.Name) and f.id == "open" and len(node.args) >= 2:
+                if is_tmp(node.args[0]):
+                    continue
+                mode = node.args[1]
+                if isinstance(mode, ast.Constant) and str(mode.value)[:1] in "wx":
+                    bad.append(f"{rel}:{node.lineno}: open(..., {mode.value!r})")
+    assert not bad, "non-atomic writes:\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize(
     ("src", "target", "back"),
     [

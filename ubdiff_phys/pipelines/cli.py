@@ -13,6 +13,7 @@ from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES
 from ubdiff_phys.pipelines.validate import validate_store
 from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.files import atomic_write_text
 
 __all__ = ["register", "sample_main"]
 
@@ -62,7 +63,7 @@ def _validate(args: argparse.Namespace) -> int:
     print(summary.describe())
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(summary.to_json() + "\n")
+        atomic_write_text(args.out, summary.to_json() + "\n")
         print(f"wrote {args.out}")
     return 0
 

@@ -74,7 +74,7 @@ from ubdiff_phys.pipelines.experiment_report import (
 from ubdiff_phys.pipelines.resimulate import resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.validate import validate_store
-from ubdiff_phys.runtime.files import atomic_write_json
+from ubdiff_phys.runtime.files import atomic_write_json, atomic_write_text
 from ubdiff_phys.train import load_config, train_autoencoder, train_diffusion
 
 __all__ = [
@@ -395,5 +395,5 @@ def run_experiment(
     if bad:
         results["non_finite"] = bad
     atomic_write_json(work / "results.json", results)
-    (work / "results.md").write_text(render_results_markdown(results))
+    atomic_write_text(work / "results.md", render_results_markdown(results))
     return results

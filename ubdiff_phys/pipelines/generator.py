@@ -15,7 +15,6 @@ steps) and an interrupted job resumes at its first unwritten batch.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from ubdiff_phys.diffusion.checkpoint import load_denoiser, load_diffusion_check
 from ubdiff_phys.diffusion.config import DiffusionTrainConfig
 from ubdiff_phys.diffusion.samplers import sample_latents
 from ubdiff_phys.physics import Survey, residual
-from ubdiff_phys.runtime.files import file_sha256
+from ubdiff_phys.runtime.files import atomic_write_json, file_sha256
 from ubdiff_phys.train.checkpoint import load_autoencoder
 
 __all__ = [
@@ -237,5 +236,5 @@ def package_checkpoint(
         },
         "notes": notes or {},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_json(out / "manifest.json", manifest)
     return manifest

@@ -39,6 +39,7 @@ from ubdiff_phys.models.unet1d import build_unet1d
 from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
+from ubdiff_phys.runtime.files import atomic_write_text
 from ubdiff_phys.train.checkpoint import load_checkpoint
 from ubdiff_phys.train.config import TrainConfig
 from ubdiff_phys.train.latents import LatentBatches, build_latent_cache, default_latent_path
@@ -106,7 +107,7 @@ class _Trainer:
             self.gen.set_state(ckpt["generators"][self.rank])
             self.state = dict(ckpt["state"])
         if self.is_main:
-            (self.out / "config.toml").write_text(dump_toml(cfg.to_dict()))
+            atomic_write_text(self.out / "config.toml", dump_toml(cfg.to_dict()))
         self.store_attrs = self._store_attrs()
 
     def _store_attrs(self) -> dict[str, Any]:

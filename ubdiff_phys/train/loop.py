@@ -45,6 +45,7 @@ from ubdiff_phys.models.metrics import MetricAccumulator
 from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
+from ubdiff_phys.runtime.files import atomic_write_text
 from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from ubdiff_phys.train.config import StepConfig, TrainConfig
 from ubdiff_phys.train.data import ResumableSampler, TrainViews, make_train_views
@@ -138,7 +139,7 @@ class _Trainer:
         elif self.cfg.run.init_from:
             self._init_from(Path(self.cfg.run.init_from))
         if self.is_main:
-            (self.out / "config.toml").write_text(dump_toml(self.cfg.to_dict()))
+            atomic_write_text(self.out / "config.toml", dump_toml(self.cfg.to_dict()))
         self.sleep = float(os.environ.get(_DEBUG_SLEEP_ENV, "0") or 0)
 
     def _init_from(self, path: Path) -> None:
