@@ -1,4 +1,5 @@
-"""Evaluation: reconstruction metrics (specs/ubdiff.md §5) and the Fréchet distance."""
+"""Evaluation: reconstruction metrics (specs/ubdiff.md §5), the Fréchet distance and FlatVel-A
+structure statistics."""
 
 from ubdiff_phys.eval.frechet import frechet_distance, gaussian_stats
 from ubdiff_phys.models.metrics import MetricAccumulator, mae, mse, rmse, ssim, ssim_map
@@ -38,4 +39,22 @@ __all__ += [
     "run_protocol",
     "train_feature_network",
     "train_inversionnet",
+]
+
+from ubdiff_phys.eval.structure import (  # noqa: E402
+    LayerStructure,
+    PCABasis,
+    layer_structure,
+    pca_basis,
+    pca_frechet,
+    pca_frechet_floor,
+)
+
+__all__ += [
+    "LayerStructure",
+    "PCABasis",
+    "layer_structure",
+    "pca_basis",
+    "pca_frechet",
+    "pca_frechet_floor",
 ]
