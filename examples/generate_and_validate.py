@@ -27,11 +27,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
 from ubdiff_phys.pipelines import generate_and_validate
+from ubdiff_phys.runtime.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--n, --steps and --batch must be >= 1")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    s = generate_and_validate(
+    try:
+        s = run(args)
+    except UserError as exc:  # a mistake in the options or inputs: one line, exit 2
+        print(f"generate_and_validate: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return report(s, args.out)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The main job with the command line's options."""
+    return generate_and_validate(
         args.out,
         args.n,
         checkpoint=args.checkpoint,
@@ -118,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         guidance_scale=args.guidance_scale,
         guidance_steps=args.guidance_steps,
     )
+
+
+def report(s: dict, out: Path) -> int:
+    """Print the job's summary lines; 0."""
     r = s["residual"]["all"]
     t = s["timings_s"]
     print(
@@ -149,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             f"diversity {b['diversity']:.3g} (solver {b['solver_diversity']:.3g})"
         )
         print(f"verdict: {b['verdict']}")
-    print(f"wrote {args.out / 'summary.json'}, {args.out / 'figure.png'}")
+    print(f"wrote {out / 'summary.json'}, {out / 'figure.png'}")
     return 0
 
 

@@ -10,7 +10,18 @@ import argparse
 import importlib
 import sys
 
-__all__ = ["main"]
+from ubdiff_phys.runtime.errors import UserError
+
+__all__ = ["USER_INPUT_ERRORS", "main"]
+
+#: exceptions that mean the user's input is wrong (a path that is missing, a folder, unreadable)
+USER_INPUT_ERRORS = (
+    UserError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 
 # modules with a register(subparsers) function, in help order
 COMMAND_MODULES = (
@@ -60,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except USER_INPUT_ERRORS as exc:  # a user's mistake: one line, exit 2 (bugs keep tracebacks)
+        print(f"ubdiff-phys {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename!r}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ubdiff_phys.runtime.errors import UserError
 from ubdiff_phys.runtime.files import atomic_path
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "JSON_ATTRS", "StoreError", "create_store"]
@@ -25,7 +26,7 @@ FORMAT_VERSION = 1
 JSON_ATTRS = ("survey", "source_files", "normalization", "split", "build_args")
 
 
-class StoreError(ValueError):
+class StoreError(ValueError, UserError):
     """A file that is not a (complete, consistent) ubdiff_phys dataset."""
 
 

@@ -13,7 +13,12 @@ from pathlib import Path
 
 from ubdiff_phys.diffusion.schedule import cosine_schedule
 from ubdiff_phys.models.unet1d import UNet1DConfig
-from ubdiff_phys.runtime.config import SectionedConfig, dump_toml, read_toml
+from ubdiff_phys.runtime.config import (
+    SectionedConfig,
+    check_hyperparameters,
+    dump_toml,
+    read_toml,
+)
 
 __all__ = [
     "DataConfig",
@@ -122,6 +127,16 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.ema_every < 1:
             raise ValueError("optim: steps >= 0, batch_size, grad_accum, ema_every >= 1")
+        check_hyperparameters(
+            "optim",
+            {
+                "lr": (self.lr, 0.0, 1.0, False),
+                "beta1": (self.beta1, 0.0, 1.0, True),
+                "beta2": (self.beta2, 0.0, 1.0, True),
+                "ema_decay": (self.ema_decay, 0.0, 1.0, True),
+            },
+            {"clip": self.clip},
+        )
 
 
 @dataclass(frozen=True)

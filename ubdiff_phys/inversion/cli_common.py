@@ -13,12 +13,13 @@ import torch
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.models.metrics import ssim
 from ubdiff_phys.physics.forward import BOUNDARIES
+from ubdiff_phys.runtime.errors import UserError as BaseUserError
 
 __all__ = ["UserError", "check_outputs", "load_observed", "parse_bounds", "parse_rows", "scores"]
 
 
-class UserError(Exception):
-    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
+class UserError(BaseUserError):
+    """A mistake in the ``invert`` command line or its inputs: one line, exit status 2."""
 
 
 def parse_rows(text: str, n_paired: int) -> list[int]:

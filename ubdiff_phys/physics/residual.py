@@ -21,6 +21,7 @@ from ubdiff_phys.physics.forward import BOUNDARIES, check_stability, check_veloc
 from ubdiff_phys.physics.forward import prepare_problem as _prepare
 from ubdiff_phys.physics.misfit import log_bounds_of
 from ubdiff_phys.physics.survey import Survey
+from ubdiff_phys.runtime.errors import OptionError
 
 __all__ = ["Residual", "keep_mask", "residual"]
 
@@ -51,20 +52,27 @@ def _relative(diff2: torch.Tensor, ref2: torch.Tensor) -> torch.Tensor:
     return torch.where((ref2 == 0) & (diff2 == 0), torch.zeros_like(rel), rel)
 
 
+def check_keep_criterion(threshold: float | None, keep_quantile: float | None) -> None:
+    """Refuse (:class:`~ubdiff_phys.runtime.errors.OptionError`) a keep criterion :func:`keep_mask`
+    cannot use: both given, a threshold that is negative or NaN, a quantile outside (0, 1]. Jobs
+    call it before any sampling or simulation."""
+    if threshold is not None and keep_quantile is not None:
+        raise OptionError("give threshold or keep_quantile, not both")
+    if threshold is not None and not threshold >= 0:
+        raise OptionError(f"threshold must be >= 0, got {threshold}")
+    if keep_quantile is not None and not 0 < keep_quantile <= 1:
+        raise OptionError(f"keep_quantile must be in (0, 1], got {keep_quantile}")
+
+
 def keep_mask(
     rel_l2: torch.Tensor, *, threshold: float | None = None, keep_quantile: float | None = None
 ) -> tuple[torch.Tensor, float | None]:
     """Pairs to keep: ``rel_l2 <= threshold``, or the ``keep_quantile`` fraction with the lowest
     residual (ties at the quantile value are kept). Returns (mask (B,) bool, threshold used)."""
-    if threshold is not None and keep_quantile is not None:
-        raise ValueError("give threshold or keep_quantile, not both")
+    check_keep_criterion(threshold, keep_quantile)
     if threshold is not None:
-        if not threshold >= 0:
-            raise ValueError(f"threshold must be >= 0, got {threshold}")
         return rel_l2 <= threshold, float(threshold)
     if keep_quantile is not None:
-        if not 0 < keep_quantile <= 1:
-            raise ValueError(f"keep_quantile must be in (0, 1], got {keep_quantile}")
         if rel_l2.numel() == 0:
             return torch.ones_like(rel_l2, dtype=torch.bool), None
         value = float(torch.quantile(rel_l2.double(), keep_quantile, interpolation="lower"))

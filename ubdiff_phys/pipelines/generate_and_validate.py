@@ -48,11 +48,13 @@ from ubdiff_phys._native import build_info
 from ubdiff_phys.data import open_store
 from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.physics.baselines import baselines, verdict
-from ubdiff_phys.physics.residual import keep_mask
+from ubdiff_phys.physics.residual import check_keep_criterion, keep_mask
 from ubdiff_phys.pipelines.figures import plot_pair, plot_trace
 from ubdiff_phys.pipelines.generator import Generator, load_generator
 from ubdiff_phys.pipelines.seismic_modes import decode_pairs, mode_options, sample_for_mode
 from ubdiff_phys.pipelines.trace import Tracer, trace_indices
+from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.runtime.stats import distribution
 
@@ -368,15 +370,15 @@ def generate_and_validate(
     give the reference residuals (real pairs, autoencoder reconstructions: the floor), reported
     next to the samples' (summary ``reference``, and in the histogram). Returns the summary (also
     written as JSON). ``seismic``: "decoder", "solver" or "guided" (:mod:`.seismic_modes`)."""
-    if threshold is not None and keep_quantile is not None:
-        raise ValueError("give threshold or keep_quantile, not both")
+    check_keep_criterion(threshold, keep_quantile)
     mode = mode_options(seismic, guidance_scale, guidance_steps)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
     if batch is None:
         batch = 512 if torch.device(device).type == "cuda" else 64
     if n < 1 or batch < 1 or steps < 1:
-        raise ValueError("n, batch and steps must be >= 1")
+        raise OptionError("n, batch and steps must be >= 1")
+    if trace_steps < 0 or (trace_steps > 0 and trace_max < 1):
+        raise OptionError("trace steps must be >= 0 and the traced samples >= 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()

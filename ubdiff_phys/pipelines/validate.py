@@ -16,7 +16,9 @@ from tqdm.auto import tqdm
 from ubdiff_phys._native import build_info
 from ubdiff_phys.data.store import StoreError, open_store
 from ubdiff_phys.physics.baselines import baselines, verdict
-from ubdiff_phys.physics.residual import keep_mask, residual
+from ubdiff_phys.physics.residual import check_keep_criterion, keep_mask, residual
+from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.stats import distribution
 
 __all__ = ["ValidationSummary", "recorded_simulation", "validate_store"]
@@ -125,8 +127,9 @@ def validate_store(
             many pairs (three more solver passes over them); 0 skips them.
     """
     if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        raise OptionError(f"batch must be >= 1, got {batch}")
+    check_keep_criterion(threshold, keep_quantile)
+    device = str(resolve_device(device))
     with open_store(path) as store:
         survey, boundary = recorded_simulation(
             store, "validate it with ubdiff_phys.physics.residual and Survey.openfwi()"

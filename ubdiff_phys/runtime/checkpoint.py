@@ -10,6 +10,7 @@ carries a ``format`` tag that its loader checks.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ubdiff_phys.runtime.errors import UserError
 from ubdiff_phys.runtime.files import atomic_path
 
 __all__ = ["get_rng_state", "load_checkpoint", "save_checkpoint", "set_rng_state"]
@@ -37,10 +39,22 @@ def load_checkpoint(
     """Read a checkpoint with ``weights_only=True``; refuse it unless its ``format`` is ``fmt``.
 
     ``what`` names the kind in the error ("autoencoder", "diffusion", ...)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not Path(path).is_file():
+        raise CheckpointError(f"{what} checkpoint {str(path)!r} is not a file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as exc:
+        msg = " ".join(str(exc).split())[:160]
+        raise CheckpointError(
+            f"{str(path)!r} cannot be read as a {what} checkpoint (truncated or corrupted?): {msg}"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
-        raise ValueError(f"{str(path)!r} is not a ubdiff_phys {what} checkpoint")
+        raise CheckpointError(f"{str(path)!r} is not a ubdiff_phys {what} checkpoint")
     return ckpt
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that is missing, unreadable, or of another kind."""
 
 
 def get_rng_state() -> dict[str, Any]:

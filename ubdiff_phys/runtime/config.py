@@ -9,6 +9,7 @@ A run config is a dataclass of sections (``[run]``, ``[data]``, ...), each a fro
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
@@ -21,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 __all__ = [
     "SectionedConfig",
+    "check_hyperparameters",
     "dump_toml",
     "read_toml",
     "section_from_dict",
@@ -120,3 +122,28 @@ class SectionedConfig:
     def with_(self, section: str, **changes: Any):
         """Copy with ``section``'s fields changed, e.g. ``cfg.with_("run", seed=1)``."""
         return replace(self, **{section: replace(getattr(self, section), **changes)})
+
+
+def check_hyperparameters(
+    section: str,
+    ranges: dict[str, tuple[float, float, float, bool]],
+    non_negative: dict[str, float] | None = None,
+) -> None:
+    """Refuse non-finite or out-of-range hyper-parameters before any training starts.
+
+    Args:
+        section: config section name for the message.
+        ranges: name -> (value, lo, hi, lo_inclusive): value must be finite, in (lo, hi] (or
+            [lo, hi] when ``lo_inclusive``).
+        non_negative: name -> value that must be finite and >= 0.
+    """
+    for name, (value, lo, hi, lo_incl) in ranges.items():
+        v = float(value)
+        ok = math.isfinite(v) and (v >= lo if lo_incl else v > lo) and v <= hi
+        if not ok:
+            left = "[" if lo_incl else "("
+            raise ValueError(f"{section}.{name} must be finite and in {left}{lo}, {hi}], got {v}")
+    for name, value in (non_negative or {}).items():
+        v = float(value)
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{section}.{name} must be finite and >= 0, got {v}")

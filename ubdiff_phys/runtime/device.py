@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resolve_device"]
+from ubdiff_phys.runtime.errors import UserError
+
+__all__ = ["DeviceError", "resolve_device"]
+
+
+class DeviceError(UserError, ValueError):
+    """A device that this machine does not have."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -14,7 +20,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise DeviceError(
             "device 'cuda' requested but no CUDA device is available; use --device cpu"
         )
     return device

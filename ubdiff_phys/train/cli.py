@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ubdiff_phys.diffusion.config import load_diffusion_config
+from ubdiff_phys.runtime.config import tomllib
+from ubdiff_phys.runtime.errors import UserError
 from ubdiff_phys.train.config import load_config
 from ubdiff_phys.train.diffusion import train_diffusion
 from ubdiff_phys.train.loop import train_autoencoder
@@ -31,8 +33,18 @@ def _forget_run(out_dir: str, names: tuple[str, ...], pattern: str | None = None
         p.unlink()
 
 
+def _load(loader, path: str):
+    """A config through ``loader``; a missing file, TOML syntax or a bad value is a UserError."""
+    if not Path(path).is_file():
+        raise UserError(f"config {path!r} is not a file")
+    try:
+        return loader(path)
+    except (ValueError, TypeError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"config {path!r}: {exc}") from None
+
+
 def train_ae_main(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = _load(load_config, args.config)
     if args.out_dir:
         cfg = cfg.replace(run=replace(cfg.run, out_dir=args.out_dir))
     if args.store:
@@ -47,7 +59,7 @@ def train_ae_main(args: argparse.Namespace) -> int:
 
 
 def train_diffusion_main(args: argparse.Namespace) -> int:
-    cfg = load_diffusion_config(args.config)
+    cfg = _load(load_diffusion_config, args.config)
     if args.out_dir:
         cfg = cfg.with_("run", out_dir=args.out_dir)
     if args.autoencoder:

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ubdiff_phys.models.autoencoder import AutoencoderConfig
-from ubdiff_phys.runtime.config import SectionedConfig, dump_toml, read_toml
+from ubdiff_phys.runtime.config import (
+    SectionedConfig,
+    check_hyperparameters,
+    dump_toml,
+    read_toml,
+)
 
 __all__ = [
     "DataConfig",
@@ -121,6 +126,15 @@ class StepConfig:
             raise ValueError("step: epochs >= 0, batch_size >= 1 and lr_decay_every >= 1 required")
         if self.freeze not in (0, 1):
             raise ValueError(f"step2.freeze must be 0 or 1, got {self.freeze!r}")
+        check_hyperparameters(
+            "step",
+            {"lr": (self.lr, 0.0, 1.0, False), "lr_decay": (self.lr_decay, 0.0, 1.0, False)},
+            {
+                "weight_decay": self.weight_decay,
+                "gamma_l1": self.gamma_l1,
+                "gamma_l2": self.gamma_l2,
+            },
+        )
 
 
 @dataclass(frozen=True)

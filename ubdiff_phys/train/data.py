@@ -15,8 +15,13 @@ import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
 from ubdiff_phys.data import HeldOutDataset, PairedDataset, SplitSpec, Store, VelocityDataset
+from ubdiff_phys.runtime.errors import UserError
 
 __all__ = ["ResumableSampler", "TrainViews", "make_train_views"]
+
+
+class DataTooSmallError(UserError, ValueError):
+    """The data cannot fill one batch of the configured size (a config/data mismatch)."""
 
 
 class _Pick(Dataset):
@@ -117,7 +122,7 @@ class ResumableSampler(Sampler[int]):
         self.n, self.local_batch, self.rank, self.world = n, local_batch, rank, world
         self.batches = n // (local_batch * world)
         if self.batches == 0:
-            raise ValueError(
+            raise DataTooSmallError(
                 f"{n} samples cannot fill one global batch of {local_batch} x {world} ranks"
             )
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + phase * 10_007 + epoch)

@@ -39,6 +39,7 @@ from ubdiff_phys.models.unet1d import build_unet1d
 from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
+from ubdiff_phys.runtime.errors import check_finite_loss, check_finite_weights
 from ubdiff_phys.runtime.files import atomic_write_text
 from ubdiff_phys.train.checkpoint import load_checkpoint
 from ubdiff_phys.train.config import TrainConfig
@@ -154,6 +155,7 @@ class _Trainer:
             payload = self._payload(final=final)
             if not final:
                 payload["generators"] = gens
+            check_finite_weights(self.net.parameters(), f"the diffusion model ({name})")
             save_checkpoint(self.out / name, payload)
         self._barrier()
 
@@ -191,6 +193,7 @@ class _Trainer:
                         generator=self.gen,
                         min_snr_gamma=cfg.diffusion.min_snr_gamma,
                     )
+                    check_finite_loss(loss, step)
                     (loss / o.grad_accum).backward()
                 loss_sum += float(loss.detach())
                 loss_n += 1

@@ -45,6 +45,7 @@ from ubdiff_phys.models.metrics import MetricAccumulator
 from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
+from ubdiff_phys.runtime.errors import check_finite_loss, check_finite_weights
 from ubdiff_phys.runtime.files import atomic_write_text
 from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from ubdiff_phys.train.config import StepConfig, TrainConfig
@@ -170,6 +171,7 @@ class _Trainer:
 
     def _save(self, name: str, payload: dict[str, Any]) -> None:
         if self.is_main:
+            check_finite_weights(payload["model"].values(), f"the autoencoder ({name})")
             save_checkpoint(self.out / name, payload)
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -328,6 +330,7 @@ class _Trainer:
             )
             for batch in bar:
                 loss = self._batch_loss(phase, net, batch)
+                check_finite_loss(loss, self.state["global_step"])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
