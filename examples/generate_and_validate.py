@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance-steps", type=int, default=10, help="guided: last N steps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of an earlier run in --out"
+    )
     args = p.parse_args(argv)
     if args.n < 1 or args.steps < 1 or (args.batch is not None and args.batch < 1):
         p.error("--n, --steps and --batch must be >= 1")
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> dict:
         seismic=args.seismic,
         guidance_scale=args.guidance_scale,
         guidance_steps=args.guidance_steps,
+        overwrite=args.overwrite,
     )
 
 

@@ -107,5 +107,27 @@ def test_main_job_failure_while_writing_keeps_the_previous_pairs(tmp_path, monke
 
     monkeypatch.setattr(StoreWriter, "write_seismic", boom)
     with pytest.raises(OSError, match="No space"):
-        generate_and_validate(out, 2, steps=2, seed=1, figure=False, progress=False)
+        generate_and_validate(out, 2, steps=2, seed=1, figure=False, progress=False, overwrite=True)
     assert (out / "pairs.h5").read_bytes() == before
+
+
+def test_main_job_refuses_an_earlier_run_or_a_users_pairs(tmp_path) -> None:
+    """Issue 13 case 2: an unrelated pairs.h5 in --out was replaced silently, and a second run
+    into the same --out overwrote the first without a word."""
+    from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
+    from ubdiff_phys.runtime.errors import OptionError
+
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "pairs.h5").write_bytes(b"a user's own file")
+    with pytest.raises(OptionError, match="--overwrite"):
+        generate_and_validate(out, 2, steps=2, figure=False, progress=False)
+    assert (out / "pairs.h5").read_bytes() == b"a user's own file"
+    other = tmp_path / "job2"
+    generate_and_validate(other, 2, steps=2, figure=False, progress=False)
+    summary = (other / "summary.json").read_bytes()
+    with pytest.raises(OptionError, match="summary.json"):
+        generate_and_validate(other, 2, steps=2, seed=3, figure=False, progress=False)
+    assert (other / "summary.json").read_bytes() == summary
+    with pytest.raises(OptionError, match="not a folder"):
+        generate_and_validate(out / "pairs.h5", 2, steps=2, figure=False, progress=False)

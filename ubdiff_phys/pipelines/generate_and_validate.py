@@ -59,7 +59,9 @@ from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.runtime.stats import distribution
 
 __all__ = [
+    "JOB_OUTPUTS",
     "FirstPass",
+    "check_job_outputs",
     "generate_and_validate",
     "job_summary",
     "reference_residuals",
@@ -339,6 +341,25 @@ def job_summary(
     }
 
 
+#: the files the main job writes into its output folder
+JOB_OUTPUTS = ("pairs.h5", "summary.json", "figure.png", "residual_vs_step.png")
+
+
+def check_job_outputs(out: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse (:class:`~ubdiff_phys.runtime.errors.OptionError`) an ``out`` that is a file, or
+    that holds any of :data:`JOB_OUTPUTS` (an earlier run's, or a user's own ``pairs.h5``) unless
+    ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {str(out)!r} exists and is not a folder")
+    existing = [name for name in JOB_OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise OptionError(
+            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace "
+            "them, or choose another --out"
+        )
+
+
 def generate_and_validate(
     out: str | os.PathLike,
     n: int = 256,
@@ -362,6 +383,7 @@ def generate_and_validate(
     seismic: str = "decoder",
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` pairs, validate them, keep the physical ones; write ``out/pairs.h5``,
     ``out/summary.json``, ``out/figure.png`` (and ``out/residual_vs_step.png`` with
@@ -369,8 +391,11 @@ def generate_and_validate(
     CUDA). ``reference_store``: a dataset file made like the training data; its held-out pairs
     give the reference residuals (real pairs, autoencoder reconstructions: the floor), reported
     next to the samples' (summary ``reference``, and in the histogram). Returns the summary (also
-    written as JSON). ``seismic``: "decoder", "solver" or "guided" (:mod:`.seismic_modes`)."""
+    written as JSON). ``seismic``: "decoder", "solver" or "guided" (:mod:`.seismic_modes`).
+    ``overwrite``: replace the outputs of an earlier run in ``out`` (refused otherwise, before
+    any work)."""
     check_keep_criterion(threshold, keep_quantile)
+    check_job_outputs(out, overwrite)
     mode = mode_options(seismic, guidance_scale, guidance_steps)
     device = str(resolve_device(device))
     if batch is None:
