@@ -71,6 +71,15 @@ def _check_dataset(args: argparse.Namespace) -> int:
                 st.verify()
             p = st.progress
             info = {
+                "kind": "ubdiff_phys.check_dataset",
+                "path": str(args.path),
+                "full_scan": (
+                    f"passed: {p.n_velocity_committed} velocity and {p.n_seismic_committed} "
+                    "seismic rows finite, velocities positive and stable on the survey, "
+                    "attributes consistent"
+                    if args.full
+                    else "not run (pass --full)"
+                ),
                 "family": st.family,
                 "velocity": [p.n_velocity_committed, p.n_velocity],
                 "seismic": [p.n_seismic_committed, p.n_seismic],
