@@ -7,6 +7,7 @@ sub-commands with ``set_defaults(func=...)``; ``func(args) -> int`` is the exit 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -74,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     except USER_INPUT_ERRORS as exc:  # a user's mistake: one line, exit 2 (bugs keep tracebacks)
         print(f"ubdiff-phys {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(
+            f"ubdiff-phys {args.command}: error: the disk is full: {_one_line(exc)[:300]}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _one_line(exc: BaseException) -> str:

@@ -25,8 +25,10 @@ complete; rows past the counters are ignored and rewritten by the resumed build.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,11 +58,11 @@ __all__ = [
 ]
 
 
-def _open_h5(path: Path, mode: str) -> h5py.File:
+def _open_h5(path: Path, mode: str, **kwargs: Any) -> h5py.File:
     if not path.exists():
         raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")
     try:
-        return h5py.File(path, mode)
+        return h5py.File(path, mode, **kwargs)
     except OSError as exc:
         raise StoreError(
             f"{str(path)!r} cannot be opened as HDF5 ({exc}); it is not a ubdiff_phys "
@@ -169,7 +171,10 @@ class StoreWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._f = _open_h5(self.path, "r+")
+        # no raw-data chunk cache: a write that cannot reach the disk (a full disk) fails in
+        # the call that made it, instead of leaving dirty chunks that HDF5 retries when objects
+        # are freed and at exit (errors h5py ignores there, then a segfault)
+        self._f = _open_h5(self.path, "r+", rdcc_nbytes=0)
         try:
             _check_structure(self._f, self.path)
         except Exception:
@@ -183,8 +188,15 @@ class StoreWriter:
         self.close()
 
     def close(self) -> None:
-        if self._f.id.valid:
+        """Close the file; a close that fails (a full disk) raises OSError unless another error
+        is already on its way."""
+        if not self._f.id.valid:
+            return
+        try:
             self._f.close()
+        except RuntimeError as exc:
+            if sys.exc_info()[1] is None:
+                raise OSError(errno.EIO, f"closing {str(self.path)!r} failed: {exc}") from None
 
     def attr(self, key: str) -> Any:
         return _attr(self._f, key)
@@ -223,19 +235,33 @@ class StoreWriter:
             raise ValueError(f"{name}: batch at row {start} contains NaN or infinite values")
         return data
 
+    def _flush(self, dset: h5py.Dataset) -> None:
+        """Flush a dataset's chunk cache and the file, raising OSError when the data did not
+        reach the disk (h5py would otherwise report a full disk only as an ignored error when the
+        dataset object is freed, and the build would claim success)."""
+        try:
+            dset.flush()
+            self._f.flush()
+        except RuntimeError as exc:
+            msg = " ".join(str(exc).split())
+            code = errno.ENOSPC if "No space left" in msg else errno.EIO
+            raise OSError(code, f"writing {str(self.path)!r} failed: {msg[:200]}") from None
+
     def write_velocity(self, start: int, v: np.ndarray) -> None:
         """Write and commit velocity rows start .. start+len(v)-1 ((k, 1, nz, nx) m/s)."""
         v = self._check_batch("velocity", start, v, self.progress.n_velocity_committed)
-        self._f["velocity"][start : start + len(v)] = v
-        self._f.flush()
+        dset = self._f["velocity"]
+        dset[start : start + len(v)] = v
+        self._flush(dset)
         self._f.attrs["n_velocity_committed"] = start + len(v)
         self._f.flush()
 
     def write_seismic(self, start: int, s: np.ndarray) -> None:
         """Write and commit gathers start .. start+len(s)-1 ((k, S, nt, R), physical amplitude)."""
         s = self._check_batch("seismic", start, s, self.progress.n_seismic_committed)
-        self._f["seismic"][start : start + len(s)] = s
-        self._f.flush()
+        dset = self._f["seismic"]
+        dset[start : start + len(s)] = s
+        self._flush(dset)
         if len(s):
             self._f.attrs["seismic_min"] = min(float(self._f.attrs["seismic_min"]), float(s.min()))
             self._f.attrs["seismic_max"] = max(float(self._f.attrs["seismic_max"]), float(s.max()))
