@@ -84,3 +84,24 @@ def test_full_check_says_it_passed(good: Path, capsys) -> None:
     assert info["full_scan"].startswith("passed: 5 velocity and 4 seismic rows")
     assert main(["check-dataset", str(good)]) == 0
     assert "not run" in json.loads(capsys.readouterr().out)["full_scan"]
+
+
+def test_two_builds_of_one_path_cannot_run_at_once(tmp_path: Path) -> None:
+    """Issue 13 case 4: two make-dataset runs to one new path with different seeds both said
+    "(new)" while the file held one seed. The second now stops at once with one line."""
+    import subprocess
+    import sys
+
+    from helpers import child_env
+
+    from ubdiff_phys.runtime.files import exclusive_lock
+
+    out = tmp_path / "d.h5"
+    cmd = [sys.executable, "-m", "ubdiff_phys.cli", "make-dataset", "--family", "flatvel-a"]
+    cmd += ["--n-velocity", "2", "--n-paired", "1", "--boundary", "pml", "--quiet", str(out)]
+    with exclusive_lock(out, "make-dataset"):  # the first build, still running
+        r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=300)
+    assert r.returncode == 2 and "another make-dataset is writing" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not out.exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=300)
+    assert r.returncode == 0 and "(new)" in r.stdout  # the lock is gone with its holder

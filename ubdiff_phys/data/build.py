@@ -26,6 +26,7 @@ from ubdiff_phys.data.normalize import Normalizer
 from ubdiff_phys.data.store import FORMAT_VERSION, StoreError, StoreWriter, create_store, open_store
 from ubdiff_phys.physics import BOUNDARIES, Survey, simulate
 from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.files import exclusive_lock
 from ubdiff_phys.runtime.progress import commit_batches
 from ubdiff_phys.runtime.version import __version__
 
@@ -151,12 +152,13 @@ def make_dataset(
         "format_version": FORMAT_VERSION,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    resumed = out.exists()
-    if resumed:
-        _check_resume(out, build_args)
-    else:
-        _create(out, build_args, survey, dev, compression)
-    fill = _fill(out, family, seed, survey, boundary, dev, batch, progress, on_commit)
+    with exclusive_lock(out, "make-dataset"):  # a second build of this path stops here
+        resumed = out.exists()
+        if resumed:
+            _check_resume(out, build_args)
+        else:
+            _create(out, build_args, survey, dev, compression)
+        fill = _fill(out, family, seed, survey, boundary, dev, batch, progress, on_commit)
     already, generated, t_vel, simulated, t_sim, s_min, s_max = fill
     return BuildSummary(
         path=out,

@@ -9,6 +9,7 @@ one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -16,11 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ubdiff_phys.runtime.errors import UserError
+
 __all__ = [
+    "LockedError",
     "append_json_record",
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
+    "exclusive_lock",
     "file_sha256",
 ]
 
@@ -72,3 +77,29 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class LockedError(UserError, OSError):
+    """Another process holds the lock of an output (two writers on one path)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str = "writer") -> Iterator[Path]:
+    """Hold an exclusive advisory lock on ``.<name>.lock`` beside ``path`` for the block, so two
+    writers of one output cannot run at once; the second raises :class:`LockedError` at once.
+    The operating system drops the lock when its process dies (no stale locks after a kill)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(
+                f"another {what} is writing {str(path)!r} right now (lock {str(lock)!r}); wait "
+                "for it to finish or choose another output"
+            ) from None
+        yield lock
+    finally:
+        os.close(fd)
