@@ -118,3 +118,12 @@ def test_validate_checks_its_options_before_simulating(tmp_path: Path, capsys, m
     _one_line_error(capsys, ["validate", str(store), "--threshold", "-1"], "threshold")
     if not torch.cuda.is_available():
         _one_line_error(capsys, ["validate", str(store), "--device", "cuda"], "--device cpu")
+
+
+def test_train_features_refuses_an_existing_checkpoint(tmp_path: Path, capsys) -> None:
+    """Issue 13 case 6: ``train-features --out`` overwrote an existing checkpoint."""
+    out = tmp_path / "feat.pt"
+    out.write_bytes(b"someone's checkpoint")
+    argv = ["train-features", "--real", str(tmp_path / "real.h5"), "--out", str(out)]
+    _one_line_error(capsys, argv, "--overwrite")
+    assert out.read_bytes() == b"someone's checkpoint"

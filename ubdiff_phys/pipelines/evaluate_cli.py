@@ -15,6 +15,7 @@ from ubdiff_phys.eval.features import FeatureConfig, train_feature_network
 from ubdiff_phys.eval.protocol import ProtocolConfig
 from ubdiff_phys.pipelines.evaluate import evaluate
 from ubdiff_phys.runtime.config import read_toml
+from ubdiff_phys.runtime.errors import OptionError
 
 __all__ = ["load_eval_config", "register"]
 
@@ -70,6 +71,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_features(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.overwrite:
+        raise OptionError(
+            f"{str(args.out)!r} already exists; pass --overwrite to replace it, or choose "
+            "another --out"
+        )
+    if not args.real.is_file():
+        raise OptionError(f"--real {str(args.real)!r} is not a file")
     _, feats = load_eval_config(args.config)
     feats = _override(feats, modality=args.modality, epochs=args.epochs, seed=args.seed)
     ext = train_feature_network(
@@ -122,4 +130,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, help="seed (default 0)")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     t.set_defaults(func=_train_features)
