@@ -33,7 +33,11 @@ from ubdiff_phys.inversion.cli_common import (
     scores,
 )
 from ubdiff_phys.inversion.fwi import OPTIMIZERS, fwi, smooth_velocity
-from ubdiff_phys.inversion.posterior_cli import add_posterior_options, run_posterior
+from ubdiff_phys.inversion.posterior_cli import (
+    add_posterior_options,
+    register_prior_error,
+    run_posterior,
+)
 from ubdiff_phys.physics.forward import BOUNDARIES
 from ubdiff_phys.runtime.files import atomic_path, atomic_write_json
 
@@ -71,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     add_posterior_options(p)
     p.set_defaults(func=_run)
+    register_prior_error(sub)
 
 
 def _initial(args: argparse.Namespace, truth: torch.Tensor) -> torch.Tensor:

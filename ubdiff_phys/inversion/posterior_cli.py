@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
-from ubdiff_phys.inversion.posterior import PosteriorResult, posterior_sample
-from ubdiff_phys.inversion.prior import LatentPrior, load_prior
+from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
+from ubdiff_phys.inversion.prior import LatentPrior, estimate_denoiser_error, load_prior
 from ubdiff_phys.runtime.files import atomic_path, atomic_write_json
 
-__all__ = ["OUTPUTS", "add_posterior_options", "add_noise", "run_posterior"]
+__all__ = ["OUTPUTS", "add_noise", "add_posterior_options", "register_prior_error", "run_posterior"]
 
 OUTPUTS = ("samples.npy", "mean.npy", "std.npy", "posterior.json", "figure.png")
 
@@ -210,3 +211,43 @@ def _figure(path: Path, truth: torch.Tensor, results: list[PosteriorResult], lo,
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
+
+
+def register_prior_error(sub: argparse._SubParsersAction) -> None:
+    """``ubdiff-phys prior-error CHECKPOINT --store TRAIN.h5``: measure and store the denoiser
+    error r_t that ``invert --method noise_aware`` uses."""
+    p = sub.add_parser(
+        "prior-error",
+        help="measure a UB-Diff prior's denoiser error in data space (for noise-aware inversion)",
+        description="Encode --n-maps training velocities of --store, noise them to each of "
+        "--n-timesteps levels, denoise, decode and simulate, and store the RMS data-space error "
+        "per level beside the checkpoint (denoiser_error.json), for the store's survey and "
+        "boundary (the C-PML pinned to the prior's v_max, as the inversion models).",
+    )
+    p.add_argument("checkpoint", help="UB-Diff checkpoint folder or train-diffusion run")
+    p.add_argument("--store", type=Path, required=True, help="training store (HDF5)")
+    p.add_argument("--n-maps", type=int, default=32, help="training velocities (default 32)")
+    p.add_argument("--n-timesteps", type=int, default=12, help="noise levels (default 12)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_prior_error)
+
+
+def _prior_error(args: argparse.Namespace) -> int:
+    if args.n_maps < 2 or args.n_timesteps < 2:
+        raise UserError("--n-maps and --n-timesteps must be >= 2")
+    prior = load_prior(args.checkpoint)
+    with open_store(args.store) as st:
+        survey, boundary = st.survey, st.attrs.get("boundary")
+        rows = st.train_index[: args.n_maps]
+        v = np.stack([st.velocity(int(r)) for r in rows])
+    if survey is None or boundary is None:
+        raise UserError(f"{str(args.store)!r} records no survey/boundary")
+    v = torch.from_numpy(v).float().reshape(len(rows), 1, survey.nz, survey.nx)
+    survey = modelling_survey(survey, boundary, prior.bounds[1])
+    err = estimate_denoiser_error(
+        prior, v, survey, boundary=boundary, n_timesteps=args.n_timesteps, seed=args.seed
+    )
+    prior.save_denoiser_error(err)
+    pairs = ", ".join(f"t={t}: {r:.3g}" for t, r in zip(err.timesteps, err.rms, strict=True))
+    print(f"prior-error: wrote {prior.error_path} ({len(rows)} maps): {pairs}")
+    return 0
