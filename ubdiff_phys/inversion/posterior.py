@@ -154,6 +154,7 @@ def posterior_sample(
     steps: int = 50,
     step_size: float = 1.0,
     denoiser_error: DenoiserError | None = None,
+    trust: float | None = 1.0,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> PosteriorResult:
@@ -172,6 +173,9 @@ def posterior_sample(
         step_size: ζ of "dps".
         denoiser_error: r_t for "noise_aware" (default: the prior's stored one when it matches
             the survey and boundary, else estimated from 16 prior samples).
+        trust: "noise_aware": cap of the likelihood's correction per step, in units of the spread
+            of x0 given x_t (None: no cap; see
+            :func:`ubdiff_phys.diffusion.posterior.sample_posterior`).
         generator: noise of the sampler (float64, CPU).
         callback: called after every step with ``{"i", "t", "x", "x0", "misfit"}``.
 
@@ -202,6 +206,7 @@ def posterior_sample(
             else _denoiser_error(prior, survey, boundary, seed=0)
         )
         data_variance = _data_variance(err, noise_std)
+        settings["trust"] = trust
     else:
         data_variance = None
         settings["step_size"] = step_size
@@ -224,6 +229,7 @@ def posterior_sample(
         step_size=step_size,
         generator=generator,
         callback=callback,
+        trust=trust,
     )
     with torch.no_grad():
         v = prior.velocity(x).float()
