@@ -1,0 +1,56 @@
+"""``invert --method noise_aware|dps`` with the shipped prior on a fresh FlatVel-A-like file: the
+outputs exist and are consistent, existing outputs are refused, mistakes are one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import child_env, small_store
+
+from ubdiff_phys.inversion import load_prior, modelling_survey
+from ubdiff_phys.physics import Survey
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory) -> Path:
+    return small_store(tmp_path_factory.mktemp("post") / "obs.h5", 2, 1, 1, seed=5)
+
+
+def test_shipped_prior_carries_its_denoiser_error_for_the_openfwi_survey() -> None:
+    prior = load_prior()
+    err = prior.denoiser_error
+    assert err is not None, "the shipped checkpoint must ship denoiser_error.json"
+    survey = modelling_survey(Survey.openfwi(), prior.boundary, prior.bounds[1])
+    assert err.matches(survey, prior.boundary)
+    assert err.timesteps[0] == 0 and err.timesteps[-1] == prior.denoiser.schedule.timesteps - 1
+    assert err.rms[0] < err.rms[-1] and all(r > 0 for r in err.rms)
+
+
+def test_invert_posterior_writes_outputs_and_refuses_to_overwrite(observed: Path, tmp_path) -> None:
+    out = tmp_path / "post"
+    cmd = [sys.executable, "-m", "ubdiff_phys.cli", "invert", str(observed), "--out", str(out)]
+    args = [*cmd, "--method", "noise_aware", "--n-samples", "2", "--steps", "3"]
+    args += ["--add-noise", "0.02", "--rows", "1"]
+    r = subprocess.run(args, capture_output=True, text=True, env=child_env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "posterior.json").read_text())
+    assert report["kind"] == "ubdiff_phys.invert.posterior" and report["rows"] == [1]
+    row = report["per_row"][0]
+    assert row["settings"]["denoiser_error"].endswith("training maps")  # the stored estimate
+    assert len(row["misfit"]) == 2 and row["solver_calls"] == 4
+    assert 0.0 <= row["coverage_90"] <= 1.0 and row["noise_misfit"] > 0
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (1, 2, 1, 70, 70)
+    assert np.allclose(np.load(out / "mean.npy"), samples.mean(axis=1), atol=1e-3)
+    assert (out / "figure.png").stat().st_size > 0
+    again = subprocess.run(args, capture_output=True, text=True, env=child_env(), timeout=300)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert again.stderr.count("\n") == 1
+    bad = [*cmd, "--method", "dps", "--n-samples", "0", "--overwrite"]
+    r = subprocess.run(bad, capture_output=True, text=True, env=child_env(), timeout=300)
+    assert r.returncode == 2 and "--n-samples" in r.stderr
