@@ -100,8 +100,12 @@ def test_two_builds_of_one_path_cannot_run_at_once(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "make-dataset", "--family", "flatvel-a"]
     cmd += ["--n-velocity", "2", "--n-paired", "1", "--boundary", "pml", "--quiet", str(out)]
     with exclusive_lock(out, "make-dataset"):  # the first build, still running
-        r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=300)
+        r = subprocess.run(
+            cmd, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=300
+        )
     assert r.returncode == 2 and "another make-dataset is writing" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1 and not out.exists()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=300)
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=300
+    )
     assert r.returncode == 0 and "(new)" in r.stdout  # the lock is gone with its holder

@@ -35,7 +35,9 @@ def test_make_dataset_on_a_full_disk_fails_cleanly(small_fs: Path) -> None:
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "make-dataset", "--family", "flatvel-a"]
     cmd += ["--n-velocity", "40", "--n-paired", "4", "--n-test", "2", "--boundary", "pml"]
     cmd += ["--device", "cpu", "--quiet", "--compression", "none", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=600)
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, env=child_env(), cwd=small_fs.parent, timeout=600
+    )
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert "disk is full" in r.stderr and r.stderr.count("\n") == 1, r.stderr[-2000:]
     assert "(new)" not in r.stdout  # no success line

@@ -36,7 +36,9 @@ def test_invert_posterior_writes_outputs_and_refuses_to_overwrite(observed: Path
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "invert", str(observed), "--out", str(out)]
     args = [*cmd, "--method", "noise_aware", "--n-samples", "2", "--steps", "3"]
     args += ["--add-noise", "0.02", "--rows", "1"]
-    r = subprocess.run(args, capture_output=True, text=True, env=child_env(), timeout=600)
+    r = subprocess.run(
+        args, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "posterior.json").read_text())
     assert report["kind"] == "ubdiff_phys.invert.posterior" and report["rows"] == [1]
@@ -48,9 +50,13 @@ def test_invert_posterior_writes_outputs_and_refuses_to_overwrite(observed: Path
     assert samples.shape == (1, 2, 1, 70, 70)
     assert np.allclose(np.load(out / "mean.npy"), samples.mean(axis=1), atol=1e-3)
     assert (out / "figure.png").stat().st_size > 0
-    again = subprocess.run(args, capture_output=True, text=True, env=child_env(), timeout=300)
+    again = subprocess.run(
+        args, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=300
+    )
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert again.stderr.count("\n") == 1
     bad = [*cmd, "--method", "dps", "--n-samples", "0", "--overwrite"]
-    r = subprocess.run(bad, capture_output=True, text=True, env=child_env(), timeout=300)
+    r = subprocess.run(
+        bad, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=300
+    )
     assert r.returncode == 2 and "--n-samples" in r.stderr
