@@ -231,17 +231,23 @@ def posterior_sample(
         callback=callback,
         trust=trust,
     )
+    return _result(prior, x, obs_b, survey, boundary, t0, calls[0], noise_std, settings)
+
+
+def _result(prior, x, obs_b, survey, boundary, t0, calls, noise_std, settings) -> PosteriorResult:
+    """Decode the final latents, score them, and pack the :class:`PosteriorResult`."""
     with torch.no_grad():
         v = prior.velocity(x).float()
     f, _ = misfit_and_grad(v, obs_b, survey, boundary=boundary)
     seconds = time.perf_counter() - t0
+    n = v.shape[0]
     return PosteriorResult(
         samples=v.cpu(),
         mean=v.mean(0).cpu(),
-        std=v.std(0).cpu() if n_samples > 1 else torch.zeros_like(v[0]).cpu(),
+        std=v.std(0).cpu() if n > 1 else torch.zeros_like(v[0]).cpu(),
         misfit=f.cpu(),
-        noise_misfit=0.5 * obs.numel() * noise_std**2,
+        noise_misfit=0.5 * obs_b[0].numel() * noise_std**2,
         seconds=seconds,
-        solver_calls=calls[0] + 1,
+        solver_calls=calls + 1,
         settings=settings,
     )

@@ -51,17 +51,15 @@ from ubdiff_phys.physics.baselines import baselines, verdict
 from ubdiff_phys.physics.residual import check_keep_criterion, keep_mask
 from ubdiff_phys.pipelines.figures import plot_pair, plot_trace
 from ubdiff_phys.pipelines.generator import Generator, load_generator
+from ubdiff_phys.pipelines.job_checks import check_job_outputs, check_job_sizes
 from ubdiff_phys.pipelines.seismic_modes import decode_pairs, mode_options, sample_for_mode
 from ubdiff_phys.pipelines.trace import Tracer, trace_indices
 from ubdiff_phys.runtime.device import resolve_device
-from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.runtime.stats import distribution
 
 __all__ = [
-    "JOB_OUTPUTS",
     "FirstPass",
-    "check_job_outputs",
     "generate_and_validate",
     "job_summary",
     "reference_residuals",
@@ -341,25 +339,6 @@ def job_summary(
     }
 
 
-#: the files the main job writes into its output folder
-JOB_OUTPUTS = ("pairs.h5", "summary.json", "figure.png", "residual_vs_step.png")
-
-
-def check_job_outputs(out: str | os.PathLike, overwrite: bool) -> None:
-    """Refuse (:class:`~ubdiff_phys.runtime.errors.OptionError`) an ``out`` that is a file, or
-    that holds any of :data:`JOB_OUTPUTS` (an earlier run's, or a user's own ``pairs.h5``) unless
-    ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"--out {str(out)!r} exists and is not a folder")
-    existing = [name for name in JOB_OUTPUTS if (out / name).exists()]
-    if existing and not overwrite:
-        raise OptionError(
-            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace "
-            "them, or choose another --out"
-        )
-
-
 def generate_and_validate(
     out: str | os.PathLike,
     n: int = 256,
@@ -398,12 +377,7 @@ def generate_and_validate(
     check_job_outputs(out, overwrite)
     mode = mode_options(seismic, guidance_scale, guidance_steps)
     device = str(resolve_device(device))
-    if batch is None:
-        batch = 512 if torch.device(device).type == "cuda" else 64
-    if n < 1 or batch < 1 or steps < 1:
-        raise OptionError("n, batch and steps must be >= 1")
-    if trace_steps < 0 or (trace_steps > 0 and trace_max < 1):
-        raise OptionError("trace steps must be >= 0 and the traced samples >= 1")
+    batch = check_job_sizes(n, batch, steps, trace_steps, trace_max, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()

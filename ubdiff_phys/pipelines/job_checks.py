@@ -1,0 +1,46 @@
+"""The main job's option and output checks, run before any work: the output folder must not hold
+another run's files (or a user's ``pairs.h5``) unless overwriting, and the sizes must be usable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ubdiff_phys.runtime.errors import OptionError
+
+__all__ = ["JOB_OUTPUTS", "check_job_outputs", "check_job_sizes"]
+
+
+#: the files the main job writes into its output folder
+JOB_OUTPUTS = ("pairs.h5", "summary.json", "figure.png", "residual_vs_step.png")
+
+
+def check_job_outputs(out: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse (:class:`~ubdiff_phys.runtime.errors.OptionError`) an ``out`` that is a file, or
+    that holds any of :data:`JOB_OUTPUTS` (an earlier run's, or a user's own ``pairs.h5``) unless
+    ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {str(out)!r} exists and is not a folder")
+    existing = [name for name in JOB_OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise OptionError(
+            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace "
+            "them, or choose another --out"
+        )
+
+
+def check_job_sizes(
+    n: int, batch: int | None, steps: int, trace_steps: int, trace_max: int, device: str
+) -> int:
+    """Refuse (OptionError) sizes below 1 and a negative trace; the batch (default 64 on CPU,
+    512 on CUDA)."""
+    if batch is None:
+        batch = 512 if torch.device(device).type == "cuda" else 64
+    if n < 1 or batch < 1 or steps < 1:
+        raise OptionError("n, batch and steps must be >= 1")
+    if trace_steps < 0 or (trace_steps > 0 and trace_max < 1):
+        raise OptionError("trace steps must be >= 0 and the traced samples >= 1")
+    return batch
