@@ -25,7 +25,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -37,7 +36,7 @@ from ubdiff_phys.data.families import generate  # noqa: E402
 from ubdiff_phys.eval import layer_structure, pca_basis, pca_frechet, pca_frechet_floor  # noqa: E402
 from ubdiff_phys.physics.baselines import baselines  # noqa: E402
 from ubdiff_phys.pipelines.generator import load_generator  # noqa: E402
-from ubdiff_phys.runtime.files import append_json_record, atomic_write_json  # noqa: E402
+from ubdiff_phys.runtime.files import append_json_record, atomic_write_json, run_record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
@@ -105,10 +104,7 @@ def main() -> None:
         "decoder_gathers_first_64": base,
         "own_over_shuffled": base["own"] / base["shuffled"],
         "diversity_over_solver": base["diversity"] / base["solver_diversity"],
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "command": "python " + " ".join(sys.argv),
+        **run_record(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "checkpoint_report.json", record)

@@ -25,7 +25,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,7 +46,7 @@ from ubdiff_phys.inversion import (  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.models.metrics import ssim  # noqa: E402
 from ubdiff_phys.physics import misfit, simulate  # noqa: E402
-from ubdiff_phys.runtime.files import append_json_record, atomic_write_json  # noqa: E402
+from ubdiff_phys.runtime.files import append_json_record, atomic_write_json, run_record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
@@ -149,10 +148,7 @@ def main() -> None:
         "inversionnet_train_seconds": inv_seconds,
         "rows": rows,
         "summary": summarise(rows, levels),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "command": "python " + " ".join(sys.argv),
+        **run_record(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "posterior_inversion.json", record)

@@ -39,7 +39,7 @@ from ubdiff_phys.inversion.posterior_cli import (
     run_posterior,
 )
 from ubdiff_phys.physics.forward import BOUNDARIES
-from ubdiff_phys.runtime.files import atomic_path, atomic_write_json
+from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
 
 __all__ = ["register"]
 
@@ -127,9 +127,7 @@ def _figure(path: Path, truth, initial, inverted, history, lo: float, hi: float)
         ax.set_xlabel("evaluation")
         ax.set_title("data misfit")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    atomic_save_figure(fig, path)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -13,13 +13,10 @@ import torch
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.models.metrics import ssim
 from ubdiff_phys.physics.forward import BOUNDARIES
-from ubdiff_phys.runtime.errors import UserError as BaseUserError
+from ubdiff_phys.runtime.errors import UserError
+from ubdiff_phys.runtime.files import check_output_folder
 
 __all__ = ["UserError", "check_outputs", "load_observed", "parse_bounds", "parse_rows", "scores"]
-
-
-class UserError(BaseUserError):
-    """A mistake in the ``invert`` command line or its inputs: one line, exit status 2."""
 
 
 def parse_rows(text: str, n_paired: int) -> list[int]:
@@ -44,16 +41,8 @@ def parse_bounds(text: str) -> tuple[float, float]:
 
 
 def check_outputs(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
-    """Refuse (UserError) an --out that is a file, or that holds any of ``names`` unless
-    ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} exists and is not a folder")
-    existing = [name for name in names if (out / name).exists()]
-    if existing and not overwrite:
-        raise UserError(
-            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace them "
-            "or choose another --out"
-        )
+    """:func:`ubdiff_phys.runtime.files.check_output_folder` for ``--out``."""
+    check_output_folder(out, names, overwrite)
 
 
 def load_observed(args: argparse.Namespace) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.prior import LatentPrior, estimate_denoiser_error, load_prior
-from ubdiff_phys.runtime.files import atomic_path, atomic_write_json
+from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
 
 __all__ = ["OUTPUTS", "add_noise", "add_posterior_options", "register_prior_error", "run_posterior"]
 
@@ -208,9 +208,7 @@ def _figure(path: Path, truth: torch.Tensor, results: list[PosteriorResult], lo,
         for a in axes[b, :5]:
             a.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    atomic_save_figure(fig, path)
 
 
 def register_prior_error(sub: argparse._SubParsersAction) -> None:

@@ -4,11 +4,11 @@ another run's files (or a user's ``pairs.h5``) unless overwriting, and the sizes
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from ubdiff_phys.runtime.errors import OptionError
+from ubdiff_phys.runtime.files import check_output_folder
 
 __all__ = ["JOB_OUTPUTS", "check_job_outputs", "check_job_sizes"]
 
@@ -21,15 +21,7 @@ def check_job_outputs(out: str | os.PathLike, overwrite: bool) -> None:
     """Refuse (:class:`~ubdiff_phys.runtime.errors.OptionError`) an ``out`` that is a file, or
     that holds any of :data:`JOB_OUTPUTS` (an earlier run's, or a user's own ``pairs.h5``) unless
     ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"--out {str(out)!r} exists and is not a folder")
-    existing = [name for name in JOB_OUTPUTS if (out / name).exists()]
-    if existing and not overwrite:
-        raise OptionError(
-            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace "
-            "them, or choose another --out"
-        )
+    check_output_folder(out, JOB_OUTPUTS, overwrite)
 
 
 def check_job_sizes(

@@ -17,16 +17,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ubdiff_phys.runtime.errors import UserError
+from ubdiff_phys.runtime.errors import OptionError, UserError
 
 __all__ = [
     "LockedError",
     "append_json_record",
     "atomic_path",
+    "atomic_save_figure",
     "atomic_write_json",
     "atomic_write_text",
+    "check_output_folder",
     "exclusive_lock",
     "file_sha256",
+    "run_record",
 ]
 
 
@@ -103,3 +106,52 @@ def exclusive_lock(path: str | os.PathLike, what: str = "writer") -> Iterator[Pa
         yield lock
     finally:
         os.close(fd)
+
+
+def check_output_folder(out: str | os.PathLike, names: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse (:class:`~ubdiff_phys.runtime.errors.OptionError`) an output folder ``out`` that is
+    a file, or that already holds any of ``names`` (an earlier run's outputs, or a user's own
+    files) unless ``overwrite``. Commands call it before any work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {str(out)!r} exists and is not a folder")
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not overwrite:
+        raise OptionError(
+            f"{str(out)!r} already holds {', '.join(existing)}; pass --overwrite to replace "
+            "them, or choose another --out"
+        )
+
+
+def atomic_save_figure(fig: Any, path: str | os.PathLike, dpi: int = 80) -> Path:
+    """Save a matplotlib figure as PNG to ``path`` atomically, then close it."""
+    import matplotlib.pyplot as plt  # only the callers that draw need matplotlib
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+def run_record() -> dict[str, Any]:
+    """Where and how a result was measured, for benchmark and example JSON: CPU model, torch
+    threads and version, the command line."""
+    import platform
+    import sys
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "command": "python " + " ".join(sys.argv),
+    }
