@@ -1,11 +1,14 @@
-"""Unbalanced-data experiment (issue 7): InversionNet trained on (a) the real pairs only,
-(b) UB-Diff-generated pairs, (c) generated + real, (d) "w/o opt" generated pairs; plus the
-Fréchet distances of UB-Diff and "w/o opt" samples to the real held-out maps.
+"""Unbalanced-data experiment: InversionNet trained on (a) the real pairs only,
+(b) UB-Diff-generated pairs, (c) generated + real, (d) "w/o opt" generated pairs, (e) the
+lowest-residual half of (b), (f) (b)'s velocities with solver seismic, (g) (f) + real, (h) every
+training velocity map with solver seismic, (i) real + physics-guided pairs; plus the Fréchet
+distances of the samples to the real held-out maps and each generated set's residual with its
+baselines.
 
     PYTHONPATH=. python examples/unbalanced_experiment.py --scale small --workdir WORKDIR
 
 Presets (``configs/experiment/*.toml``): ``tiny`` (CI smoke run, < 60 s on CPU),
-``small`` (2 CPU cores, well under an hour), ``full`` (the issue's 24k velocity maps + 1k pairs
+``small`` (2 CPU cores, about two hours with 2 InversionNet seeds), ``full`` (the issue's 24k velocity maps + 1k pairs
 with the paper configs; for a GPU, use ``--device cuda``). Re-running with the same work folder
 skips every step whose output exists. Writes WORKDIR/results.json and WORKDIR/results.md.
 """

@@ -57,6 +57,9 @@ def test_tiny_experiment_end_to_end(tmp_path):
         "wo_opt": p.n_generated,
         "ubdiff_filtered": n_train["ubdiff_filtered"],
         "ubdiff_resim": p.n_generated,
+        "ubdiff_resim+real": p.n_generated + p.n_paired,
+        "majority_solver": p.n_velocity,  # every training map, paired or not
+        "guided+real": p.n_generated + p.n_paired,
     }
     for r in results["inversion"].values():
         # one InversionNet run per seed, combined as mean and sample standard deviation
@@ -69,7 +72,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
         assert r["n_test"] == p.n_test and r["steps"] == p.protocol["max_steps"]
         assert set(r["metrics"]) >= {"mae", "mse", "rmse", "ssim"}
         assert all(math.isfinite(v) for v in r["metrics"].values())
-    assert set(results["frechet"]) == {"ubdiff", "wo_opt", "real_train"}
+    assert set(results["frechet"]) == {"ubdiff", "ubdiff_guided", "wo_opt", "real_train"}
     for f in results["frechet"].values():
         assert math.isfinite(f["fd"]) and f["fd"] >= 0 and f["n_real"] == p.n_test
     assert results["frechet"]["ubdiff"]["n_generated"] == p.n_generated
@@ -109,6 +112,19 @@ def test_tiny_experiment_end_to_end(tmp_path):
     resim = validate_store(work / "resimulated_ubdiff.h5", device="cpu", progress=False)
     assert max(resim.rel_l2) < 1e-5
     assert min(rel) > 1e-2  # the decoder's seismic is not
+    # (h) every training map with the solver's seismic
+    every = validate_store(work / "resimulated_train.h5", device="cpu", progress=False)
+    assert every.n_pairs == p.n_velocity and max(every.rel_l2) < 1e-5
+    # (i) the guided pairs are marked as such, and every generated set has its reference points
+    from ubdiff_phys.data import open_store
+
+    with open_store(work / "generated_ubdiff_guided.h5") as st:
+        assert st.attrs["seismic_mode"] == "guided" and st.attrs["generated"]
+    for name in ("ubdiff", "ubdiff_guided", "wo_opt"):
+        r = results["residuals"][name]
+        assert set(r["baselines"]) >= {"own", "shuffled", "direct_wave", "diversity"}
+        assert r["sample_seconds_per_pair"] > 0
+    assert "| UB-Diff, physics-guided |" in md and "Solver seismic (settings f, g)" in md
 
 
 def test_training_set_refuses_mismatched_normalisation(tmp_path, monkeypatch):

@@ -135,3 +135,28 @@ def test_cli(tmp_path, capsys):
     assert cli_main(["resimulate", str(src), str(out), "--device", "cpu", "--quiet"]) == 0
     assert "3 pairs, 3 simulated" in capsys.readouterr().out
     assert max(validate_store(out, device="cpu", progress=False).rel_l2) < 1e-6
+
+
+def test_train_rows_pair_every_training_map(tmp_path):
+    """rows="train": every training velocity map (paired or not) with solver seismic, and none
+    of the held-out rows; where the source had seismic, it is reproduced."""
+    src, out = tmp_path / "real.h5", tmp_path / "all.h5"
+    make_dataset(src, family="flatvel-a", n_velocity=6, n_paired=2, n_test=2, survey=SURVEY,
+                 boundary="pml", batch=2, progress=False)  # fmt: skip
+    res = resimulate_store(src, out, device="cpu", batch=4, progress=False, rows="train")
+    with open_store(src) as a, open_store(out) as b:
+        train = np.asarray(a.train_index)
+        assert res["n"] == len(train) == len(b.paired_index) == len(b.train_index) == 6
+        assert not np.isin(np.asarray(a.test_index), train).any()
+        v = np.stack([a.velocity(int(r)) for r in train])
+        expected = simulate(torch.from_numpy(v), SURVEY, boundary="pml").numpy()
+        got = np.stack([b.seismic(i) for i in range(6)])
+        np.testing.assert_array_equal(np.stack([b.velocity(i) for i in range(6)]), v)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+        paired_train = [(i, int(a.seismic_row[r])) for i, r in enumerate(train)
+                        if a.seismic_row[r] >= 0]  # fmt: skip
+        assert len(paired_train) == 2
+        for i, srow in paired_train:
+            np.testing.assert_allclose(got[i], a.seismic(srow), rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="rows must be one of"):
+        resimulate_store(src, tmp_path / "x.h5", rows="test")

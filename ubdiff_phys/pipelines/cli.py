@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ubdiff_phys.pipelines.resimulate import resimulate_store
+from ubdiff_phys.pipelines.resimulate import ROW_CHOICES, resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES
 from ubdiff_phys.pipelines.validate import validate_store
@@ -76,6 +76,7 @@ def _resimulate(args: argparse.Namespace) -> int:
         batch=args.batch,
         compression=None if args.compression == "none" else args.compression,
         progress=not args.quiet,
+        rows=args.rows,
     )
     rate = f" ({res['models_per_s']:.1f} models/s)" if res["models_per_s"] else ""
     print(f"wrote {res['out']}: {res['n']} pairs, {res['simulated']} simulated now{rate}")
@@ -156,5 +157,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     r.add_argument("--batch", type=int, default=32, help="models per solver call")
     r.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip")
+    r.add_argument(
+        "--rows",
+        choices=ROW_CHOICES,
+        default="paired",
+        help="paired: the rows with seismic (default); train: every training velocity map, "
+        "with or without seismic (a real store's maps all as pairs)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_resimulate)

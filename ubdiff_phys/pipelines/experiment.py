@@ -13,6 +13,14 @@ and, with the project's physics check (``physics_settings``),
     ``filter_keep`` fraction (:func:`ubdiff_phys.pipelines.validate_store`),
 (f) ``ubdiff_resim``: the UB-Diff velocity maps with their seismic re-simulated by the solver
     (:func:`ubdiff_phys.pipelines.resimulate_store`), i.e. physically consistent pairs,
+(g) ``ubdiff_resim+real``: (f) plus the real pairs,
+(h) ``majority_solver``: every training velocity map of the store (paired or not) with solver
+    seismic: the physics reference a user with a solver would compare against,
+
+and, with physics guidance (``guided_settings``),
+
+(i) ``guided+real``: UB-Diff pairs sampled with pair-misfit guidance (``seismic="guided"``)
+    plus the real pairs,
 
 all tested on the store's held-out pairs. The velocity Fréchet distance of the UB-Diff and
 "w/o opt" samples (and, as a reference, of the real training maps) to the held-out maps is
@@ -22,7 +30,8 @@ Every step writes its output into the work folder and is skipped when that outpu
 interrupted run resumes: the store (``data.h5``), the autoencoders (``ae_<variant>/final.pt``),
 the diffusion models (``diffusion_<variant>/final.pt``), the generated pairs
 (``generated_<variant>.h5``), their residuals (``residual_<variant>.json``), the re-simulated
-pairs (``resimulated_ubdiff.h5``), the feature network (``features_velocity.pt``) and each
+pairs (``resimulated_ubdiff.h5``, ``resimulated_train.h5``), the guided pairs
+(``generated_ubdiff_guided.h5``), the feature network (``features_velocity.pt``) and each
 InversionNet result (``inversion_<setting>.json``; while one trains, its state is checkpointed to
 ``inversion_<setting>.state.pt``, so an interrupted training resumes where it stopped). The
 summary goes to ``results.json`` and ``results.md`` (:mod:`.experiment_report`). The presets are
@@ -128,6 +137,13 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _complete(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with open_store(path, allow_incomplete=True) as st:
+        return st.progress.complete
+
+
 def _step(log: Callable[[str], None], name: str, done: bool) -> bool:
     log(f"[experiment] {name}: {'exists, skipped' if done else 'running'}")
     return not done
@@ -149,6 +165,12 @@ class _Run:
     def record(self, name: str, seconds: float) -> None:
         self.timings[name] = seconds
         atomic_write_json(self.timings_path, self.timings)
+
+    def timed_store(self, name: str, path: Path, fn: Callable[[], Any]) -> None:
+        """Build the store ``path`` with ``fn`` unless a complete one exists (then its recorded
+        time stays as it was)."""
+        if _step(self.log, f"{name}: {path.name}", _complete(path)):
+            self.timed(name, fn)
 
     def timed(self, name: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -214,12 +236,15 @@ class _Run:
             self.timed(f"diffusion_{variant}", lambda: train_diffusion(dcfg))
         return diff_dir
 
-    def sample(self, variant: str, diff_dir: Path) -> Path:
+    def sample(self, variant: str, diff_dir: Path, guided: bool = False) -> Path:
         """4. generated pairs (generate_store resumes, and leaves a complete store alone)"""
-        p, gen = self.preset, self.work / f"generated_{variant}.h5"
-        self.log(f"[experiment] sample {variant}: {gen}")
-        self.timed(
-            f"sample_{variant}",
+        p, name = self.preset, variant + ("_guided" if guided else "")
+        gen = self.work / f"generated_{name}.h5"
+        mode = {"seismic": "guided", "guidance_scale": p.guidance_scale,
+                "guidance_steps": p.guidance_steps} if guided else {}  # fmt: skip
+        self.timed_store(
+            f"sample_{name}",
+            gen,
             lambda: generate_store(
                 diff_dir,
                 gen,
@@ -230,6 +255,7 @@ class _Run:
                 device=self.device,
                 weights=p.sample_weights,
                 progress=self.progress,
+                **mode,
             ),
         )
         return gen
@@ -246,20 +272,32 @@ class _Run:
 
     def physics_sources(self, generated: dict[str, Path], residuals) -> dict[str, Any]:
         """(e) the lowest-residual fraction of the UB-Diff pairs, (f) the UB-Diff velocity maps
-        with solver seismic"""
+        with solver seismic, (h) every training velocity map with solver seismic"""
         rel = torch.tensor(residuals["ubdiff"]["rel_l2"])
         keep, _ = keep_mask(rel, keep_quantile=self.preset.filter_keep)
         with open_store(generated["ubdiff"]) as st:
             kept_rows = np.asarray(st.paired_index)[keep.numpy()]
         resim = self.work / "resimulated_ubdiff.h5"
-        self.log(f"[experiment] re-simulate ubdiff: {resim}")
-        self.timed(
+        self.timed_store(
             "resimulate_ubdiff",
+            resim,
             lambda: resimulate_store(
                 generated["ubdiff"], resim, device=self.device, progress=self.progress
             ),
         )
-        return {"ubdiff_filtered": (generated["ubdiff"], kept_rows), "ubdiff_resim": resim}
+        majority = self.work / "resimulated_train.h5"
+        self.timed_store(
+            "simulate_train",
+            majority,
+            lambda: resimulate_store(
+                self.data, majority, device=self.device, progress=self.progress, rows="train"
+            ),
+        )
+        return {
+            "ubdiff_filtered": (generated["ubdiff"], kept_rows),
+            "ubdiff_resim": resim,
+            "majority_solver": majority,
+        }
 
     def inversion_run(self, setting: str, k: int, sources, test_ds) -> dict[str, Any]:
         """6. InversionNet of one setting and seed, tested on the real held-out pairs"""
@@ -321,6 +359,17 @@ class _Run:
         return frechet
 
 
+def residual_record(summary: dict[str, Any], timings: dict[str, float], name: str):
+    """What results.json keeps of one generated store's validation: the residual distribution,
+    its reference points (shuffled and direct-wave baselines, gather diversity), the verdict,
+    and the seconds per generated pair (sampling time / pairs)."""
+    keep = ("n_pairs", "distribution", "pairs_per_second", "device", "baselines", "verdict")
+    rec = {k: summary.get(k) for k in keep}
+    sampled = timings.get(f"sample_{name}")
+    rec["sample_seconds_per_pair"] = sampled / summary["n_pairs"] if sampled else None
+    return rec
+
+
 def _non_finite(inversion: dict[str, Any], frechet: dict[str, Any]) -> list[str]:
     bad = [
         k
@@ -363,8 +412,11 @@ def run_experiment(
         ae_ckpt = run.autoencoder(variant, paired_only)
         diff_dir = run.diffusion(variant, ae_ckpt)
         generated[variant] = run.sample(variant, diff_dir)
-        run.residuals(variant, generated[variant])
-    residuals = {v: json.loads((work / f"residual_{v}.json").read_text()) for v in VARIANTS}
+        if variant == "ubdiff" and preset.guided_settings:
+            generated["ubdiff_guided"] = run.sample(variant, diff_dir, guided=True)
+    for name, path in generated.items():
+        run.residuals(name, path)
+    residuals = {v: json.loads((work / f"residual_{v}.json").read_text()) for v in generated}
     sources: dict[str, Any] = {"real": run.data, **generated}
     if preset.physics_settings:
         sources.update(run.physics_sources(generated, residuals))
@@ -384,10 +436,7 @@ def run_experiment(
         "workdir": str(work),
         "inversion": inversion,
         "frechet": frechet,
-        "residuals": {
-            v: {k: r[k] for k in ("n_pairs", "distribution", "pairs_per_second", "device")}
-            for v, r in residuals.items()
-        },
+        "residuals": {v: residual_record(r, run.timings, v) for v, r in residuals.items()},
         "timings": run.timings,
         "seconds_this_run": time.perf_counter() - start,
     }

@@ -14,6 +14,7 @@ from typing import Any
 from ubdiff_phys.runtime.config import read_toml, strict_from_dict
 
 __all__ = [
+    "GUIDED_SETTINGS",
     "PHYSICS_SETTINGS",
     "PRESETS",
     "SETTINGS",
@@ -45,10 +46,15 @@ SETTINGS = {
     "wo_opt": ("wo_opt",),
     "ubdiff_filtered": ("ubdiff_filtered",),
     "ubdiff_resim": ("ubdiff_resim",),
+    "ubdiff_resim+real": ("ubdiff_resim", "real"),
+    "majority_solver": ("majority_solver",),
+    "guided+real": ("ubdiff_guided", "real"),
 }
 
-#: the settings that need the physics check (``ExperimentPreset.physics_settings``)
-PHYSICS_SETTINGS = ("ubdiff_filtered", "ubdiff_resim")
+#: the settings that need the physics check or the solver (``ExperimentPreset.physics_settings``)
+PHYSICS_SETTINGS = ("ubdiff_filtered", "ubdiff_resim", "ubdiff_resim+real", "majority_solver")
+#: the settings that need physics-guided sampling (``ExperimentPreset.guided_settings``)
+GUIDED_SETTINGS = ("guided+real",)
 
 SETTING_LABELS = {
     "real": "(a) real pairs only",
@@ -57,6 +63,9 @@ SETTING_LABELS = {
     "wo_opt": "(d) w/o opt generated",
     "ubdiff_filtered": "(e) UB-Diff generated, residual-filtered",
     "ubdiff_resim": "(f) UB-Diff velocities, re-simulated seismic",
+    "ubdiff_resim+real": "(g) real + UB-Diff velocities with solver seismic",
+    "majority_solver": "(h) every training velocity map with solver seismic (physics reference)",
+    "guided+real": "(i) real + physics-guided UB-Diff pairs",
 }
 
 
@@ -82,8 +91,12 @@ class ExperimentPreset:
             budgeted: ``"steps"`` scales its epochs by n_velocity / n_paired so that it gets as
             many optimiser steps as UB-Diff's step 1 (the settings then differ in data only);
             ``"epochs"`` keeps the config's epochs (far fewer steps).
-        physics_settings: also run settings (e) and (f) (residual filter, re-simulation).
+        physics_settings: also run settings (e)-(h) (residual filter, re-simulation, all
+            training maps simulated).
         filter_keep: fraction of the UB-Diff pairs that setting (e) keeps (lowest residual).
+        guided_settings: also run setting (i): UB-Diff pairs sampled with pair-misfit guidance
+            (``seismic="guided"``, :mod:`ubdiff_phys.pipelines.seismic_modes`) with
+            ``guidance_scale`` and ``guidance_steps``.
     """
 
     n_velocity: int
@@ -103,6 +116,9 @@ class ExperimentPreset:
     protocol_seeds: int = 1
     physics_settings: bool = True
     filter_keep: float = 0.5
+    guided_settings: bool = True
+    guidance_scale: float = 0.05
+    guidance_steps: int = 10
 
     def __post_init__(self) -> None:
         if self.wo_opt_step1 not in ("steps", "epochs"):
@@ -115,7 +131,9 @@ class ExperimentPreset:
     @property
     def settings(self) -> tuple[str, ...]:
         """The InversionNet settings this preset runs."""
-        skip = () if self.physics_settings else PHYSICS_SETTINGS
+        skip = (() if self.physics_settings else PHYSICS_SETTINGS) + (
+            () if self.guided_settings else GUIDED_SETTINGS
+        )
         return tuple(k for k in SETTINGS if k not in skip)
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,7 +27,12 @@ from ubdiff_phys.runtime.version import __version__
 __all__ = ["resimulate_store"]
 
 
-def _prepare_out(st, src: Path, out: Path, build_args, compression, dev) -> None:
+#: which rows of the source :func:`resimulate_store` simulates: "paired" (the rows with seismic)
+#: or "train" (every training velocity map, with or without seismic)
+ROW_CHOICES = ("paired", "train")
+
+
+def _prepare_out(st, src: Path, out: Path, n: int, build_args, compression, dev) -> None:
     """Create ``out`` for a new re-simulation of ``st``, or check that it is one to resume."""
     if out.exists():
         with StoreWriter(out) as w:
@@ -46,7 +51,6 @@ def _prepare_out(st, src: Path, out: Path, build_args, compression, dev) -> None
             for k in ("survey", "boundary", "family", "normalization", "seed")
             if st.attrs.get(k) is not None
         }
-        n = len(st.paired_index)
         create_store(
             out,
             n_rows=n,
@@ -76,10 +80,11 @@ def resimulate_store(
     batch: int = 32,
     compression: str | None = "gzip",
     progress: bool = True,
+    rows: str = "paired",
 ) -> dict[str, Any]:
-    """Write ``out``: the paired rows of ``src`` with their seismic simulated by the solver.
+    """Write ``out``: rows of ``src`` with their seismic simulated by the solver.
 
-    ``out`` holds only ``src``'s paired rows (velocity copied, seismic from
+    ``out`` holds only the chosen rows of ``src`` (velocity copied, seismic from
     :func:`ubdiff_phys.physics.simulate` with ``src``'s survey and boundary mode), all in the
     training split, with ``src``'s normalisation. The build commits after every batch and
     resumes if interrupted; an existing complete ``out`` from the same ``src`` is left alone.
@@ -91,12 +96,16 @@ def resimulate_store(
         batch: models per solver call.
         compression: "gzip", "lzf" or None.
         progress: tqdm progress bar on stderr.
+        rows: "paired" (``src``'s paired rows, e.g. generated pairs) or "train" (every training
+            velocity map of ``src``, paired or not: all of a real store's maps as pairs).
 
     Returns:
         ``{"out", "n", "simulated", "seconds", "models_per_s"}`` (this call's work).
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if rows not in ROW_CHOICES:
+        raise ValueError(f"rows must be one of {ROW_CHOICES}, got {rows!r}")
     src, out = Path(src), Path(out)
     if src.resolve() == out.resolve():
         raise ValueError("out must differ from src")
@@ -105,23 +114,24 @@ def resimulate_store(
         survey, boundary = recorded_simulation(
             st, "re-simulate it with ubdiff_phys.physics.simulate and Survey.openfwi()"
         )
-        rows = np.asarray(st.paired_index)
-        if len(rows) == 0:
-            raise StoreError(f"{str(src)!r} has no paired rows")
+        picked = np.asarray(st.paired_index if rows == "paired" else st.train_index)
+        if len(picked) == 0:
+            raise StoreError(f"{str(src)!r} has no {rows} rows")
         build_args = {
             "resimulated_from": str(src.resolve()),
             "src_build_args": st.attrs.get("build_args"),
-            "n": len(rows),
+            "n": len(picked),
             "boundary": boundary,
             "survey": survey.to_dict(),
+            **({"rows": rows} if rows != "paired" else {}),
         }
-        _prepare_out(st, src, out, build_args, compression, dev)
+        _prepare_out(st, src, out, len(picked), build_args, compression, dev)
         t0 = time.perf_counter()
         with StoreWriter(out) as w:
             p = w.progress
 
             def pairs(i: int, j: int) -> None:
-                v = np.stack([st.velocity(int(r)) for r in rows[i:j]])
+                v = np.stack([st.velocity(int(r)) for r in picked[i:j]])
                 if w.progress.n_velocity_committed == i:
                     w.write_velocity(i, v)
                 s = simulate(torch.from_numpy(v).to(dev), survey, boundary=boundary)
@@ -141,7 +151,7 @@ def resimulate_store(
     dt = time.perf_counter() - t0
     return {
         "out": str(out),
-        "n": len(rows),
+        "n": len(picked),
         "simulated": simulated,
         "seconds": dt,
         "models_per_s": simulated / dt if simulated and dt > 0 else None,
