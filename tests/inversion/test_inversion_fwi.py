@@ -125,3 +125,16 @@ def test_invert_command_writes_outputs_and_refuses_to_overwrite(tmp_path) -> Non
         [*args[:-2], "--rows", "9", "--overwrite"], cwd=tmp_path, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "rows" in bad.stderr
+    # --device reaches the FWI path: refused in one line without a GPU, else the CUDA run
+    # matches the CPU one (same data, same optimiser; float32 sums in another order)
+    cuda = subprocess.run(
+        [*args, "--device", "cuda", "--overwrite"], cwd=tmp_path, capture_output=True, text=True
+    )
+    if not torch.cuda.is_available():
+        assert cuda.returncode == 2 and "--device cpu" in cuda.stderr, cuda.stderr
+        assert cuda.stderr.count("\n") == 1
+        assert (out / "fwi.json").read_bytes() == before
+    else:
+        assert cuda.returncode == 0, cuda.stderr
+        on_gpu = json.loads((out / "fwi.json").read_text())
+        assert on_gpu["misfit_final"][0] == pytest.approx(report["misfit_final"][0], rel=1e-3)

@@ -17,6 +17,7 @@ samples the posterior with a UB-Diff prior instead (see :mod:`.posterior_cli` fo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from ubdiff_phys.inversion.posterior_cli import (
     run_posterior,
 )
 from ubdiff_phys.physics.forward import BOUNDARIES
+from ubdiff_phys.runtime.device import resolve_device
 from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
 
 __all__ = ["register"]
@@ -71,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--smooth-sigma", type=float, default=10.0, help="cells (default 10)")
     p.add_argument("--normalised", action="store_true", help="misfit in normalised units")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     add_posterior_options(p)
@@ -140,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         lo, hi = parse_bounds(args.bounds)
         check_outputs(args.out, OUTPUTS, args.overwrite)
+        device = resolve_device(args.device)
         data = load_observed(args)
         v0 = _initial(args, data["truth"])
     except UserError as exc:
@@ -150,9 +154,9 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         result = fwi(
-            data["observed"],
+            data["observed"].to(device),
             data["survey"],
-            v0,
+            v0.to(device),
             boundary=data["boundary"],
             iterations=args.iterations,
             optimizer=args.optimizer,
@@ -164,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"invert: error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - t0
+    result = dataclasses.replace(result, velocity=result.velocity.cpu())
     _write(args, data, v0, result, seconds, lo, hi)
     print(f"invert: wrote {', '.join(OUTPUTS)} to {args.out} in {seconds:.1f} s")
     return 0

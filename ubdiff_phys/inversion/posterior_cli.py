@@ -33,7 +33,8 @@ OUTPUTS = ("samples.npy", "mean.npy", "std.npy", "posterior.json", "figure.png")
 
 
 def add_posterior_options(p: argparse.ArgumentParser) -> None:
-    """The options of the posterior methods (ignored by ``--method fwi``)."""
+    """The options of the posterior methods (ignored by ``--method fwi``; ``--device`` is the
+    command's own)."""
     g = p.add_argument_group("posterior sampling (--method dps or noise_aware)")
     g.add_argument("--checkpoint", help="UB-Diff checkpoint (default: the shipped one)")
     g.add_argument("--n-samples", type=int, default=16, help="posterior samples per row")
@@ -53,7 +54,6 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
         "setting; default 0)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler and the added noise")
-    g.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
 def add_noise(observed: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, float]:
