@@ -4,6 +4,8 @@ Fréchet distances with user-supplied Inception weights).
 
 ``build_autoencoder(AutoencoderConfig(...))`` builds the paper configuration (official 2-token ViT
 + Linear seismic decoder) by default; ``seismic_decoder="token"`` gives the small token decoder.
+``load_autoencoder_model(path)`` rebuilds a trained autoencoder from its checkpoint alone
+(:mod:`.checkpoint`).
 """
 
 from ubdiff_phys.models.autoencoder import (
@@ -12,6 +14,12 @@ from ubdiff_phys.models.autoencoder import (
     build_autoencoder,
     count_parameters,
 )
+from ubdiff_phys.models.checkpoint import (
+    AUTOENCODER_CHECKPOINT_FORMAT,
+    autoencoder_from_checkpoint,
+    load_autoencoder_checkpoint,
+    load_autoencoder_model,
+)
 from ubdiff_phys.models.decoders import PaperSeismicDecoder, TokenSeismicDecoder, VelocityDecoder
 from ubdiff_phys.models.encoders import SeismicEncoder, VelocityEncoder
 from ubdiff_phys.models.inception import InceptionV3, inception_from_state_dict
@@ -19,6 +27,7 @@ from ubdiff_phys.models.inversionnet import InversionNet
 from ubdiff_phys.models.unet1d import UNet1D, UNet1DConfig, build_unet1d
 
 __all__ = [
+    "AUTOENCODER_CHECKPOINT_FORMAT",
     "AutoencoderConfig",
     "InceptionV3",
     "InversionNet",
@@ -30,8 +39,11 @@ __all__ = [
     "UNet1DConfig",
     "VelocityDecoder",
     "VelocityEncoder",
+    "autoencoder_from_checkpoint",
     "build_autoencoder",
     "build_unet1d",
     "count_parameters",
     "inception_from_state_dict",
+    "load_autoencoder_checkpoint",
+    "load_autoencoder_model",
 ]

@@ -1,6 +1,8 @@
-"""Autoencoder checkpoints (``train-ae``): their format tag, loader and model loader.
+"""Autoencoder checkpoints as the trainers use them: the model with its typed training config.
 
-Writing, RNG state and the atomic rename are :mod:`ubdiff_phys.runtime.checkpoint`'s.
+The format tag, the tag-checked reader and the model loader live with the model
+(:mod:`ubdiff_phys.models.checkpoint`); the names here are kept for existing imports. Writing,
+RNG state and the atomic rename are :mod:`ubdiff_phys.runtime.checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -8,24 +10,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ubdiff_phys.models import build_autoencoder
-from ubdiff_phys.runtime.checkpoint import load_checkpoint as _load_tagged
+from ubdiff_phys.models import UBDiffAutoencoder
+from ubdiff_phys.models.checkpoint import AUTOENCODER_CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
+from ubdiff_phys.models.checkpoint import autoencoder_from_checkpoint
+from ubdiff_phys.models.checkpoint import load_autoencoder_checkpoint as load_checkpoint
 from ubdiff_phys.train.config import TrainConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "load_autoencoder", "load_checkpoint"]
 
-CHECKPOINT_FORMAT = "ubdiff_phys.autoencoder_checkpoint"
 
-
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read an autoencoder checkpoint with ``weights_only=True`` and check its format tag."""
-    return _load_tagged(path, CHECKPOINT_FORMAT, "autoencoder", map_location)
-
-
-def load_autoencoder(path: str | os.PathLike, device: Any = "cpu"):
-    """(model in eval mode, TrainConfig) from any checkpoint of ``train-ae``."""
+def load_autoencoder(
+    path: str | os.PathLike, device: Any = "cpu"
+) -> tuple[UBDiffAutoencoder, TrainConfig]:
+    """(model in eval mode, TrainConfig) from any checkpoint of ``train-ae`` (the file is read
+    once; the model is rebuilt by :func:`ubdiff_phys.models.autoencoder_from_checkpoint`)."""
     ckpt = load_checkpoint(path)
     cfg = TrainConfig.from_dict(ckpt["config"])
-    model = build_autoencoder(cfg.model)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg
+    return autoencoder_from_checkpoint(ckpt, device), cfg
