@@ -19,7 +19,6 @@ global batch; all ranks hold identical weights (tested with 2 CPU ranks).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import time
 from pathlib import Path
@@ -36,15 +35,15 @@ from ubdiff_phys.diffusion.config import DiffusionTrainConfig
 from ubdiff_phys.diffusion.denoiser import EMA, VDenoiser
 from ubdiff_phys.diffusion.targets import diffusion_loss
 from ubdiff_phys.models.unet1d import build_unet1d
-from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+from ubdiff_phys.runtime.checkpoint import save_checkpoint, set_rng_state
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
 from ubdiff_phys.runtime.errors import check_finite_loss, check_finite_weights
 from ubdiff_phys.runtime.files import atomic_write_text
+from ubdiff_phys.runtime.resume import RESUME_FILE, load_resume_point, save_resume_point
 from ubdiff_phys.train.checkpoint import load_checkpoint
 from ubdiff_phys.train.config import TrainConfig
 from ubdiff_phys.train.latents import LatentBatches, build_latent_cache, default_latent_path
-from ubdiff_phys.train.resume import resume_point
 
 __all__ = ["CHECKPOINT_FORMAT", "load_diffusion_checkpoint", "resolve_config", "train_diffusion"]
 # store attributes a sampled store inherits (survey geometry, boundary, normalisation, origin)
@@ -92,9 +91,12 @@ class _Trainer:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
         self.gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.rank)
         self.state = {"step": 0}
-        load = functools.partial(load_diffusion_checkpoint, map_location=self.device)
-        ckpt = resume_point(self.out, cfg.to_dict(), load) if resume else None
-        last = self.out / "last.pt"
+        last = self.out / RESUME_FILE
+        ckpt = None
+        if resume:
+            ckpt = load_resume_point(
+                last, CHECKPOINT_FORMAT, "diffusion", cfg.to_dict(), map_location=self.device
+            )
         if ckpt is not None:
             if ckpt["world_size"] != self.world:
                 raise ValueError(
@@ -146,7 +148,6 @@ class _Trainer:
         }
         if not final:
             p["optimizer"] = self.opt.state_dict()
-            p["rng"] = get_rng_state()
         return p
 
     def _checkpoint(self, name: str, *, final: bool = False) -> None:
@@ -156,7 +157,9 @@ class _Trainer:
             if not final:
                 payload["generators"] = gens
             check_finite_weights(self.net.parameters(), f"the diffusion model ({name})")
-            save_checkpoint(self.out / name, payload)
+            # a resume point carries the RNG state; final.pt holds only what sampling needs
+            save = save_checkpoint if final else save_resume_point
+            save(self.out / name, payload)
         self._barrier()
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:

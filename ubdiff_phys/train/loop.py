@@ -23,7 +23,6 @@ averaged over ranks at every epoch end, so all ranks hold identical weights and 
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -42,15 +41,15 @@ from tqdm.auto import tqdm
 from ubdiff_phys.data import open_store
 from ubdiff_phys.models import UBDiffAutoencoder, build_autoencoder
 from ubdiff_phys.models.metrics import MetricAccumulator
-from ubdiff_phys.runtime.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+from ubdiff_phys.runtime.checkpoint import set_rng_state
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
 from ubdiff_phys.runtime.errors import check_finite_loss, check_finite_weights
 from ubdiff_phys.runtime.files import atomic_write_text
+from ubdiff_phys.runtime.resume import RESUME_FILE, load_resume_point, save_resume_point
 from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from ubdiff_phys.train.config import StepConfig, TrainConfig
 from ubdiff_phys.train.data import ResumableSampler, TrainViews, make_train_views
-from ubdiff_phys.train.resume import resume_point
 
 __all__ = ["evaluate_autoencoder", "resolve_config", "train_autoencoder"]
 
@@ -130,8 +129,15 @@ class _Trainer:
         self.state = {"phase": "step1", "epoch": 0, "batch": 0, "global_step": 0}
         self.best: dict[str, float] = {}
         self.resume_ckpt = None
-        load = functools.partial(load_checkpoint, map_location=self.device)
-        ckpt = resume_point(self.out, self.cfg.to_dict(), load) if resume else None
+        ckpt = None
+        if resume:
+            ckpt = load_resume_point(
+                self.out / RESUME_FILE,
+                CHECKPOINT_FORMAT,
+                "autoencoder",
+                self.cfg.to_dict(),
+                map_location=self.device,
+            )
         if ckpt is not None:
             self.model.load_state_dict(ckpt["model"])
             self.state = dict(ckpt["state"])
@@ -160,7 +166,6 @@ class _Trainer:
             "model": self.model.state_dict(),
             "state": dict(self.state),
             "best": dict(self.best),
-            "rng": get_rng_state(),
             "world_size": self.world,
         }
         if optimizer is not None:
@@ -170,9 +175,11 @@ class _Trainer:
         return p
 
     def _save(self, name: str, payload: dict[str, Any]) -> None:
+        """Write a checkpoint (rank 0). Every autoencoder checkpoint carries the RNG state, so
+        each is written as a resume point (``last.pt`` is the one a resumed run reads)."""
         if self.is_main:
             check_finite_weights(payload["model"].values(), f"the autoencoder ({name})")
-            save_checkpoint(self.out / name, payload)
+            save_resume_point(self.out / name, payload)
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.is_main:
