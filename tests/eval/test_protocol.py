@@ -18,6 +18,7 @@ from ubdiff_phys.eval.features import (
     train_feature_network,
 )
 from ubdiff_phys.eval.protocol import (
+    INVERSION_CHECKPOINT_FORMAT,
     ProtocolConfig,
     evaluate_inversion,
     heldout_pairs,
@@ -27,6 +28,8 @@ from ubdiff_phys.eval.protocol import (
 )
 from ubdiff_phys.models import InversionNet
 from ubdiff_phys.physics import Survey
+from ubdiff_phys.runtime.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +190,12 @@ class _Interrupting(torch.utils.data.Dataset):
 
 
 # 16 pairs in batches of 4: 4 steps per epoch, item read 23 is in step 6, read 37 in step 10;
-# checkpoints every 3 steps resume mid-epoch, every 2 steps from the end of an epoch
-@pytest.mark.parametrize(("interrupt_at", "every"), [(23, 3), (37, 3), (23, 2)])
-def test_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_at, every):
+# checkpoints every 3 steps resume mid-epoch, every 2 steps from the end of an epoch; "legacy":
+# the checkpoint lacks the RNG state, as those written before runtime.resume did
+@pytest.mark.parametrize(
+    ("interrupt_at", "every", "legacy"), [(23, 3, False), (37, 3, False), (23, 2, True)]
+)
+def test_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_at, every, legacy):
     base = training_pairs(real_store)
     cfg = ProtocolConfig(epochs=3, batch=4, width=0.125, lr=1e-3, max_steps=10)
     whole, losses, steps = train_inversionnet(_Interrupting(base, None), cfg, progress=False)
@@ -198,6 +204,10 @@ def test_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_a
         train_inversionnet(_Interrupting(base, interrupt_at), cfg, progress=False,
                            checkpoint=ckpt, checkpoint_every=every)  # fmt: skip
     assert ckpt.exists()
+    if legacy:
+        state = torch.load(ckpt, weights_only=True)
+        del state["rng"]
+        torch.save(state, ckpt)
     resumed, losses2, steps2 = train_inversionnet(
         _Interrupting(base, None), cfg, progress=False, checkpoint=ckpt, checkpoint_every=every
     )
@@ -205,5 +215,23 @@ def test_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_a
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     other = ProtocolConfig(epochs=3, batch=4, width=0.125, lr=1e-3, max_steps=9)
-    with pytest.raises(ValueError, match="another InversionNet run"):
+    with pytest.raises(ValueError, match=r"another InversionNet run.*\(max_steps\)"):
         train_inversionnet(base, other, progress=False, checkpoint=ckpt)
+
+
+def test_inversionnet_checkpoint_of_another_kind_is_refused(real_store, tmp_path):
+    """The training state is read with the tag check of runtime.checkpoint: a checkpoint of
+    another kind, a torn file, or one written for another number of pairs is refused."""
+    base = training_pairs(real_store)
+    cfg = ProtocolConfig(epochs=1, batch=4, width=0.125)
+    ckpt = tmp_path / "state.pt"
+    save_checkpoint(ckpt, {"format": "ubdiff_phys.autoencoder_checkpoint", "config": {}})
+    with pytest.raises(UserError, match="not a ubdiff_phys InversionNet checkpoint"):
+        train_inversionnet(base, cfg, progress=False, checkpoint=ckpt)
+    state = {"format": INVERSION_CHECKPOINT_FORMAT, "config": cfg.to_dict(), "n_train": 8}
+    save_checkpoint(ckpt, state)
+    with pytest.raises(UserError, match=r"another InversionNet run.*\(n_train\)"):
+        train_inversionnet(base, cfg, progress=False, checkpoint=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:64])
+    with pytest.raises(UserError, match="truncated or corrupted"):
+        train_inversionnet(base, cfg, progress=False, checkpoint=ckpt)

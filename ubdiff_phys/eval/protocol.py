@@ -29,9 +29,10 @@ from ubdiff_phys.data.datasets import HeldOutDataset, PairedDataset
 from ubdiff_phys.data.store import Store, StoreError, open_store
 from ubdiff_phys.models import InversionNet
 from ubdiff_phys.models.metrics import MetricAccumulator
-from ubdiff_phys.runtime.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.checkpoint import set_rng_state
 from ubdiff_phys.runtime.config import strict_from_dict
 from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.resume import load_resume_point, save_resume_point
 
 INVERSION_CHECKPOINT_FORMAT = "ubdiff_phys.inversion_training_state"
 
@@ -136,18 +137,16 @@ def inversion_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _load_training_state(path: Path, cfg: ProtocolConfig, n_train: int) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != INVERSION_CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not an InversionNet training checkpoint")
-    if state["config"] != cfg.to_dict() or state["n_train"] != n_train:
-        raise ValueError(
-            f"{str(path)!r} is a checkpoint of another InversionNet run (config "
-            f"{state['config']}, {state['n_train']} pairs; now {cfg.to_dict()}, {n_train} "
-            "pairs): remove it to start over"
-        )
-    return state
+    """The training state at ``path`` (None when there is none); a checkpoint of another run
+    (other options or number of pairs) or of another kind is refused (CheckpointError)."""
+    return load_resume_point(
+        path,
+        INVERSION_CHECKPOINT_FORMAT,
+        "InversionNet",
+        cfg.to_dict(),
+        identity={"n_train": n_train},
+        hint="remove it to start over",
+    )
 
 
 def _optimizer_step(model: nn.Module, opt, v: torch.Tensor, s: torch.Tensor, step: int):
@@ -212,9 +211,11 @@ def train_inversionnet(
         step, first_epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
         losses, loss_sum, n = list(state["losses"]), state["loss_sum"], state["loss_n"]
         gen.set_state(state["epoch_generator_state"])
+        if "rng" in state:  # checkpoints written before the RNG state was saved have none
+            set_rng_state(state["rng"])
 
     def save(epoch: int, batch_in_epoch: int, epoch_gen_state: torch.Tensor) -> None:
-        save_checkpoint(
+        save_resume_point(
             ckpt_path,
             {
                 "format": INVERSION_CHECKPOINT_FORMAT,
