@@ -122,6 +122,37 @@ def test_features_deterministic_under_seed(real_store, feature_ckpt, tmp_path):
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_feature_training_resumes_exactly(real_store, feature_ckpt, tmp_path, monkeypatch):
+    """Killed right after its 2nd epoch's resume point, then resumed: the same network and
+    losses as the uninterrupted run (``feature_ckpt``); another config is refused."""
+    import ubdiff_phys.eval.features as features
+
+    cfg = FeatureConfig(epochs=3, batch=8, width=8, feature_dim=16, seed=3)
+    state, saves = tmp_path / "state.pt", []
+    save = features.save_resume_point
+
+    def save_then_die(path, payload):
+        save(path, payload)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(features, "save_resume_point", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_feature_network(real_store, tmp_path / "f.pt", cfg, progress=False, checkpoint=state)
+    monkeypatch.undo()
+    assert not (tmp_path / "f.pt").exists()
+    train_feature_network(real_store, tmp_path / "f.pt", cfg, progress=False, checkpoint=state)
+    a = torch.load(feature_ckpt, weights_only=True)
+    b = torch.load(tmp_path / "f.pt", weights_only=True)
+    assert a["train_loss"] == b["train_loss"] and len(b["train_loss"]) == 3
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    other = FeatureConfig(epochs=4, batch=8, width=8, feature_dim=16, seed=3)
+    with pytest.raises(UserError, match=r"another feature network run.*\(epochs\)"):
+        train_feature_network(real_store, tmp_path / "g", other, progress=False, checkpoint=state)
+
+
 def test_frechet_of_features(real_store, feature_ckpt):
     ext = load_feature_extractor(feature_ckpt)
     info = ext.describe()

@@ -42,12 +42,14 @@ from tqdm.auto import tqdm
 from ubdiff_phys.data.normalize import Normalizer
 from ubdiff_phys.data.store import Store, StoreError, open_store
 from ubdiff_phys.models.inception import InceptionV3, inception_from_state_dict
-from ubdiff_phys.runtime.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.checkpoint import save_checkpoint, set_rng_state
 from ubdiff_phys.runtime.config import strict_from_dict
 from ubdiff_phys.runtime.files import file_sha256
+from ubdiff_phys.runtime.resume import load_resume_point, save_resume_point
 
 __all__ = [
     "FEATURE_CHECKPOINT_FORMAT",
+    "FEATURE_TRAINING_FORMAT",
     "FeatureAutoencoder",
     "FeatureConfig",
     "FeatureExtractor",
@@ -58,6 +60,7 @@ __all__ = [
 ]
 
 FEATURE_CHECKPOINT_FORMAT = "ubdiff_phys.feature_checkpoint"
+FEATURE_TRAINING_FORMAT = "ubdiff_phys.feature_training_state"  # resume point, see train_...
 INPUT_SIZE = 64
 INCEPTION_SIZE = 299
 MODALITIES = ("velocity", "seismic")
@@ -247,6 +250,58 @@ class FeatureExtractor:
         return dict(self.info)
 
 
+def _fit(
+    model: FeatureAutoencoder,
+    loader: DataLoader,
+    gen: torch.Generator,
+    cfg: FeatureConfig,
+    dev: torch.device,
+    progress: bool,
+    checkpoint: Path | None,
+    identity: dict[str, Any],
+) -> list[float]:
+    """Adam on the MSE reconstruction of the (B, C, 64, 64) inputs for ``cfg.epochs`` epochs;
+    the mean loss of each epoch. ``checkpoint``: resume from it, save to it after every epoch."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses: list[float] = []
+    state = None
+    if checkpoint is not None:
+        state = load_resume_point(
+            checkpoint,
+            FEATURE_TRAINING_FORMAT,
+            "feature network",
+            cfg.to_dict(),
+            identity=identity,
+            hint="remove it to start over",
+        )
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        losses = list(state["losses"])
+    header = {"format": FEATURE_TRAINING_FORMAT, "config": cfg.to_dict(), **identity}
+    steps, done = cfg.epochs * len(loader), len(losses) * len(loader)
+    with tqdm(total=steps, initial=done, desc="features", disable=not progress) as bar:
+        for _ in range(len(losses), cfg.epochs):
+            total, n = 0.0, 0
+            for x in loader:
+                x = _prepare(x.to(dev))
+                loss = F.mse_loss(model(x), x)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(x)
+                n += len(x)
+                bar.update(1)
+            losses.append(total / n)
+            if checkpoint is not None:
+                now = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+                now.update(generator=gen.get_state(), losses=losses)
+                save_resume_point(checkpoint, {**header, **now})
+    return losses
+
+
 def train_feature_network(
     real: Store | str | os.PathLike,
     out: str | os.PathLike,
@@ -254,9 +309,16 @@ def train_feature_network(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
 ) -> FeatureExtractor:
     """Train the feature autoencoder on the training rows of a real store and save it (atomic,
-    weights_only-loadable checkpoint at ``out``). Deterministic for a seed on CPU."""
+    weights_only-loadable checkpoint at ``out``). Deterministic for a seed on CPU.
+
+    With ``checkpoint``, the training state (weights, Adam, epoch losses, shuffle generator, RNG)
+    is saved there atomically after every epoch, and a run that finds the file resumes from it:
+    an interrupted and resumed run ends with the same weights as an uninterrupted one. A
+    checkpoint of another run (other options or rows) is refused. The file is left in place.
+    """
     cfg = cfg or FeatureConfig()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     st = real if isinstance(real, Store) else open_store(real)
@@ -270,24 +332,11 @@ def train_feature_network(
     in_channels = int(ds[0].shape[0])
     torch.manual_seed(cfg.seed)
     model = FeatureAutoencoder(in_channels, cfg.feature_dim, cfg.width).to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(ds, batch_size=cfg.batch, shuffle=True, generator=gen)
     start = time.perf_counter()
-    losses = []
-    with tqdm(total=cfg.epochs * len(loader), desc="features", disable=not progress) as bar:
-        for _ in range(cfg.epochs):
-            total, n = 0.0, 0
-            for x in loader:
-                x = _prepare(x.to(dev))
-                loss = F.mse_loss(model(x), x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(x)
-                n += len(x)
-                bar.update(1)
-            losses.append(total / n)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    losses = _fit(model, loader, gen, cfg, dev, progress, ckpt, {"n_rows": int(len(rows))})
     model.eval()
     payload = {
         "format": FEATURE_CHECKPOINT_FORMAT,
