@@ -2,8 +2,10 @@
 
 Samples --n co-latents with DDIM from a trained checkpoint (default: the small FlatVel-A-like one
 shipped in the package, ubdiff_phys/assets/flatvel_a_small, see docs/shipped_checkpoint.md),
-decodes them into pairs, simulates every generated velocity with the survey and boundary mode of
-the training data and compares with the generated seismic (relative L2, fused native path), keeps
+decodes them into pairs (by default the gathers are simulated from each generated velocity, which
+makes exact pairs; --seismic decoder gives UB-Diff's own gathers, --seismic guided the decoder's
+with solver guidance), simulates every generated velocity with the survey and boundary mode of
+the training data and compares with the pair's seismic (relative L2, fused native path), keeps
 pairs by --threshold or --keep-quantile (default: keep all, report the residuals) and writes
 
     DIR/pairs.h5        accepted pairs (dataset store format) + `residual` (physical rel. L2)
@@ -86,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--seismic",
         choices=("decoder", "solver", "guided"),
-        default="decoder",
-        help="gathers from the decoder (UB-Diff as published), the solver (exact pairs) or the "
-        "decoder with solver guidance during sampling (default decoder)",
+        default="solver",
+        help="gathers from the solver, simulated from each generated velocity (exact pairs; "
+        "default), the decoder (UB-Diff as published) or the decoder with solver guidance "
+        "during sampling",
     )
     p.add_argument("--guidance-scale", type=float, default=0.05, help="guided: step size")
     p.add_argument("--guidance-steps", type=int, default=10, help="guided: last N steps")

@@ -8,9 +8,10 @@ baselines.
     PYTHONPATH=. python examples/unbalanced_experiment.py --scale small --workdir WORKDIR
 
 Presets (``configs/experiment/*.toml``): ``tiny`` (CI smoke run, < 60 s on CPU),
-``small`` (2 CPU cores, about two hours with 2 InversionNet seeds), ``full`` (the issue's 24k velocity maps + 1k pairs
-with the paper configs; for a GPU, use ``--device cuda``). Re-running with the same work folder
-skips every step whose output exists. Writes WORKDIR/results.json and WORKDIR/results.md.
+``small`` (2 CPU cores, about two hours with 2 InversionNet seeds), ``full`` (the issue's 24k
+velocity maps + 1k pairs with the paper configs; for a GPU, use ``--device cuda``). Re-running
+with the same work folder skips every step whose output exists. Writes WORKDIR/results.json and
+WORKDIR/results.md.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ def example_run(tmp_path_factory):
         "--trace-n", "2",
         "--device", "cpu",
         "--seed", "1",
+        "--seismic", "decoder",  # the residual filter has something to select
         "--quiet",
         "--out", str(out / "run"),
     ]  # fmt: skip

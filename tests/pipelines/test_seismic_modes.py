@@ -53,9 +53,8 @@ def test_mode_recorded_in_the_store(tmp_path, gen) -> None:
 def test_main_job_solver_mode_and_reference_points(tmp_path) -> None:
     from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
 
-    summary = generate_and_validate(
-        tmp_path / "job", 4, steps=4, seismic="solver", figure=False, progress=False
-    )
+    # solver is the default mode: the job's pairs obey the wave equation unless asked otherwise
+    summary = generate_and_validate(tmp_path / "job", 4, steps=4, figure=False, progress=False)
     assert summary["seismic"] == {"seismic": "solver"}
     assert summary["residual"]["all"]["max"] < 1e-6
     b = summary["baselines"]

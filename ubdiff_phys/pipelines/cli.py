@@ -115,9 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--seismic",
         choices=SEISMIC_MODES,
-        default="decoder",
-        help="where the gathers come from: the decoder (UB-Diff as published), the solver "
-        "(simulated from the generated velocity: exact pairs) or guided (the decoder, with "
+        default="solver",
+        help="where the gathers come from: the solver (simulated from the generated velocity: "
+        "exact pairs; default), the decoder (UB-Diff as published) or guided (the decoder, with "
         "solver guidance on the predicted clean latent during sampling)",
     )
     s.add_argument(

@@ -79,6 +79,7 @@ from ubdiff_phys.pipelines.experiment_report import (
     combine_seeds,
     describe_source,
     render_results_markdown,
+    residual_record,
 )
 from ubdiff_phys.pipelines.resimulate import resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
@@ -240,15 +241,18 @@ class _Run:
         """4. generated pairs (generate_store resumes, and leaves a complete store alone)"""
         p, name = self.preset, variant + ("_guided" if guided else "")
         gen = self.work / f"generated_{name}.h5"
-        mode = {"seismic": "guided", "guidance_scale": p.guidance_scale,
-                "guidance_steps": p.guidance_steps} if guided else {}  # fmt: skip
+        # UB-Diff as published: the decoder's gathers (settings b-e), or guided (setting i)
+        mode: dict[str, Any] = {"seismic": "decoder"}
+        if guided:
+            mode = {"seismic": "guided", "guidance_scale": p.guidance_scale,
+                    "guidance_steps": p.guidance_steps}  # fmt: skip
         self.timed_store(
             f"sample_{name}",
             gen,
             lambda: generate_store(
                 diff_dir,
                 gen,
-                p.n_generated,
+                (p.n_guided or p.n_generated) if guided else p.n_generated,
                 sampler=p.sampler,
                 steps=p.sample_steps,
                 seed=self.seed,
@@ -357,17 +361,6 @@ class _Run:
         }
         frechet["real_train"] = frechet_report(ext, data, data, generated_rows="train")
         return frechet
-
-
-def residual_record(summary: dict[str, Any], timings: dict[str, float], name: str):
-    """What results.json keeps of one generated store's validation: the residual distribution,
-    its reference points (shuffled and direct-wave baselines, gather diversity), the verdict,
-    and the seconds per generated pair (sampling time / pairs)."""
-    keep = ("n_pairs", "distribution", "pairs_per_second", "device", "baselines", "verdict")
-    rec = {k: summary.get(k) for k in keep}
-    sampled = timings.get(f"sample_{name}")
-    rec["sample_seconds_per_pair"] = sampled / summary["n_pairs"] if sampled else None
-    return rec
 
 
 def _non_finite(inversion: dict[str, Any], frechet: dict[str, Any]) -> list[str]:

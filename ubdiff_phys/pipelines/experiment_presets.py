@@ -96,7 +96,8 @@ class ExperimentPreset:
         filter_keep: fraction of the UB-Diff pairs that setting (e) keeps (lowest residual).
         guided_settings: also run setting (i): UB-Diff pairs sampled with pair-misfit guidance
             (``seismic="guided"``, :mod:`ubdiff_phys.pipelines.seismic_modes`) with
-            ``guidance_scale`` and ``guidance_steps``.
+            ``guidance_scale`` and ``guidance_steps``; ``n_guided`` of them (default
+            ``n_generated``: guided sampling costs about 16 times the decoder's time per pair).
     """
 
     n_velocity: int
@@ -119,6 +120,7 @@ class ExperimentPreset:
     guided_settings: bool = True
     guidance_scale: float = 0.05
     guidance_steps: int = 10
+    n_guided: int | None = None
 
     def __post_init__(self) -> None:
         if self.wo_opt_step1 not in ("steps", "epochs"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["combine_seeds", "describe_source", "render_results_markdown"]
+__all__ = ["combine_seeds", "describe_source", "render_results_markdown", "residual_record"]
 
 
 def combine_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -23,6 +23,17 @@ def combine_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
             k: float(np.std([m[k] for m in per_seed], ddof=1)) for k in per_seed[0]
         }
     return out
+
+
+def residual_record(summary: dict[str, Any], timings: dict[str, float], name: str):
+    """What results.json keeps of one generated store's validation: the residual distribution,
+    its reference points (shuffled and direct-wave baselines, gather diversity), the verdict,
+    and the seconds per generated pair (sampling time / pairs)."""
+    keep = ("n_pairs", "distribution", "pairs_per_second", "device", "baselines", "verdict")
+    rec = {k: summary.get(k) for k in keep}
+    sampled = timings.get(f"sample_{name}")
+    rec["sample_seconds_per_pair"] = sampled / summary["n_pairs"] if sampled else None
+    return rec
 
 
 def describe_source(src: Any) -> str:

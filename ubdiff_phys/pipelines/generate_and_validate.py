@@ -359,7 +359,7 @@ def generate_and_validate(
     reference_n: int = 64,
     figure: bool = True,
     progress: bool = True,
-    seismic: str = "decoder",
+    seismic: str = "solver",
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
     overwrite: bool = False,
@@ -370,7 +370,8 @@ def generate_and_validate(
     CUDA). ``reference_store``: a dataset file made like the training data; its held-out pairs
     give the reference residuals (real pairs, autoencoder reconstructions: the floor), reported
     next to the samples' (summary ``reference``, and in the histogram). Returns the summary (also
-    written as JSON). ``seismic``: "decoder", "solver" or "guided" (:mod:`.seismic_modes`).
+    written as JSON). ``seismic``: "solver" (default: exact pairs), "decoder" (UB-Diff's own
+    gathers) or "guided" (:mod:`.seismic_modes`).
     ``overwrite``: replace the outputs of an earlier run in ``out`` (refused otherwise, before
     any work)."""
     check_keep_criterion(threshold, keep_quantile)

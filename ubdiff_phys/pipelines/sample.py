@@ -86,14 +86,15 @@ def generate_store(
     autoencoder: str | os.PathLike | None = None,
     progress: bool = True,
     eta: float = 0.0,
-    seismic: str = "decoder",
+    seismic: str = "solver",
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` generated pairs to the store ``out`` (resumable); returns a summary with
     pairs/s. ``autoencoder`` overrides the checkpoint recorded in the run's config (its sha256
-    must match the one the latents were encoded with). ``seismic``: "decoder", "solver" or
+    must match the one the latents were encoded with). ``seismic``: "solver" (default: the
+    gathers simulated from each generated velocity), "decoder" (UB-Diff's own gathers) or
     "guided" (:mod:`.seismic_modes`; recorded in the file's ``seismic_mode`` attribute)."""
     if n < 1 or batch < 1:
         raise ValueError("n and batch must be >= 1")
