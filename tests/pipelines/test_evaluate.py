@@ -71,6 +71,7 @@ def test_cli_writes_reports(cli_report):
     assert feats["kind"] == "ubdiff_phys feature autoencoder" and feats["modality"] == "velocity"
     assert feats["checkpoint"].endswith("features_velocity.pt")
     assert (out / "features_velocity.pt").is_file()
+    assert not list(out.glob("*.state.pt"))  # the feature network's resume point is removed
     # real pairs through the solver they were made with: zero residual
     res = report["residual"]
     assert res["n_pairs"] == 24 and res["boundary"] == "pml"

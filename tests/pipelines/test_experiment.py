@@ -82,6 +82,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert " ± " in md and "seeds [0, 1]" in md
     for name in ("ae_ubdiff", "ae_wo_opt", "diffusion_ubdiff", "diffusion_wo_opt"):
         assert (work / name / "final.pt").exists()
+    assert not list(work.glob("*.state.pt"))  # resume points go once their step is done
 
     # resumable: a second run skips every step and reproduces the table
     timings = json.loads((work / "timings.json").read_text())

@@ -141,7 +141,11 @@ def _trained_features(
             and Path(ext.info["trained_on"]["path"]).resolve() == Path(real).resolve()
         ):
             return ext
-    return train_feature_network(real, path, cfg, device=device, progress=progress)
+    # an interrupted training resumes from its state file, removed once the network is saved
+    state = path.with_name(path.name + ".state.pt")
+    ext = train_feature_network(real, path, cfg, device=device, progress=progress, checkpoint=state)
+    state.unlink(missing_ok=True)
+    return ext
 
 
 def _given_extractor(

@@ -343,6 +343,7 @@ class _Run:
     def frechet(self, generated: dict[str, Path]) -> dict[str, Any]:
         """7. Fréchet distance of velocity features to the real held-out maps"""
         feat_path, data = self.work / "features_velocity.pt", self.data
+        state = self.work / "features_velocity.state.pt"  # resume point while it trains
         if _step(self.log, "feature network", feat_path.exists()):
             fcfg = FeatureConfig.from_dict(
                 {"seed": self.seed, **self.preset.features, "modality": "velocity"}
@@ -350,9 +351,11 @@ class _Run:
             ext = self.timed(
                 "features",
                 lambda: train_feature_network(
-                    data, feat_path, fcfg, device=self.device, progress=self.progress
+                    data, feat_path, fcfg, device=self.device, progress=self.progress,
+                    checkpoint=state,
                 ),
-            )
+            )  # fmt: skip
+            state.unlink(missing_ok=True)
         else:
             ext = load_feature_extractor(feat_path, device=self.device)
         frechet = {
