@@ -114,6 +114,7 @@ PYBIND11_MODULE(_C, m) {
   UBD_PTR_FIELD(grad_out, const void*);
   UBD_PTR_FIELD(grad_misfit, const double*);
   UBD_PTR_FIELD(grad_vdt2, void*);
+  UBD_PTR_FIELD(checkpoints, void*);
 #undef UBD_PTR_FIELD
 
   // The CPU kernel releases the GIL: it may run for seconds and never touches Python objects.
@@ -123,6 +124,7 @@ PYBIND11_MODULE(_C, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("acoustic_backward_cpu", &ubd::acoustic_backward_cpu, py::arg("params"),
         py::call_guard<py::gil_scoped_release>());
+  m.def("acoustic_checkpoint_elems", &ubd::acoustic_checkpoint_elems, py::arg("params"));
   m.def("acoustic_forward_workspace_elems", &ubd::acoustic_forward_workspace_elems,
         py::arg("params"));
   // Fused GroupNorm -> FiLM -> SiLU (ubdiff_phys.ops.group_norm_film_silu).

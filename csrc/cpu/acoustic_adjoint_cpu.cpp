@@ -18,14 +18,16 @@
 //            w = a b LPsi + b' t,  LPsi <- a LPsi - D1(t);  lambda_n gets (1+b) D2(t) - D1(w).
 // The velocity gradient folds the padded grid back onto the model (edge replication transposed).
 //
-// Memory: checkpointing, not the wavefield history. The backward re-runs the forward once storing
-// the state every k steps (k = ceil(sqrt(nt * state fields))), then walks the segments from last
-// to first: restore the segment's first state, recompute its k steps keeping only L_n (one field a
-// step), and run the adjoint back through them. Per (model, shot) that holds about 2 sqrt(nt m)
-// fields (m = 2 state fields for the sponge modes, 6 with C-PML) instead of nt; the price is one
-// extra forward: backward = 2 forward passes + the adjoint pass. Each OpenMP thread keeps one
-// shot's scratch, so peak memory grows with the thread count, not with the batch. Exact: the
-// recomputed states are bit-identical to the first pass (same code, same order of operations).
+// Memory: checkpointing, not the wavefield history. The state every k steps is stored, then the
+// segments are walked from last to first: restore the segment's first state, recompute its k steps
+// keeping only L_n (one field a step), and run the adjoint back through them. The states come
+// either from the forward that produced the gathers (acoustic_forward_cpu with `checkpoints`; the
+// Python op keeps them when they are small, k chosen to balance them against the recomputation
+// buffer: forward + backward = 2 forward passes + the adjoint), or from the backward's own forward
+// pass (k = ceil(sqrt(nt * state fields)), per-thread scratch: 3 forward passes + the adjoint, and
+// per (model, shot) about 2 sqrt(nt m) fields, m = 2 state fields for the sponge modes, 6 with
+// C-PML, instead of nt). Exact either way: a restart reproduces the forward's states (the stored
+// ones come from the forward kernel, whose row code is shared; rounding may differ by an ulp).
 //
 // Work split as in the forward: one OpenMP task per (model, shot) with private scratch; per-shot
 // gradients go to separate buffers and are summed over shots after the parallel region, so the
@@ -202,8 +204,8 @@ void forward_step(const Shot<T>& s, State<T>& st, int64_t n, T* L) {
   }
 }
 
-// Adjoint pass 1 on row i: gradient, u = V lam, and (C-PML) the per-cell temporaries.
-template <typename T, bool Cpml>
+// Adjoint pass 1 on row i: the gradient and u = V lam.
+template <typename T>
 inline void adjoint_pass1_row(const Shot<T>& s, Adjoint<T>& a, int64_t i, const T* L, T* grad) {
   const Geometry<T>& g = s.g;
   const int64_t o = g.at(i, 0);
@@ -217,37 +219,61 @@ inline void adjoint_pass1_row(const Shot<T>& s, Adjoint<T>& a, int64_t i, const 
     gr[j] += lr[j] * Lr[j];
     ur[j] = Vr[j] * lr[j];
   }
-  if constexpr (Cpml) {
-    T* __restrict lpx = a.lpx.data() + o;
-    T* __restrict lpz = a.lpz.data() + o;
-    T* __restrict lzx = a.lzx.data() + o;
-    T* __restrict lzz = a.lzz.data() + o;
-    T* __restrict e2x = a.e2x.data() + o;
-    T* __restrict e2z = a.e2z.data() + o;
-    T* __restrict wx = a.wx.data() + o;
-    T* __restrict wz = a.wz.data() + o;
-    T* __restrict tx = a.tx.data() + o;
-    T* __restrict tz = a.tz.data() + o;
-    const T* __restrict ax = s.ax;
-    const T* __restrict bx = s.bx;
-    const T* __restrict dbx = s.dbx;
-    const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
+}
+
+// The C-PML per-cell temporaries of one axis on row i, columns [j0, j1) (pass 1): t = (1+b) u +
+// b Lzeta, Lzeta <- a (u + Lzeta), w = a b LPsi + b' t, LPsi <- a LPsi, e2 = (1+b) t. ZAxis: the
+// row's z coefficients (scalars), else the x coefficients per column.
+template <typename T, bool ZAxis>
+inline void adjoint_cpml_temps(const Shot<T>& s, Adjoint<T>& a, int64_t i, int64_t j0, int64_t j1) {
+  const int64_t o = s.g.at(i, 0);
+  const T* __restrict ur = a.u.data() + o;
+  T* __restrict lp = (ZAxis ? a.lpz.data() : a.lpx.data()) + o;
+  T* __restrict lz = (ZAxis ? a.lzz.data() : a.lzx.data()) + o;
+  T* __restrict e2 = (ZAxis ? a.e2z.data() : a.e2x.data()) + o;
+  T* __restrict w = (ZAxis ? a.wz.data() : a.wx.data()) + o;
+  T* __restrict t = (ZAxis ? a.tz.data() : a.tx.data()) + o;
+  const T* __restrict ax = s.ax;
+  const T* __restrict bx = s.bx;
+  const T* __restrict dbx = s.dbx;
+  const T az = s.az[i], bz = s.bz[i], dbz = s.dbz[i];
 #pragma omp simd
-    for (int64_t j = 0; j < g.nx; ++j) {
-      const T u = ur[j];
-      const T t1 = (T(1) + bx[j]) * u + bx[j] * lzx[j];
-      lzx[j] = ax[j] * (u + lzx[j]);
-      wx[j] = ax[j] * bx[j] * lpx[j] + dbx[j] * t1;
-      lpx[j] = ax[j] * lpx[j];
-      e2x[j] = (T(1) + bx[j]) * t1;
-      tx[j] = t1;
-      const T t2 = (T(1) + bz) * u + bz * lzz[j];
-      lzz[j] = az * (u + lzz[j]);
-      wz[j] = az * bz * lpz[j] + dbz * t2;
-      lpz[j] = az * lpz[j];
-      e2z[j] = (T(1) + bz) * t2;
-      tz[j] = t2;
-    }
+  for (int64_t j = j0; j < j1; ++j) {
+    const T av = ZAxis ? az : ax[j], bv = ZAxis ? bz : bx[j], dbv = ZAxis ? dbz : dbx[j];
+    const T u = ur[j];
+    const T t1 = (T(1) + bv) * u + bv * lz[j];
+    lz[j] = av * (u + lz[j]);
+    w[j] = av * bv * lp[j] + dbv * t1;
+    lp[j] = av * lp[j];
+    e2[j] = (T(1) + bv) * t1;
+    t[j] = t1;
+  }
+}
+
+// Where pass 2 reads the C-PML temporaries: the x ones in columns [0, xa) and [xb, nx), the z ones
+// in rows [0, za) and [zb, nz) (the absorbing segments of cpml_segments and the kHalo cells their
+// stencils reach). Elsewhere pass 2 reads u, so pass 1 skips them there (the values it would write
+// are never read; the Psi/zeta adjoints outside stay zero or meet zero coefficients).
+struct CpmlStrips {
+  int64_t xa, xb, za, zb;
+};
+
+template <typename T>
+CpmlStrips cpml_strips(const Shot<T>& s) {
+  const CpmlSegments c = cpml_segments(s);
+  const int64_t xa = std::min(c.x0 + kHalo, s.g.nx), za = std::min(c.z0 + kHalo, s.g.nz);
+  return {xa, std::max(c.x1 - kHalo, xa), za, std::max(c.z1 - kHalo, za)};
+}
+
+// Pass 1 on row i: gradient, u and, with C-PML, the temporaries where pass 2 reads them.
+template <typename T, bool Cpml>
+inline void adjoint_pass1(const Shot<T>& s, Adjoint<T>& a, int64_t i, const T* L, T* grad,
+                          const CpmlStrips& c) {
+  adjoint_pass1_row(s, a, i, L, grad);
+  if constexpr (Cpml) {
+    adjoint_cpml_temps<T, false>(s, a, i, 0, c.xa);
+    adjoint_cpml_temps<T, false>(s, a, i, c.xb, s.g.nx);
+    if (i < c.za || i >= c.zb) adjoint_cpml_temps<T, true>(s, a, i, 0, s.g.nx);
   }
 }
 
@@ -312,7 +338,32 @@ inline void adjoint_sponge_row(const Shot<T>& s, Adjoint<T>& a, int64_t i) {
   }
 }
 
+// Pass 2 on row i: lambda_{n+1} -> lambda_n (and the Psi adjoints) from the pass-1 fields of rows
+// i - kHalo .. i + kHalo.
+template <typename T, bool Cpml, bool Kappa>
+inline void adjoint_pass2(const Shot<T>& s, Adjoint<T>& a, int64_t i) {
+  if constexpr (Cpml) {
+    const CpmlSegments c = cpml_segments(s);
+    const int64_t nx = s.g.nx;
+    if (i < c.z0 || i >= c.z1) {
+      adjoint_cpml_segment<T, true, true>(s, a, i, 0, c.x0);
+      adjoint_cpml_segment<T, false, true>(s, a, i, c.x0, c.x1);
+      adjoint_cpml_segment<T, true, true>(s, a, i, c.x1, nx);
+    } else {
+      adjoint_cpml_segment<T, true, false>(s, a, i, 0, c.x0);
+      adjoint_cpml_segment<T, false, false>(s, a, i, c.x0, c.x1);
+      adjoint_cpml_segment<T, true, false>(s, a, i, c.x1, nx);
+    }
+  } else {
+    adjoint_sponge_row<T, Kappa>(s, a, i);
+  }
+}
+
 // One adjoint step n (backward in time): inject g_n, accumulate dJ/dV, lambda_{n+1} -> lambda_n.
+// Pass 2 of row i reads pass 1's fields of rows up to i + kHalo only, so without the periodic wrap
+// (which needs all of u before its halo is filled) the two passes run interleaved, pass 2 kHalo
+// rows behind pass 1: each row's fields are reused while still in cache. Same operations, same
+// order per cell: the result is bit-identical to running the passes one after the other.
 template <typename T, bool Cpml, bool Kappa>
 void adjoint_step(const Shot<T>& s, Adjoint<T>& a, int64_t n, const T* L, const T* g_n, T* grad) {
   const Geometry<T>& g = s.g;
@@ -320,23 +371,16 @@ void adjoint_step(const Shot<T>& s, Adjoint<T>& a, int64_t n, const T* L, const 
   T* lam = a.lam.data();
   for (int64_t k = 0; k < R; ++k) lam[(*s.rec)[k]] += g_n[k];
   grad[s.src_cell] += lam[s.src] * s.wavelet[n];
-  for (int64_t i = 0; i < g.nz; ++i) adjoint_pass1_row<T, Cpml>(s, a, i, L, grad);
-  if (s.wrap) fill_periodic_halo(g, a.u.data());
-  for (int64_t i = 0; i < g.nz; ++i) {
-    if constexpr (Cpml) {
-      const CpmlSegments c = cpml_segments(s);
-      if (i < c.z0 || i >= c.z1) {
-        adjoint_cpml_segment<T, true, true>(s, a, i, 0, c.x0);
-        adjoint_cpml_segment<T, false, true>(s, a, i, c.x0, c.x1);
-        adjoint_cpml_segment<T, true, true>(s, a, i, c.x1, g.nx);
-      } else {
-        adjoint_cpml_segment<T, true, false>(s, a, i, 0, c.x0);
-        adjoint_cpml_segment<T, false, false>(s, a, i, c.x0, c.x1);
-        adjoint_cpml_segment<T, true, false>(s, a, i, c.x1, g.nx);
-      }
-    } else {
-      adjoint_sponge_row<T, Kappa>(s, a, i);
-    }
+  const CpmlStrips c = Cpml ? cpml_strips(s) : CpmlStrips{0, 0, 0, 0};
+  if (s.wrap) {
+    for (int64_t i = 0; i < g.nz; ++i) adjoint_pass1<T, Cpml>(s, a, i, L, grad, c);
+    fill_periodic_halo(g, a.u.data());
+    for (int64_t i = 0; i < g.nz; ++i) adjoint_pass2<T, Cpml, Kappa>(s, a, i);
+    return;
+  }
+  for (int64_t i = 0; i < g.nz + kHalo; ++i) {
+    if (i < g.nz) adjoint_pass1<T, Cpml>(s, a, i, L, grad, c);
+    if (i >= kHalo) adjoint_pass2<T, Cpml, Kappa>(s, a, i - kHalo);
   }
 }
 
@@ -382,27 +426,42 @@ void adjoint_source(const AcousticForwardParams& p, int64_t task, Scratch<T>& sc
   if (p.misfit) std::copy(sums, sums + 4, p.misfit + 4 * task);
 }
 
+// Pass 1 of the checkpointing: run the forward, storing the state every k steps in ckpt
+// (n_ckpt * nf * cells) and, when sim is set, the recorded samples (nt, R).
+template <typename T, bool Cpml, bool Kappa>
+void checkpoint_pass(const Shot<T>& s, State<T>& st, int64_t nt, int64_t k, T* ckpt, T* sim) {
+  const auto fields = st.fields(Cpml);
+  const int64_t nf = static_cast<int64_t>(fields.size()), cells = s.g.cells;
+  const int64_t R = static_cast<int64_t>(s.rec->size());
+  st.init(cells, Cpml);
+  for (int64_t n = 0; n < nt; ++n) {
+    if (n % k == 0) {
+      T* dst = ckpt + (n / k) * nf * cells;
+      for (int64_t f = 0; f < nf; ++f)
+        std::copy(fields[f]->begin(), fields[f]->end(), dst + f * cells);
+    }
+    forward_step<T, Cpml, Kappa, false>(s, st, n, nullptr);
+    if (sim) {
+      for (int64_t r = 0; r < R; ++r) sim[n * R + r] = st.P[(*s.rec)[r]];
+    }
+  }
+}
+
+// The backward of one (model, shot) task. ckpt: the task's stored states, from
+// acoustic_forward_cpu (then pass 1 is skipped), or this thread's scratch to fill.
 template <typename T, bool Cpml, bool Kappa>
 void backward_shot(const AcousticForwardParams& p, const Shot<T>& s, int64_t task, int64_t k,
-                   Scratch<T>& sc) {
+                   Scratch<T>& sc, T* ckpt) {
   const int64_t cells_model = s.g.nz * s.g.nx, R = p.n_receivers, nt = p.nt;
   const auto fields = sc.st.fields(Cpml);
   const int64_t nf = static_cast<int64_t>(fields.size()), cells = s.g.cells;
   const int64_t n_ckpt = (nt + k - 1) / k;
-  sc.st.init(cells, Cpml);
-  // pass 1: forward, keeping every k-th state (and the gathers when the misfit drives the adjoint)
-  const bool record = p.observed != nullptr;
-  if (record) sc.sim.resize(static_cast<size_t>(nt * R));
-  for (int64_t n = 0; n < nt; ++n) {
-    if (n % k == 0) {
-      T* dst = sc.ckpt.data() + (n / k) * nf * cells;
-      for (int64_t f = 0; f < nf; ++f)
-        std::copy(fields[f]->begin(), fields[f]->end(), dst + f * cells);
-    }
-    forward_step<T, Cpml, Kappa, false>(s, sc.st, n, nullptr);
-    if (record) {
-      for (int64_t r = 0; r < R; ++r) sc.sim[n * R + r] = sc.st.P[(*s.rec)[r]];
-    }
+  if (p.checkpoints) {
+    sc.st.init(cells, Cpml);
+  } else {  // pass 1 (with the gathers when the misfit drives the adjoint)
+    const bool record = p.observed != nullptr;
+    if (record) sc.sim.resize(static_cast<size_t>(nt * R));
+    checkpoint_pass<T, Cpml, Kappa>(s, sc.st, nt, k, ckpt, record ? sc.sim.data() : nullptr);
   }
   adjoint_source(p, task, sc);
   // pass 2: segments from last to first, recompute then adjoint
@@ -410,7 +469,7 @@ void backward_shot(const AcousticForwardParams& p, const Shot<T>& s, int64_t tas
   sc.grad.assign(static_cast<size_t>(cells_model), T(0));
   for (int64_t c = n_ckpt - 1; c >= 0; --c) {
     const int64_t n0 = c * k, n1 = std::min(n0 + k, nt);
-    const T* src = sc.ckpt.data() + c * nf * cells;
+    const T* src = ckpt + c * nf * cells;
     for (int64_t f = 0; f < nf; ++f)
       std::copy(src + f * cells, src + (f + 1) * cells, fields[f]->begin());
     for (int64_t n = n0; n < n1; ++n) {
@@ -423,111 +482,170 @@ void backward_shot(const AcousticForwardParams& p, const Shot<T>& s, int64_t tas
   }
 }
 
+// The sizes shared by the checkpointed forward and the backward.
 template <typename T>
-void backward(const AcousticForwardParams& p) {
-  const int64_t nz = padded_nz(p), nx = padded_nx(p), pad = p.pad;
-  const int64_t tasks = p.n_models * p.n_shots, cells_model = nz * nx;
-  const bool cpml = p.boundary == Boundary::kCpml;
-  const bool kappa = !cpml && (p.kx || p.kz);
-  const int64_t n_state = cpml ? 6 : 2;
-  int64_t k = p.checkpoint_every;
-  if (k <= 0) k = static_cast<int64_t>(std::ceil(std::sqrt(double(p.nt) * double(n_state))));
-  k = std::clamp<int64_t>(k, 1, std::max<int64_t>(p.nt, 1));
-  const int64_t n_ckpt = (p.nt + k - 1) / k;
-  Geometry<T> g{nz, nx, nx + 2 * kHalo, (nz + 2 * kHalo) * (nx + 2 * kHalo)};
-  const T* vdt2 = static_cast<const T*>(p.vdt2);
-  // per-shot gradients on the model grid, summed over shots afterwards (deterministic)
-  std::vector<double> shot_grad(static_cast<size_t>(tasks * p.nzm * p.nxm), 0.0);
+struct Plan {
+  int64_t nz, nx, pad, tasks, cells_model;
+  bool cpml, kappa;
+  int64_t n_state, k, n_ckpt;
+  Geometry<T> g;
+};
+
+template <typename T>
+Plan<T> make_plan(const AcousticForwardParams& p) {
+  Plan<T> pl{};
+  pl.nz = padded_nz(p);
+  pl.nx = padded_nx(p);
+  pl.pad = p.pad;
+  pl.tasks = p.n_models * p.n_shots;
+  pl.cells_model = pl.nz * pl.nx;
+  pl.cpml = p.boundary == Boundary::kCpml;
+  pl.kappa = !pl.cpml && (p.kx || p.kz);
+  pl.n_state = pl.cpml ? 6 : 2;
+  pl.k = acoustic_checkpoint_interval(p);
+  pl.n_ckpt = (p.nt + pl.k - 1) / pl.k;
+  pl.g = Geometry<T>{pl.nz, pl.nx, pl.nx + 2 * kHalo, (pl.nz + 2 * kHalo) * (pl.nx + 2 * kHalo)};
+  return pl;
+}
+
+// One thread's scratch, sized once (the checkpoint buffer only when the states are not given).
+template <typename T>
+void prepare_scratch(const AcousticForwardParams& p, const Plan<T>& pl, Scratch<T>& sc,
+                     bool own_ckpt, bool adjoint) {
+  sc.V.resize(static_cast<size_t>(pl.cells_model));
+  if (pl.kappa) sc.K.resize(static_cast<size_t>(pl.cells_model));
+  if (own_ckpt) sc.ckpt.resize(static_cast<size_t>(pl.n_ckpt * pl.n_state * pl.g.cells));
+  if (adjoint) sc.seg.resize(static_cast<size_t>(pl.k * pl.cells_model));
+  sc.rec.resize(static_cast<size_t>(p.n_receivers));
+  for (int64_t r = 0; r < p.n_receivers; ++r) {
+    sc.rec[r] = pl.g.at(p.receiver_rc[2 * r], p.receiver_rc[2 * r + 1]);
+  }
+}
+
+// The padded (v dt)^2 and kappa of model b into the thread's scratch.
+template <typename T>
+void load_model(const AcousticForwardParams& p, const Plan<T>& pl, int64_t b, Scratch<T>& sc) {
+  const int64_t nz = pl.nz, nx = pl.nx, pad = pl.pad;
+  const T* vm = static_cast<const T*>(p.vdt2) + b * p.nzm * p.nxm;
+  for (int64_t i = 0; i < nz; ++i) {
+    const int64_t mr = std::clamp<int64_t>(i - pad, 0, p.nzm - 1);
+    for (int64_t j = 0; j < nx; ++j) {
+      sc.V[i * nx + j] = vm[mr * p.nxm + std::clamp<int64_t>(j - pad, 0, p.nxm - 1)];
+    }
+  }
+  if (!pl.kappa) return;
+  const T* kx = p.kx ? static_cast<const T*>(p.kx) + b * nx : nullptr;
+  const T* kz = p.kz ? static_cast<const T*>(p.kz) + b * nz : nullptr;
+  for (int64_t i = 0; i < nz; ++i) {
+    for (int64_t j = 0; j < nx; ++j) {
+      const bool in_cols = j >= pad && j < pad + p.nxm;
+      sc.K[i * nx + j] = (kx ? kx[j] : T(0)) + (kz && in_cols ? kz[i] : T(0));
+    }
+  }
+}
+
+// Shot s_idx of model b (whose V, K are loaded in sc).
+template <typename T>
+Shot<T> make_shot(const AcousticForwardParams& p, const Plan<T>& pl, Scratch<T>& sc, int64_t b,
+                  int64_t s_idx) {
+  auto prof = [&](const void* ptr, int64_t n) {
+    return ptr ? static_cast<const T*>(ptr) + b * n : nullptr;
+  };
+  const int64_t sr = p.source_rc[2 * s_idx], scol = p.source_rc[2 * s_idx + 1];
+  return Shot<T>{&p,
+                 pl.g,
+                 pl.cpml,
+                 pl.kappa,
+                 p.wrap,
+                 T(p.rdx2),
+                 T(p.rdz2),
+                 T(p.rdx),
+                 T(p.rdz),
+                 sc.V.data(),
+                 pl.kappa ? sc.K.data() : nullptr,
+                 prof(p.ax, pl.nx),
+                 prof(p.bx, pl.nx),
+                 prof(p.dbx, pl.nx),
+                 prof(p.az, pl.nz),
+                 prof(p.bz, pl.nz),
+                 prof(p.dbz, pl.nz),
+                 pl.g.at(sr, scol),
+                 sr * pl.nx + scol,
+                 &sc.rec,
+                 static_cast<const T*>(p.wavelet)};
+}
+
+// Run f(task, shot, scratch) for every (model, shot) task, one OpenMP task each, with the model's
+// padded fields loaded once per thread and model; errors are rethrown after the parallel region.
+template <typename T, typename F>
+void for_each_task(const AcousticForwardParams& p, const Plan<T>& pl, bool own_ckpt, bool adjoint,
+                   const char* who, F&& f) {
   std::string error;
 #pragma omp parallel
   {
+    cpu::FlushDenormals ftz;  // as in the forward: the adjoint's fronts spread denormals too
     Scratch<T> sc;
     bool ready = false;
     int64_t model = -1;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tasks; ++t) {
+    for (int64_t t = 0; t < pl.tasks; ++t) {
       try {
         if (!ready) {
-          sc.V.resize(static_cast<size_t>(cells_model));
-          if (kappa) sc.K.resize(static_cast<size_t>(cells_model));
-          sc.ckpt.resize(static_cast<size_t>(n_ckpt * n_state * g.cells));
-          sc.seg.resize(static_cast<size_t>(k * cells_model));
-          sc.rec.resize(static_cast<size_t>(p.n_receivers));
-          for (int64_t r = 0; r < p.n_receivers; ++r) {
-            sc.rec[r] = g.at(p.receiver_rc[2 * r], p.receiver_rc[2 * r + 1]);
-          }
+          prepare_scratch(p, pl, sc, own_ckpt, adjoint);
           ready = true;
         }
-        const int64_t b = t / p.n_shots, s_idx = t % p.n_shots;
-        if (b != model) {  // padded (v dt)^2 and kappa of this model
-          const T* vm = vdt2 + b * p.nzm * p.nxm;
-          for (int64_t i = 0; i < nz; ++i) {
-            const int64_t mr = std::clamp<int64_t>(i - pad, 0, p.nzm - 1);
-            for (int64_t j = 0; j < nx; ++j) {
-              sc.V[i * nx + j] = vm[mr * p.nxm + std::clamp<int64_t>(j - pad, 0, p.nxm - 1)];
-            }
-          }
-          if (kappa) {
-            const T* kx = p.kx ? static_cast<const T*>(p.kx) + b * nx : nullptr;
-            const T* kz = p.kz ? static_cast<const T*>(p.kz) + b * nz : nullptr;
-            for (int64_t i = 0; i < nz; ++i) {
-              for (int64_t j = 0; j < nx; ++j) {
-                const bool in_cols = j >= pad && j < pad + p.nxm;
-                sc.K[i * nx + j] = (kx ? kx[j] : T(0)) + (kz && in_cols ? kz[i] : T(0));
-              }
-            }
-          }
+        const int64_t b = t / p.n_shots;
+        if (b != model) {
+          load_model(p, pl, b, sc);
           model = b;
         }
-        auto prof = [&](const void* ptr, int64_t n) {
-          return ptr ? static_cast<const T*>(ptr) + b * n : nullptr;
-        };
-        const int64_t sr = p.source_rc[2 * s_idx], scol = p.source_rc[2 * s_idx + 1];
-        Shot<T> s{&p,
-                  g,
-                  cpml,
-                  kappa,
-                  p.wrap,
-                  T(p.rdx2),
-                  T(p.rdz2),
-                  T(p.rdx),
-                  T(p.rdz),
-                  sc.V.data(),
-                  kappa ? sc.K.data() : nullptr,
-                  prof(p.ax, nx),
-                  prof(p.bx, nx),
-                  prof(p.dbx, nx),
-                  prof(p.az, nz),
-                  prof(p.bz, nz),
-                  prof(p.dbz, nz),
-                  g.at(sr, scol),
-                  sr * nx + scol,
-                  &sc.rec,
-                  static_cast<const T*>(p.wavelet)};
-        if (cpml) {
-          backward_shot<T, true, false>(p, s, t, k, sc);
-        } else if (kappa) {
-          backward_shot<T, false, true>(p, s, t, k, sc);
-        } else {
-          backward_shot<T, false, false>(p, s, t, k, sc);
-        }
-        // fold the padded grid onto the model (transpose of the edge replication)
-        double* out = shot_grad.data() + t * p.nzm * p.nxm;
-        for (int64_t i = 0; i < nz; ++i) {
-          const int64_t mr = std::clamp<int64_t>(i - pad, 0, p.nzm - 1);
-          for (int64_t j = 0; j < nx; ++j) {
-            out[mr * p.nxm + std::clamp<int64_t>(j - pad, 0, p.nxm - 1)] += sc.grad[i * nx + j];
-          }
-        }
+        f(t, make_shot(p, pl, sc, b, t % p.n_shots), sc);
       } catch (const std::exception& e) {
 #pragma omp critical
         error = e.what();
       }
     }
   }
-  if (!error.empty()) throw std::runtime_error("acoustic_backward_cpu: " + error);
+  if (!error.empty()) throw std::runtime_error(std::string(who) + ": " + error);
+}
+
+// The boundary mode's template instance of f<Cpml, Kappa>.
+template <typename T, typename F>
+void dispatch_mode(const Plan<T>& pl, F&& f) {
+  if (pl.cpml) {
+    f(std::true_type{}, std::false_type{});
+  } else if (pl.kappa) {
+    f(std::false_type{}, std::true_type{});
+  } else {
+    f(std::false_type{}, std::false_type{});
+  }
+}
+
+template <typename T>
+void backward(const AcousticForwardParams& p) {
+  const Plan<T> pl = make_plan<T>(p);
+  const int64_t per_task = pl.n_ckpt * pl.n_state * pl.g.cells, m = p.nzm * p.nxm;
+  const int64_t nz = pl.nz, nx = pl.nx, pad = pl.pad;
+  T* given = static_cast<T*>(p.checkpoints);
+  // per-shot gradients on the model grid, summed over shots afterwards (deterministic)
+  std::vector<double> shot_grad(static_cast<size_t>(pl.tasks * m), 0.0);
+  for_each_task(
+      p, pl, given == nullptr, true, "acoustic_backward_cpu",
+      [&](int64_t t, const Shot<T>& s, Scratch<T>& sc) {
+        T* ckpt = given ? given + t * per_task : sc.ckpt.data();
+        dispatch_mode(pl, [&](auto cpml, auto kappa) {
+          backward_shot<T, decltype(cpml)::value, decltype(kappa)::value>(p, s, t, pl.k, sc, ckpt);
+        });
+        // fold the padded grid onto the model (transpose of the edge replication)
+        double* out = shot_grad.data() + t * m;
+        for (int64_t i = 0; i < nz; ++i) {
+          const int64_t mr = std::clamp<int64_t>(i - pad, 0, p.nzm - 1);
+          for (int64_t j = 0; j < nx; ++j) {
+            out[mr * p.nxm + std::clamp<int64_t>(j - pad, 0, p.nxm - 1)] += sc.grad[i * nx + j];
+          }
+        }
+      });
   T* grad = static_cast<T*>(p.grad_vdt2);
-  const int64_t m = p.nzm * p.nxm;
   for (int64_t b = 0; b < p.n_models; ++b) {
     for (int64_t c = 0; c < m; ++c) {
       double acc = 0;
@@ -539,12 +657,27 @@ void backward(const AcousticForwardParams& p) {
 
 }  // namespace
 
+int64_t acoustic_checkpoint_interval(const AcousticForwardParams& p) {
+  const int64_t n_state = p.boundary == Boundary::kCpml ? 6 : 2;
+  int64_t k = p.checkpoint_every;
+  if (k <= 0) k = static_cast<int64_t>(std::ceil(std::sqrt(double(p.nt) * double(n_state))));
+  return std::clamp<int64_t>(k, 1, std::max<int64_t>(p.nt, 1));
+}
+
+int64_t acoustic_checkpoint_elems(const AcousticForwardParams& p) {
+  const int64_t k = acoustic_checkpoint_interval(p), n_ckpt = (p.nt + k - 1) / k;
+  const int64_t cells = (padded_nz(p) + 2 * kHalo) * (padded_nx(p) + 2 * kHalo);
+  const int64_t n_state = p.boundary == Boundary::kCpml ? 6 : 2;
+  return p.n_models * p.n_shots * n_ckpt * n_state * cells;
+}
+
 void acoustic_backward_cpu(const AcousticForwardParams& p) {
   auto fail = [](const std::string& m) { throw std::invalid_argument("acoustic_backward: " + m); };
   if (!p.grad_vdt2) fail("null grad_vdt2");
   if (p.observed ? !p.grad_misfit : !p.grad_out) {
     fail("needs grad_out, or observed with grad_misfit");
   }
+  if (p.observed && p.checkpoints) fail("stored checkpoints cannot drive the misfit's adjoint");
   const int64_t m = p.n_models * p.nzm * p.nxm;
   if (p.n_models * p.n_shots * p.nt == 0) {  // no shot or no step: the gradient is zero
     if (p.dtype == DType::kFloat32) {

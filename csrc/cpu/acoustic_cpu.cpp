@@ -10,9 +10,11 @@
 // Sponge rows take (v dt)^2 and kappa from per-row buffers rebuilt only when they change (the
 // padded 310 x 310 OpenFWI velocity is never stored, which keeps a shot inside L2); C-PML rows are
 // cut into x-strips and an interior at multiples of kVec, and interior rows are done in pairs.
-// Denormals are flushed to zero while the kernel runs (FlushDenormals). With `observed` set, the
-// receivers' samples are compared on the fly (fused misfit) instead of being written out.
+// Denormals are flushed to zero while the kernel runs (FlushDenormals). With `checkpoints` set, the
+// state every k steps is also stored for the backward (acoustic_adjoint_cpu.cpp). With `observed`
+// set, the receivers' samples are compared on the fly (fused misfit) instead of being written out.
 #include <algorithm>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,10 +25,6 @@
 
 #ifdef UBD_WITH_OPENMP
 #include <omp.h>
-#endif
-#if defined(__SSE2__)
-#include <xmmintrin.h>
-#define UBD_HAVE_MXCSR 1
 #endif
 
 namespace ubd {
@@ -66,29 +64,6 @@ inline void row_pair_plain(const RowArgs<T>& r, int64_t vld, int64_t j0, int64_t
     Q[j + L] = leapfrog(d, Q[j + L], V[j + vld], lap1);
   }
 }
-
-// Flush-to-zero / denormals-are-zero on this thread for the object's lifetime. Ahead of the
-// wavefront the stencil spreads exponentially small precursors; below ~1e-38 (float) each
-// operation on them costs a microcode assist. Flushing changes results by < 1e-38 absolute.
-class FlushDenormals {
- public:
-  FlushDenormals() {
-#ifdef UBD_HAVE_MXCSR
-    saved_ = _mm_getcsr();
-    _mm_setcsr(saved_ | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
-#endif
-  }
-  ~FlushDenormals() {
-#ifdef UBD_HAVE_MXCSR
-    _mm_setcsr(saved_);
-#endif
-  }
-  FlushDenormals(const FlushDenormals&) = delete;
-  FlushDenormals& operator=(const FlushDenormals&) = delete;
-
- private:
-  unsigned int saved_ = 0;
-};
 
 template <typename T>
 struct Model {
@@ -245,9 +220,25 @@ void sweep_cpml(const AcousticForwardParams& p, const Model<T>& m, ShotScratch<T
   }
 }
 
+// Copy the state (P, P_prev[, Psi_x, Psi_z, zeta_x, zeta_z]) to dst in the backward's layout:
+// each field halo-inclusive with leading dimension nx + 2 kHalo (the dead columns dropped; those
+// next to the grid are zero, or periodic copies the next step refills, like the backward's halo).
+template <typename T>
+void store_state(const ShotScratch<T>& sc, std::initializer_list<const T*> fields, T* dst) {
+  const int64_t w = sc.nx + 2 * kHalo, rows = sc.nz + 2 * kHalo;
+  for (const T* f : fields) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* src = f + i * sc.ld;
+      std::copy(src, src + w, dst + i * w);
+    }
+    dst += rows * w;
+  }
+}
+
 template <typename T>
 void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row, int64_t src_col,
-              const T* wavelet, T* out, const T* observed, double* sums, ShotScratch<T>& sc) {
+              const T* wavelet, T* out, const T* observed, double* sums, ShotScratch<T>& sc,
+              T* ckpt) {
   const int64_t nz = sc.nz, nx = sc.nx, nxr = sc.nxr, pad = p.pad, nzm = p.nzm, nxm = p.nxm;
   const bool cpml = p.boundary == Boundary::kCpml;
   sc.zero_fields();
@@ -281,7 +272,17 @@ void run_shot(const AcousticForwardParams& p, const Model<T>& m, int64_t src_row
   r.rdz2 = T(p.rdz2);
   r.rdx = T(p.rdx);
   r.rdz = T(p.rdz);
+  const int64_t k = ckpt ? acoustic_checkpoint_interval(p) : 0;
+  const int64_t per_state = (cpml ? 6 : 2) * (nz + 2 * kHalo) * (nx + 2 * kHalo);
   for (int64_t n = 0; n < p.nt; ++n) {
+    if (ckpt && n % k == 0) {
+      T* dst = ckpt + (n / k) * per_state;
+      if (cpml) {
+        store_state<T>(sc, {P, Q, psx, psz, sc.zx.data(), sc.zz.data()}, dst);
+      } else {
+        store_state<T>(sc, {P, Q}, dst);
+      }
+    }
     if (cpml) {
       sweep_cpml(p, m, sc, r, P, Q, psx, psxn, psz, pszn);
       std::swap(psx, psxn);
@@ -318,13 +319,14 @@ void forward(const AcousticForwardParams& p) {
   const int64_t tasks = p.n_models * p.n_shots;
   const bool cpml = p.boundary == Boundary::kCpml;
   const T* vdt2 = static_cast<const T*>(p.vdt2);
+  const int64_t ckpt_per_task = tasks ? acoustic_checkpoint_elems(p) / tasks : 0;
   auto prof = [](const void* ptr, int64_t b, int64_t n) {
     return ptr ? static_cast<const T*>(ptr) + b * n : nullptr;
   };
   std::string error;
 #pragma omp parallel
   {
-    FlushDenormals ftz;
+    cpu::FlushDenormals ftz;
     ShotScratch<T> sc;
     bool ready = false;
 #pragma omp for schedule(dynamic, 1)
@@ -342,8 +344,9 @@ void forward(const AcousticForwardParams& p) {
         T* out = p.out ? static_cast<T*>(p.out) + trace0 : nullptr;
         const T* observed = p.observed ? static_cast<const T*>(p.observed) + trace0 : nullptr;
         double* sums = p.misfit ? p.misfit + 4 * t : nullptr;
+        T* ckpt = p.checkpoints ? static_cast<T*>(p.checkpoints) + t * ckpt_per_task : nullptr;
         run_shot<T>(p, m, p.source_rc[2 * s], p.source_rc[2 * s + 1],
-                    static_cast<const T*>(p.wavelet), out, observed, sums, sc);
+                    static_cast<const T*>(p.wavelet), out, observed, sums, sc, ckpt);
       } catch (const std::exception& e) {
 #pragma omp critical
         error = e.what();
@@ -384,6 +387,9 @@ void check_acoustic_params(const AcousticForwardParams& p) {
 void acoustic_forward_cpu(const AcousticForwardParams& p) {
   if (p.n_models * p.n_shots * p.nt == 0) return;  // nothing to do (empty tensors have null data)
   check_acoustic_params(p);
+  if (p.checkpoints && (p.observed || !p.out)) {
+    throw std::invalid_argument("acoustic_forward: checkpoints are stored with gathers only");
+  }
   if (p.dtype == DType::kFloat32) {
     forward<float>(p);
   } else {

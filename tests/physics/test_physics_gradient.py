@@ -71,6 +71,74 @@ def test_checkpoint_interval_does_not_change_the_gradient(every: int) -> None:
     torch.testing.assert_close(chosen, auto, rtol=0, atol=0)  # exact recomputation
 
 
+@pytest.mark.parametrize("every", [1, 7, 60, 1000])
+@pytest.mark.parametrize("boundary", ["openfwi", "pml", "none"])
+def test_states_stored_by_the_forward_give_the_same_gradient(boundary: str, every: int) -> None:
+    """The forward for a gradient keeps its states; the backward restarting from them agrees with
+    the backward that re-runs the forward itself (the stored states come from the forward kernel,
+    the re-run from the backward's own stepping: equal to float64 rounding)."""
+    s = tiny_survey()
+    v = random_velocity(s, seed=2)
+    args = acoustic_native.native_args(
+        prepare_problem(v, s, boundary=boundary, **BOUNDARY_KW[boundary])
+    )
+    grad_out = torch.randn(2, s.n_sources, s.nt, s.n_receivers, dtype=torch.float64)
+    gathers, states = acoustic_native._call_native(
+        args, kind="forward_ckpt", checkpoint_every=every
+    )
+    assert states.numel() == acoustic_native.checkpoint_numel(args, every)
+    torch.testing.assert_close(gathers, acoustic_native._call_native(args, kind="forward"))
+    stored = acoustic_native._call_native(
+        args, kind="backward", grad=grad_out, checkpoints=states, checkpoint_every=every
+    )
+    recomputed = acoustic_native._call_native(args, kind="backward", grad=grad_out)
+    assert rel(stored, recomputed) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gathers_for_a_gradient_match_the_plain_forward(dtype: torch.dtype) -> None:
+    """simulate() with requires_grad runs the CPU forward that keeps its states: same kernel, so
+    the same gathers; its backward matches the backward that keeps nothing."""
+    s = tiny_survey(nz=21, nx=17, nt=80)
+    v = random_velocity(s, seed=3, dtype=dtype)
+    for boundary in ("openfwi", "pml"):
+        plain = up.physics.simulate(v, s, boundary=boundary)
+        x = v.clone().requires_grad_()
+        assert acoustic_native.keeps_states(
+            acoustic_native.native_args(prepare_problem(x, s, boundary=boundary))
+        )
+        sim = up.physics.simulate(x, s, boundary=boundary)
+        torch.testing.assert_close(sim.detach(), plain, rtol=0, atol=0)
+        weights = torch.randn_like(plain)
+        (g,) = torch.autograd.grad((sim * weights).sum(), x)
+        args = acoustic_native.native_args(prepare_problem(x.detach(), s, boundary=boundary))
+        vdt2 = args[0].clone().requires_grad_()
+        out = torch.ops.ubdiff_phys.acoustic_forward(vdt2, *args[1:])  # keeps no states
+        (g_vdt2,) = torch.autograd.grad((out * weights).sum(), vdt2)
+        (g_ref,) = torch.autograd.grad(
+            (up.physics.simulate(x, s, boundary=boundary) * weights).sum(), x
+        )
+        torch.testing.assert_close(g, g_ref, rtol=0, atol=0)  # deterministic
+        assert g_vdt2.abs().sum() > 0
+
+
+def test_states_kept_only_where_they_are_small() -> None:
+    """On the OpenFWI survey (B = 4, float32) the C-PML grid's states are kept (1.2 MB a shot),
+    the 310 x 310 sponge grid's are not (6.3 MB a shot): its backward recomputes them."""
+    s = Survey.openfwi()
+    v = torch.full((4, s.nz, s.nx), 3000.0, requires_grad=True)
+    kept = {
+        b: acoustic_native.keeps_states(
+            acoustic_native.native_args(prepare_problem(v, s, boundary=b))
+        )
+        for b in ("pml", "openfwi")
+    }
+    assert kept == {"pml": True, "openfwi": False}
+    with torch.no_grad():
+        args = acoustic_native.native_args(prepare_problem(v, s, boundary="pml"))
+        assert not acoustic_native.keeps_states(args)
+
+
 @pytest.mark.parametrize("boundary", ["none", "pml"])
 def test_gradcheck_tiny(boundary: str) -> None:
     """Finite differences see the boundary profiles move with the velocity (the OpenFWI sponge
@@ -190,6 +258,20 @@ def test_opcheck_and_compile() -> None:
     (g_c,) = torch.autograd.grad(compiled(args[0]), args[0])
     (g_e,) = torch.autograd.grad(f(args[0]), args[0])
     torch.testing.assert_close(g_c, g_e)
+    # the forward that keeps its states for the backward (what simulate() runs under autograd)
+    every = acoustic_native.checkpoint_interval(tuple(args))
+    torch.library.opcheck(
+        torch.ops.ubdiff_phys.acoustic_forward_checkpointed.default, (*args, every)
+    )
+
+    def g(vdt2):
+        out, _ = torch.ops.ubdiff_phys.acoustic_forward_checkpointed(vdt2, *args[1:], every)
+        return out.square().sum()
+
+    (g_c,) = torch.autograd.grad(
+        torch.compile(g, fullgraph=True, backend="aot_eager")(args[0]), args[0]
+    )
+    torch.testing.assert_close(g_c, g_e)  # the same gradient as the op that keeps no states
 
 
 def test_misfit_rejects_bad_observed() -> None:

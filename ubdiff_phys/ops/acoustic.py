@@ -61,6 +61,8 @@ def acoustic_forward(
     args = acoustic_native.native_args(problem)
     ops = torch.ops.ubdiff_phys
     if observed is None:
+        if acoustic_native.keeps_states(args):
+            return acoustic_native.forward_for_gradient(args)
         return ops.acoustic_forward(*args)
     lo, hi = (0.0, 1.0) if log_bounds is None else (float(log_bounds[0]), float(log_bounds[1]))
     observed = observed.to(args[0].dtype).contiguous()

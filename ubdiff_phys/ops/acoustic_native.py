@@ -16,13 +16,14 @@ The backward has a CPU kernel only so far: CUDA tensors are copied to the host f
 one-time warning), which gives correct gradients on a GPU machine at CPU speed.
 """
 
+import math
 import warnings
 
 import torch
 
 from ubdiff_phys._native import native
 
-__all__ = ["misfit_value_and_grad", "native_args"]
+__all__ = ["forward_for_gradient", "keeps_states", "misfit_value_and_grad", "native_args"]
 
 Tensor = torch.Tensor
 _warned_cuda_backward = False
@@ -62,6 +63,7 @@ def _call_native(
     grad=None,
     sums=None,
     checkpoint_every: int = 0,
+    checkpoints: Tensor | None = None,
 ) -> Tensor:
     """Fill the native parameter struct and run one entry point.
 
@@ -72,13 +74,17 @@ def _call_native(
         observed: (B, S, nt, R) for the misfit kinds; bounds: (lo, hi) log bounds or None.
         sums: "misfit_backward" on CPU only: a (B, S, 4) float64 tensor that also receives the
             misfit sums (value and gradient in one call).
-        checkpoint_every: backward only: steps between stored states (0: sqrt(nt * fields)).
+        checkpoint_every: "forward_ckpt" and the backward kinds: steps between stored states
+            (0: sqrt(nt * fields)).
+        checkpoints: "backward" on CPU only: the states "forward_ckpt" stored (same
+            ``checkpoint_every``); the backward then skips its own forward pass.
 
     Returns:
-        gathers (B, S, nt, R) | sums (B, S, 4) float64 | grad_vdt2 (B, nzm, nxm).
+        gathers (B, S, nt, R) | sums (B, S, 4) float64 | grad_vdt2 (B, nzm, nxm); "forward_ckpt":
+        (gathers, checkpoints (n,) of the compute dtype).
     """
     C = native()
-    vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, src, rec, wavelet, pad, cpml, wrap, dx, dz = args
+    vdt2, src, rec, wavelet = args[0], args[9], args[10], args[11]
     dtype, device = vdt2.dtype, vdt2.device
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"native acoustic op supports float32/float64, got {dtype}")
@@ -96,34 +102,26 @@ def _call_native(
         keep.append(t)
         return t.data_ptr()
 
-    if kind == "forward":
+    if kind in ("forward", "forward_ckpt"):
         result = torch.empty(n_models, n_shots, nt, n_rec, dtype=dtype, device=device)
     elif kind == "misfit":
         result = torch.zeros(n_models, n_shots, 4, dtype=torch.float64, device=device)
     else:
         result = torch.zeros_like(vdt2)
+    if kind == "forward_ckpt":
+        if device.type != "cpu" or checkpoint_every <= 0:
+            raise ValueError("the checkpointed forward runs on the CPU with checkpoint_every > 0")
+        stored = torch.empty(checkpoint_numel(args, checkpoint_every), dtype=dtype)
     if result.numel() == 0 or (not backward and nt * n_rec == 0):
-        return result
-    p = C.AcousticForwardParams()
-    p.n_models, p.n_shots, p.nt = n_models, n_shots, nt
-    p.nzm, p.nxm, p.pad, p.n_receivers = nzm, nxm, pad, n_rec
-    p.boundary = C.Boundary.cpml if cpml else C.Boundary.sponge
-    p.dtype = C.DType.float32 if dtype == torch.float32 else C.DType.float64
-    p.wrap = wrap
-    p.rdx2, p.rdz2, p.rdx, p.rdz = 1.0 / dx**2, 1.0 / dz**2, 1.0 / dx, 1.0 / dz
-    p.vdt2 = ptr(vdt2)
-    p.kx, p.kz = ptr(kx), ptr(kz)
-    p.ax, p.bx, p.dbx = ptr(ax), ptr(bx), ptr(dbx)
-    p.az, p.bz, p.dbz = ptr(az), ptr(bz), ptr(dbz)
-    p.source_rc, p.receiver_rc = ptr(src, torch.int64), ptr(rec, torch.int64)
-    p.wavelet = ptr(wavelet)
+        return (result, stored) if kind == "forward_ckpt" else result
+    p = _problem_params(C, args, ptr)
     p.checkpoint_every = int(checkpoint_every)
     if observed is not None:
         p.observed = ptr(observed)
         p.normalise = bounds is not None
         if bounds is not None:
             p.norm_lo, p.norm_hi = float(bounds[0]), float(bounds[1])
-    if kind == "forward":
+    if kind in ("forward", "forward_ckpt"):
         p.out = result.data_ptr()
     elif kind == "misfit":
         p.misfit = result.data_ptr()
@@ -133,6 +131,14 @@ def _call_native(
         p.grad_misfit, p.grad_vdt2 = ptr(grad, torch.float64), result.data_ptr()
         if sums is not None:
             p.misfit = sums.data_ptr()
+    if checkpoints is not None:
+        p.checkpoints = checkpoints.data_ptr()
+    if kind == "forward_ckpt":
+        if C.acoustic_checkpoint_elems(p) != stored.numel():
+            raise RuntimeError("checkpoint size mismatch between Python and the native op")
+        p.checkpoints = stored.data_ptr()
+        C.acoustic_forward_cpu(p)
+        return result, stored
     if device.type == "cpu":
         (C.acoustic_backward_cpu if backward else C.acoustic_forward_cpu)(p)
     elif device.type == "cuda":
@@ -145,6 +151,54 @@ def _call_native(
     else:
         raise ValueError(f"native acoustic op runs on cpu or cuda tensors, got device {device}")
     return result
+
+
+def _problem_params(C, args: tuple, ptr):
+    """The native parameter struct with the problem's sizes, geometry and tensors (``ptr`` turns
+    a tensor into a pointer kept alive by the caller)."""
+    vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, src, rec, wavelet, pad, cpml, wrap, dx, dz = args
+    p = C.AcousticForwardParams()
+    p.n_models, p.nzm, p.nxm = vdt2.shape
+    p.n_shots, p.n_receivers, p.nt = src.shape[0], rec.shape[0], wavelet.shape[0]
+    p.pad = pad
+    p.boundary = C.Boundary.cpml if cpml else C.Boundary.sponge
+    p.dtype = C.DType.float32 if vdt2.dtype == torch.float32 else C.DType.float64
+    p.wrap = wrap
+    p.rdx2, p.rdz2, p.rdx, p.rdz = 1.0 / dx**2, 1.0 / dz**2, 1.0 / dx, 1.0 / dz
+    p.vdt2 = ptr(vdt2)
+    p.kx, p.kz = ptr(kx), ptr(kz)
+    p.ax, p.bx, p.dbx = ptr(ax), ptr(bx), ptr(dbx)
+    p.az, p.bz, p.dbz = ptr(az), ptr(bz), ptr(dbz)
+    p.source_rc, p.receiver_rc = ptr(src, torch.int64), ptr(rec, torch.int64)
+    p.wavelet = ptr(wavelet)
+    return p
+
+
+def checkpoint_interval(args: tuple, threads: int | None = None) -> int:
+    """Steps between the states the checkpointed forward keeps for the backward.
+
+    The stored states of all B*S shots (``B S nt / k`` states of ``n_state`` fields) live until the
+    backward; the recomputation buffer (``k`` fields per OpenMP thread) only during it. Their sum is
+    smallest at ``k = sqrt(B S nt n_state / threads)``, never below the backward's own choice
+    ``sqrt(nt n_state)``; clamped to [1, nt].
+    """
+    vdt2, src, wavelet, cpml = args[0], args[9], args[11], args[13]
+    nt, tasks = wavelet.shape[0], vdt2.shape[0] * src.shape[0]
+    n_state = 6 if cpml else 2
+    threads = max(1, threads or torch.get_num_threads())
+    k = math.ceil(math.sqrt(nt * n_state * max(tasks / threads, 1.0)))
+    return max(1, min(k, nt))
+
+
+def checkpoint_numel(args: tuple, checkpoint_every: int) -> int:
+    """Elements of the stored states: (B S, ceil(nt / k), n_state, (nz + 2 pad + 4)(nx + 2 pad + 4))
+    on the halo-inclusive padded grid (the native ``acoustic_checkpoint_elems``)."""
+    vdt2, src, wavelet, pad, cpml = args[0], args[9], args[11], args[12], args[13]
+    n_models, nzm, nxm = vdt2.shape
+    nt = wavelet.shape[0]
+    k = max(1, min(checkpoint_every, max(nt, 1)))
+    cells = (nzm + 2 * pad + 4) * (nxm + 2 * pad + 4)
+    return n_models * src.shape[0] * -(-nt // k) * (6 if cpml else 2) * cells
 
 
 def _cuda_backward_on_host(args: tuple, **kw) -> Tensor:
@@ -196,6 +250,88 @@ def _backward_op(grad_out, *args):
 @_backward_op.register_fake
 def _(grad_out, vdt2, *rest):
     return torch.empty_like(vdt2)
+
+
+# The forward for a gradient (CPU): also returns the states the backward restarts from, so the
+# backward skips its own forward pass (forward + backward = 2 forward passes + the adjoint).
+@_op(
+    "acoustic_forward_checkpointed",
+    f"({_PROBLEM}, {_SCALARS}, int checkpoint_every) -> (Tensor, Tensor)",
+)
+def _forward_ckpt_op(*args):
+    return _call_native(args[:-1], kind="forward_ckpt", checkpoint_every=args[-1])
+
+
+@_forward_ckpt_op.register_fake
+def _(*args):
+    vdt2, src, rec, wavelet = args[0], args[9], args[10], args[11]
+    gathers = vdt2.new_empty((vdt2.shape[0], src.shape[0], wavelet.shape[0], rec.shape[0]))
+    return gathers, vdt2.new_empty((checkpoint_numel(args[:-1], args[-1]),))
+
+
+@_op(
+    "acoustic_backward_checkpointed",
+    f"(Tensor grad_out, Tensor checkpoints, {_PROBLEM}, {_SCALARS}, int checkpoint_every) "
+    "-> Tensor",
+)
+def _backward_ckpt_op(grad_out, checkpoints, *args):
+    return _call_native(
+        args[:-1],
+        kind="backward",
+        grad=grad_out,
+        checkpoints=checkpoints,
+        checkpoint_every=args[-1],
+    )
+
+
+@_backward_ckpt_op.register_fake
+def _(grad_out, checkpoints, vdt2, *rest):
+    return torch.empty_like(vdt2)
+
+
+def _setup_ckpt(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[1], *inputs[:_N_PROBLEM])
+    ctx.scalars = inputs[_N_PROBLEM:]
+
+
+def _backward_ckpt(ctx, grad, _grad_states):
+    stored, *problem = ctx.saved_tensors
+    out = None
+    if ctx.needs_input_grad[0]:
+        out = _backward_ckpt_op(grad.contiguous(), stored, *problem, *ctx.scalars)
+    return (out,) + (None,) * (len(problem) + len(ctx.scalars) - 1)
+
+
+_forward_ckpt_op.register_autograd(_backward_ckpt, setup_context=_setup_ckpt)
+
+
+#: Most bytes of stored states per shot the forward keeps for the backward. The C-PML grid of the
+#: OpenFWI survey needs 1.2 MB per shot at B = 4 (float32), the 310 x 310 sponge grid of
+#: boundary="openfwi" 6.3 MB: kept, that would be 36 % of deepwave's memory per model (measured
+#: with benchmarks/bench_gradient.py), so that mode recomputes them in the backward instead.
+STATES_MAX_BYTES_PER_SHOT = 2 * 2**20
+
+
+def keeps_states(args: tuple) -> bool:
+    """Whether the forward of these :func:`native_args` keeps its states for the backward: on the
+    CPU, under autograd, when they fit :data:`STATES_MAX_BYTES_PER_SHOT`."""
+    vdt2, src = args[0], args[9]
+    if vdt2.device.type != "cpu" or not (vdt2.requires_grad and torch.is_grad_enabled()):
+        return False
+    shots = vdt2.shape[0] * src.shape[0]
+    if shots == 0:
+        return False
+    size = checkpoint_numel(args, checkpoint_interval(args)) * vdt2.element_size()
+    return size <= STATES_MAX_BYTES_PER_SHOT * shots
+
+
+def forward_for_gradient(args: tuple) -> Tensor:
+    """Gathers (B, S, nt, R) of :func:`native_args` ``args`` on CPU tensors, differentiable in
+    ``vdt2``, with the states for the backward kept from this pass (see
+    :func:`checkpoint_interval` for their size): forward + backward = 2 forward passes + the
+    adjoint instead of 3 + the adjoint."""
+    gathers, _ = _forward_ckpt_op(*args, checkpoint_interval(args))
+    return gathers
 
 
 def _misfit_args(args: tuple) -> tuple[tuple, Tensor, tuple[float, float] | None]:

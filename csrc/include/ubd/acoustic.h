@@ -74,6 +74,12 @@ struct AcousticForwardParams {
   const double* grad_misfit = nullptr;
   void* grad_vdt2 = nullptr;     // (B, nzm, nxm) output, written (not accumulated)
   int64_t checkpoint_every = 0;  // steps between stored states; 0 chooses sqrt(nt * state size)
+  // CPU only: stored forward states, acoustic_checkpoint_elems(p) elements (dtype), laid out
+  // (B * S, n_ckpt, n_state, nz + 4, nx + 4) on the halo-inclusive padded grid: written by
+  // acoustic_forward_cpu along with the gathers (not with `observed`), read by
+  // acoustic_backward_cpu instead of re-running the forward (same checkpoint_every; not with
+  // `observed`). nullptr: neither stores, the backward re-runs the forward.
+  void* checkpoints = nullptr;
   // CUDA only: caller-allocated workspace of `acoustic_forward_workspace_elems` elements (dtype)
   void* workspace = nullptr;
   void* stream = nullptr;  // CUDA only: cudaStream_t (nullptr = legacy default stream)
@@ -96,6 +102,11 @@ void acoustic_forward_cuda(const AcousticForwardParams& p);
 
 // The adjoint-state backward of acoustic_forward_cpu (acoustic_adjoint_cpu.cpp): fills grad_vdt2.
 void acoustic_backward_cpu(const AcousticForwardParams& p);
+
+// Steps between stored states (checkpoint_every, or sqrt(nt * state fields) when it is 0, clamped
+// to [1, nt]) and the element count of `checkpoints`.
+int64_t acoustic_checkpoint_interval(const AcousticForwardParams& p);
+int64_t acoustic_checkpoint_elems(const AcousticForwardParams& p);
 
 // The argument check shared by every entry point (sizes, pointers, geometry inside the grid,
 // profiles present for the boundary). Throws std::invalid_argument.
