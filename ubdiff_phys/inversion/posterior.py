@@ -31,8 +31,12 @@ from ubdiff_phys.inversion.prior import (
 from ubdiff_phys.physics.forward import BOUNDARIES, check_stability
 from ubdiff_phys.physics.misfit import misfit_and_grad
 from ubdiff_phys.physics.survey import Survey
+from ubdiff_phys.runtime.stats import student_t_quantile
 
-__all__ = ["PosteriorResult", "modelling_survey", "posterior_sample"]
+__all__ = ["INTERVALS", "PosteriorResult", "modelling_survey", "posterior_sample"]
+
+#: kinds of :meth:`PosteriorResult.interval`
+INTERVALS = ("predictive", "quantile")
 
 
 @dataclass(frozen=True)
@@ -57,16 +61,37 @@ class PosteriorResult:
     solver_calls: int
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def interval(self, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pixel-wise central ``level`` interval (lo, hi), each (1, nz, nx) [m/s]."""
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float32)
-        lo, hi = torch.quantile(self.samples.float().flatten(1), q.to(self.samples.device), dim=0)
-        shape = self.samples.shape[1:]
-        return lo.reshape(shape), hi.reshape(shape)
+    def interval(
+        self, level: float = 0.9, kind: str = "predictive"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel-wise interval (lo, hi), each (1, nz, nx) [m/s], meant to hold a further
+        posterior draw with probability ``level``.
 
-    def coverage(self, truth: torch.Tensor, level: float = 0.9) -> float:
+        ``kind="predictive"``: mean ± t · s · √(1 + 1/n), with s the samples' standard deviation
+        (n − 1 in the denominator) and t the (1 + level)/2 quantile of Student's t with n − 1
+        degrees of freedom: the Gaussian prediction interval, which holds a further draw with
+        probability ``level`` for any n ≥ 2 when the pixel's posterior is Gaussian.
+        ``kind="quantile"``: the samples' empirical quantiles. From n samples these hold a further
+        draw less often than ``level``: they lie inside [min, max], which holds a further draw
+        with probability (n − 1)/(n + 1) (7/9 at n = 8); at n = 8, level 0.9 and Gaussian draws
+        about 0.73 (measured), so a perfectly calibrated sampler scores about 0.73 with them.
+        """
+        if kind not in INTERVALS:
+            raise ValueError(f"kind must be one of {INTERVALS}, got {kind!r}")
+        x = self.samples.float().flatten(1)
+        n = x.shape[0]
+        shape = self.samples.shape[1:]
+        if kind == "quantile" or n < 2:
+            q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float32)
+            lo, hi = torch.quantile(x, q.to(x.device), dim=0)
+            return lo.reshape(shape), hi.reshape(shape)
+        half = student_t_quantile((1 + level) / 2, n - 1) * x.std(0) * (1 + 1 / n) ** 0.5
+        mean = x.mean(0)
+        return (mean - half).reshape(shape), (mean + half).reshape(shape)
+
+    def coverage(self, truth: torch.Tensor, level: float = 0.9, kind: str = "predictive") -> float:
         """Fraction of the pixels of ``truth`` (1, nz, nx) inside the ``level`` interval."""
-        lo, hi = self.interval(level)
+        lo, hi = self.interval(level, kind)
         t = truth.reshape(lo.shape).to(lo)
         return float(((t >= lo) & (t <= hi)).float().mean())
 

@@ -150,6 +150,7 @@ def _row_report(res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float)
             np.median([s["ssim"] for s in scores(res.samples, truth.expand(n, -1, -1, -1), lo, hi)])
         ),
         "coverage_90": res.coverage(truth, 0.9),
+        "coverage_90_quantile": res.coverage(truth, 0.9, kind="quantile"),
         "std_mean_m_per_s": float(res.std.mean()),
     }
 
