@@ -75,16 +75,43 @@ def frechet(samples: np.ndarray, family: str, n: int) -> dict[str, float]:
     return out
 
 
+SEISMIC_PARTS = ("dec_s", "head_s")  # the autoencoder's seismic branch
+
+
+def swap_seismic_branch(gen, path: Path) -> None:
+    """Use the seismic branch of another autoencoder checkpoint (e.g. a step 2 re-run with the
+    encoder frozen) with this checkpoint's diffusion model: refused unless every other tensor
+    (encoder, velocity branch) is identical, i.e. the latent space the diffusion model learnt is
+    unchanged."""
+    from ubdiff_phys.models.checkpoint import load_autoencoder_model
+
+    other = load_autoencoder_model(path, "cpu")
+    own, new = gen.autoencoder.state_dict(), other.state_dict()
+    shared = [k for k in own if k.split(".")[0] not in SEISMIC_PARTS]
+    if own.keys() != new.keys() or any(not torch.equal(own[k], new[k]) for k in shared):
+        sys.exit(f"checkpoint_report: error: {path} changes more than the seismic branch")
+    gen.autoencoder.load_state_dict(new)
+    gen.info["seismic_from"] = str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", help="UB-Diff checkpoint (default: the shipped one)")
     ap.add_argument("--n", type=int, default=256, help="samples (default 256)")
     ap.add_argument("--out", type=Path, default=Path("out/checkpoint_report"))
     ap.add_argument("--results", type=Path, default=RESULTS / "shipped_checkpoint.json")
+    ap.add_argument(
+        "--seismic-from",
+        type=Path,
+        help="autoencoder checkpoint whose seismic branch replaces the checkpoint's (the rest "
+        "must be identical)",
+    )
     args = ap.parse_args()
     if args.n < 64:
         sys.exit("checkpoint_report: error: --n must be >= 64")
     gen = load_generator(args.checkpoint, "cpu")
+    if args.seismic_from:
+        swap_seismic_branch(gen, args.seismic_from)
     family = str(gen.store_attrs.get("family", "flatvel-a"))
     v, s, seconds = sample_pairs(gen, args.n)
     vs = v.numpy()
@@ -94,6 +121,7 @@ def main() -> None:
     record = {
         "what": "UB-Diff checkpoint: velocity structure vs its family, and decoder-gather collapse",
         "checkpoint": gen.info["checkpoint"],
+        "seismic_from": gen.info.get("seismic_from"),
         "diffusion_step": gen.info["diffusion_step"],
         "family": family,
         "n": args.n,
