@@ -36,6 +36,7 @@ from ubdiff_phys.data.families import generate  # noqa: E402
 from ubdiff_phys.eval import layer_structure, pca_basis, pca_frechet, pca_frechet_floor  # noqa: E402
 from ubdiff_phys.physics.baselines import baselines  # noqa: E402
 from ubdiff_phys.pipelines.generator import load_generator  # noqa: E402
+from ubdiff_phys.pipelines.seismic_branch import swap_seismic_branch  # noqa: E402
 from ubdiff_phys.runtime.files import append_json_record, atomic_write_json, run_record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
@@ -75,25 +76,6 @@ def frechet(samples: np.ndarray, family: str, n: int) -> dict[str, float]:
     return out
 
 
-SEISMIC_PARTS = ("dec_s", "head_s")  # the autoencoder's seismic branch
-
-
-def swap_seismic_branch(gen, path: Path) -> None:
-    """Use the seismic branch of another autoencoder checkpoint (e.g. a step 2 re-run with the
-    encoder frozen) with this checkpoint's diffusion model: refused unless every other tensor
-    (encoder, velocity branch) is identical, i.e. the latent space the diffusion model learnt is
-    unchanged."""
-    from ubdiff_phys.models.checkpoint import load_autoencoder_model
-
-    other = load_autoencoder_model(path, "cpu")
-    own, new = gen.autoencoder.state_dict(), other.state_dict()
-    shared = [k for k in own if k.split(".")[0] not in SEISMIC_PARTS]
-    if own.keys() != new.keys() or any(not torch.equal(own[k], new[k]) for k in shared):
-        sys.exit(f"checkpoint_report: error: {path} changes more than the seismic branch")
-    gen.autoencoder.load_state_dict(new)
-    gen.info["seismic_from"] = str(path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", help="UB-Diff checkpoint (default: the shipped one)")
@@ -111,7 +93,10 @@ def main() -> None:
         sys.exit("checkpoint_report: error: --n must be >= 64")
     gen = load_generator(args.checkpoint, "cpu")
     if args.seismic_from:
-        swap_seismic_branch(gen, args.seismic_from)
+        try:
+            swap_seismic_branch(gen, args.seismic_from)
+        except ValueError as exc:
+            sys.exit(f"checkpoint_report: error: {exc}")
     family = str(gen.store_attrs.get("family", "flatvel-a"))
     v, s, seconds = sample_pairs(gen, args.n)
     vs = v.numpy()

@@ -235,6 +235,26 @@ def test_config_errors_and_resume_mismatch(tiny_store, tmp_path):
     src, got = _weights(init), _weights(tmp_path / "r2" / "final.pt")
     assert torch.equal(src["encoder.blocks.0.0.weight"], got["encoder.blocks.0.0.weight"])
     assert torch.equal(src["dec_v.out.1.running_var"], got["dec_v.out.1.running_var"])
+    # init_skip: the seismic branch keeps this run's fresh (zero-started) init, the rest is copied
+    cfg3 = _cfg(
+        tiny_store,
+        tmp_path / "r3",
+        run={"init_from": str(init), "init_skip": ("head_s", "dec_s"), "val_every": 0},
+        model={"seismic_zero_init": True},
+        step1={"epochs": 0},
+        step2={"epochs": 0},
+    )
+    train_autoencoder(cfg3)
+    got = _weights(tmp_path / "r3" / "final.pt")
+    assert torch.equal(src["encoder.blocks.0.0.weight"], got["encoder.blocks.0.0.weight"])
+    out_w = "dec_s.to_patch.weight"  # the tiny config's token decoder: its output layer
+    assert not torch.equal(src[out_w], got[out_w])
+    assert not got[out_w].any()  # zero-started output layer, untouched by 0 epochs
+    bad = cfg3.replace(run=replace(cfg3.run, init_skip=("dec_x",), out_dir=str(tmp_path / "r4")))
+    with pytest.raises(ValueError, match="init_skip names no submodule"):
+        train_autoencoder(bad)
+    with pytest.raises(ValueError, match="init_skip needs run.init_from"):
+        replace(cfg3.run, init_from="")
 
 
 def test_full_scale_config_is_valid():

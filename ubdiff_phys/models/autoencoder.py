@@ -46,6 +46,9 @@ class AutoencoderConfig:
         paper_depth, paper_heads, paper_mlp_ratio: the paper ViT (2, 8, 5).
         token_dim, token_depth, token_heads, token_window, token_mlp_ratio, token_time_bottleneck,
             token_refine_channels: the token decoder (128, 4, 4, 40, 4, 32, 16).
+        seismic_zero_init: start the seismic decoder's output layer at zero (default False, the
+            paper's init; True avoids the collapse to the mean gather described in
+            :mod:`ubdiff_phys.models.decoders`). Only the init: checkpoints load either way.
     """
 
     majority: str = "velocity"
@@ -65,6 +68,7 @@ class AutoencoderConfig:
     token_mlp_ratio: float = 4.0
     token_time_bottleneck: int = 32
     token_refine_channels: int = 16
+    seismic_zero_init: bool = False
 
     def __post_init__(self) -> None:
         if self.majority not in MAJORITIES:
@@ -123,6 +127,7 @@ class UBDiffAutoencoder(nn.Module):
                 cfg.paper_depth,
                 cfg.paper_heads,
                 cfg.paper_mlp_ratio,
+                zero_init_out=cfg.seismic_zero_init,
             )
         else:
             self.dec_s = TokenSeismicDecoder(
@@ -135,6 +140,7 @@ class UBDiffAutoencoder(nn.Module):
                 cfg.token_mlp_ratio,
                 cfg.token_time_bottleneck,
                 cfg.token_refine_channels,
+                zero_init_out=cfg.seismic_zero_init,
             )
 
     # -- modality bookkeeping ------------------------------------------------------------------

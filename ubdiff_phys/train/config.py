@@ -46,6 +46,8 @@ class RunConfig:
     init_from: optional checkpoint of a previous run whose weights initialise a fresh run (every
         tensor whose name and shape match; e.g. reuse one step-1 result for several step-2
         variants with ``step1.epochs = 0``). Ignored when resuming.
+    init_skip: submodule names (e.g. ``["head_s", "dec_s"]``: the seismic branch) whose tensors
+        are *not* taken from ``init_from``; they keep this run's fresh initialisation.
     """
 
     out_dir: str = "runs/ae"
@@ -58,8 +60,12 @@ class RunConfig:
     progress: bool = True
     sync_batchnorm: bool = False
     init_from: str = ""
+    init_skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "init_skip", tuple(str(n) for n in self.init_skip))
+        if self.init_skip and not self.init_from:
+            raise ValueError("run.init_skip needs run.init_from")
         for name in ("seed", "threads", "val_every", "checkpoint_every_steps", "val_max_samples"):
             if getattr(self, name) < 0:
                 raise ValueError(f"run.{name} must be >= 0")

@@ -152,11 +152,24 @@ class _Trainer:
     def _init_from(self, path: Path) -> None:
         src = load_checkpoint(path, map_location=self.device)["model"]
         own = self.model.state_dict()
-        matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        skip = tuple(f"{name}." for name in self.cfg.run.init_skip)
+        unknown = [n for n in self.cfg.run.init_skip if not any(k.startswith(f"{n}.") for k in own)]
+        if unknown:
+            raise ValueError(f"run.init_skip names no submodule of the model: {unknown}")
+        matched = {
+            k: v
+            for k, v in src.items()
+            if k in own and own[k].shape == v.shape and not k.startswith(skip)
+        }
         if not matched:
             raise ValueError(f"run.init_from {str(path)!r} has no weights matching this model")
         self.model.load_state_dict(matched, strict=False)
-        self.init_info = {"init_from": str(path), "tensors": len(matched), "of": len(own)}
+        self.init_info = {
+            "init_from": str(path),
+            "tensors": len(matched),
+            "of": len(own),
+            "skipped": list(self.cfg.run.init_skip),
+        }
 
     # -- helpers ---------------------------------------------------------------------------
     def _payload(self, optimizer=None, scheduler=None, **extra: Any) -> dict[str, Any]:

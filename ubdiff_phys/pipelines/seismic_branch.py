@@ -1,0 +1,98 @@
+"""Give a trained generator another seismic branch without retraining its diffusion model.
+
+Step 2 of autoencoder training with ``freeze = 1`` changes only the seismic head and decoder
+(``head_s``, ``dec_s``): the encoder, hence the co-latents the diffusion model learnt, and the
+velocity branch stay bit-identical. So a step-2 re-run (more pairs, another initialisation) can be
+paired with the existing diffusion model, provided every other tensor is checked to be identical:
+
+* :func:`swap_seismic_branch` swaps it into a loaded :class:`~.generator.Generator` (for scoring);
+* :func:`rebind_diffusion` writes a copy of the diffusion checkpoint that names the new
+  autoencoder file (its sha256), with the previous sha256 kept in ``seismic_branch_history``, so
+  that :func:`~.generator.load_generator` and :func:`~.generator.package_checkpoint` accept the
+  pair.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ubdiff_phys.diffusion.checkpoint import load_diffusion_checkpoint
+from ubdiff_phys.models.checkpoint import load_autoencoder_model
+from ubdiff_phys.pipelines.generator import Generator
+from ubdiff_phys.runtime.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.files import file_sha256
+
+__all__ = ["SEISMIC_PARTS", "check_only_seismic_differs", "rebind_diffusion", "swap_seismic_branch"]
+
+#: the autoencoder's seismic branch (head + decoder): what may differ
+SEISMIC_PARTS = ("head_s", "dec_s")
+
+
+def check_only_seismic_differs(
+    own: dict[str, torch.Tensor], new: dict[str, torch.Tensor], what: str = "autoencoder"
+) -> int:
+    """Raise ``ValueError`` unless two autoencoder state dicts have the same tensor names and
+    every tensor outside :data:`SEISMIC_PARTS` is identical; return how many tensors are shared."""
+    if own.keys() != new.keys():
+        raise ValueError(f"{what} has other tensors than the checkpoint's autoencoder")
+    shared = [k for k in own if k.split(".")[0] not in SEISMIC_PARTS]
+    changed = [k for k in shared if own[k].shape != new[k].shape or not torch.equal(own[k], new[k])]
+    if changed:
+        raise ValueError(
+            f"{what} changes more than the seismic branch ({len(changed)} tensors differ, "
+            f"e.g. {changed[0]}): its latent space is not the diffusion model's"
+        )
+    return len(shared)
+
+
+def swap_seismic_branch(gen: Generator, path: str | os.PathLike) -> None:
+    """Load the seismic branch of the autoencoder checkpoint ``path`` into ``gen`` (in place);
+    refused (``ValueError``) unless everything else is identical."""
+    other = load_autoencoder_model(path, "cpu")
+    new = {k: v.to(gen.device) for k, v in other.state_dict().items()}
+    check_only_seismic_differs(gen.autoencoder.state_dict(), new, str(path))
+    gen.autoencoder.load_state_dict(new)
+    gen.info["seismic_from"] = str(path)
+
+
+def rebind_diffusion(
+    diffusion: str | os.PathLike,
+    old_autoencoder: str | os.PathLike,
+    new_autoencoder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+) -> dict[str, Any]:
+    """Write ``out_dir/final.pt``: the diffusion checkpoint ``diffusion`` (file or run folder)
+    re-bound to ``new_autoencoder``, and ``out_dir/config.toml`` (the run's, when it has one).
+
+    ``old_autoencoder`` must be the file the checkpoint records (sha256), and the two autoencoders
+    must differ only in the seismic branch. Returns the history entry that was appended."""
+    ckpt = load_diffusion_checkpoint(diffusion)
+    old_sha = file_sha256(old_autoencoder)
+    if old_sha != ckpt["autoencoder_sha256"]:
+        raise ValueError(
+            f"{str(old_autoencoder)!r} is not the autoencoder {str(diffusion)!r} records"
+        )
+    old = load_autoencoder_model(old_autoencoder, "cpu").state_dict()
+    new = load_autoencoder_model(new_autoencoder, "cpu").state_dict()
+    shared = check_only_seismic_differs(old, new, str(new_autoencoder))
+    entry = {
+        "previous_autoencoder_sha256": old_sha,
+        "autoencoder_sha256": file_sha256(new_autoencoder),
+        "autoencoder": str(new_autoencoder),
+        "identical_tensors": shared,
+    }
+    ckpt["autoencoder_sha256"] = entry["autoencoder_sha256"]
+    ckpt["seismic_branch_history"] = [*ckpt.get("seismic_branch_history", []), entry]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "final.pt", ckpt)
+    src = Path(diffusion)
+    run = src if src.is_dir() else src.parent
+    if (run / "config.toml").exists():
+        shutil.copyfile(run / "config.toml", out / "config.toml")
+    return entry
