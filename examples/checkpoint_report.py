@@ -6,6 +6,8 @@ Samples ``--n`` pairs (DDIM 50, seed 0) and reports:
 - layer structure of the velocity samples (:func:`ubdiff_phys.eval.layer_structure`: share of
   maps with constant rows, never decreasing with depth, the increase carried by sharp jumps, and
   all three), next to the same numbers for fresh family maps;
+- the same for the autoencoder's reconstructions of those family maps (encode + decode): what the
+  velocity decoder can express at best, whatever the diffusion model does;
 - PCA Fréchet distance (plain [m/s]² and whitened) of samples vs family maps, next to the
   family-vs-family floor at the same sample size (mean of 3 seeds);
 - the decoder gathers' reference points on the first 64 pairs: own residual vs the shuffled
@@ -53,6 +55,17 @@ def sample_pairs(gen, n: int, batch: int = 64) -> tuple[torch.Tensor, torch.Tens
         vs.append(v.cpu())
         ss.append(s.cpu())
     return torch.cat(vs), torch.cat(ss), time.perf_counter() - t0
+
+
+def reconstruct(gen, maps: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Family maps [m/s] (n, 1, nz, nx) through the autoencoder's encoder and velocity decoder."""
+    nm, ae, out = gen.normalizer, gen.autoencoder, []
+    with torch.no_grad():
+        for b in range(0, len(maps), batch):
+            v = torch.from_numpy(maps[b : b + batch]).float().to(gen.device)
+            v_n = ae.decode_velocity(ae.encode(nm.velocity(v)))
+            out.append(nm.velocity_inverse(v_n).cpu().numpy())
+    return np.concatenate(out)
 
 
 def frechet(samples: np.ndarray, family: str, n: int) -> dict[str, float]:
@@ -113,6 +126,7 @@ def main() -> None:
         "sample_seconds": seconds,
         "structure_samples": layer_structure(vs).summary(),
         "structure_family": layer_structure(fam).summary(),
+        "structure_reconstructions": layer_structure(reconstruct(gen, fam)).summary(),
         "pca_frechet": frechet(vs, family, args.n),
         "decoder_gathers_first_64": base,
         "own_over_shuffled": base["own"] / base["shuffled"],
@@ -128,6 +142,12 @@ def main() -> None:
         f"{fs['share_flatvel_like']:.2f}; constant rows {st['share_row_std']:.2f}; "
         f"non-decreasing {st['share_max_decrease']:.2f}; jumps {st['share_jump_share']:.2f} "
         f"(median jump share {st['median_jump_share']:.2f})"
+    )
+    rc = record["structure_reconstructions"]
+    print(
+        f"autoencoder reconstructions of family maps: flatvel-like {rc['share_flatvel_like']:.2f}; "
+        f"constant rows {rc['share_row_std']:.2f}; non-decreasing {rc['share_max_decrease']:.2f}; "
+        f"jumps {rc['share_jump_share']:.2f} (median jump share {rc['median_jump_share']:.2f})"
     )
     for key, f in record["pca_frechet"].items():
         print(

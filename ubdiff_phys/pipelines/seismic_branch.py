@@ -15,7 +15,6 @@ paired with the existing diffusion model, provided every other tensor is checked
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from ubdiff_phys.diffusion.checkpoint import load_diffusion_checkpoint
 from ubdiff_phys.models.checkpoint import load_autoencoder_model
 from ubdiff_phys.pipelines.generator import Generator
 from ubdiff_phys.runtime.checkpoint import save_checkpoint
-from ubdiff_phys.runtime.files import file_sha256
+from ubdiff_phys.runtime.config import dump_toml
+from ubdiff_phys.runtime.files import atomic_write_text, file_sha256
 
 __all__ = ["SEISMIC_PARTS", "check_only_seismic_differs", "rebind_diffusion", "swap_seismic_branch"]
 
@@ -67,7 +67,8 @@ def rebind_diffusion(
     out_dir: str | os.PathLike,
 ) -> dict[str, Any]:
     """Write ``out_dir/final.pt``: the diffusion checkpoint ``diffusion`` (file or run folder)
-    re-bound to ``new_autoencoder``, and ``out_dir/config.toml`` (the run's, when it has one).
+    re-bound to ``new_autoencoder`` (its sha256 and its config's ``data.autoencoder``), and
+    ``out_dir/config.toml``, that config.
 
     ``old_autoencoder`` must be the file the checkpoint records (sha256), and the two autoencoders
     must differ only in the seismic branch. Returns the history entry that was appended."""
@@ -88,11 +89,13 @@ def rebind_diffusion(
     }
     ckpt["autoencoder_sha256"] = entry["autoencoder_sha256"]
     ckpt["seismic_branch_history"] = [*ckpt.get("seismic_branch_history", []), entry]
+    config = {
+        **ckpt["config"],
+        "data": {**ckpt["config"]["data"], "autoencoder": str(new_autoencoder)},
+    }
+    ckpt["config"] = config
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "final.pt", ckpt)
-    src = Path(diffusion)
-    run = src if src.is_dir() else src.parent
-    if (run / "config.toml").exists():
-        shutil.copyfile(run / "config.toml", out / "config.toml")
+    atomic_write_text(out / "config.toml", dump_toml(config))
     return entry
