@@ -57,7 +57,8 @@ def test_rebind_names_the_new_autoencoder_and_keeps_the_history(tmp_path):
     old = torch.load(SHIPPED / "diffusion.pt", weights_only=True)
     new = torch.load(tmp_path / "rebound" / "final.pt", weights_only=True)
     assert all(torch.equal(old["model"][k], new["model"][k]) for k in old["model"])
-    assert new["seismic_branch_history"] == [*old.get("seismic_branch_history", []), entry]
+    before = [*old.get("seismic_branch_history", []), *old.get("branch_history", [])]
+    assert new["branch_history"] == [*before, entry] and entry["branch"] == "seismic"
     with pytest.raises(ValueError, match="is not the autoencoder"):
         rebind_diffusion(SHIPPED / "diffusion.pt", seismic, seismic, tmp_path / "bad")
     encoder = _variant(tmp_path, "encoder.pt", "encoder.blocks.0.0.weight")
@@ -66,3 +67,22 @@ def test_rebind_names_the_new_autoencoder_and_keeps_the_history(tmp_path):
             SHIPPED / "diffusion.pt", SHIPPED / "autoencoder.pt", encoder, tmp_path / "bad"
         )
     assert not (tmp_path / "bad" / "final.pt").exists()
+
+
+def test_rebind_a_velocity_branch_only_when_asked(tmp_path):
+    velocity = _variant(tmp_path, "velocity.pt", "head_v.0.weight")
+    with pytest.raises(ValueError, match="changes more than the seismic branch"):
+        rebind_diffusion(
+            SHIPPED / "diffusion.pt", SHIPPED / "autoencoder.pt", velocity, tmp_path / "bad"
+        )
+    entry = rebind_diffusion(
+        SHIPPED / "diffusion.pt",
+        SHIPPED / "autoencoder.pt",
+        velocity,
+        tmp_path / "rebound",
+        branch="velocity",
+    )
+    assert entry["branch"] == "velocity"
+    assert load_generator(tmp_path / "rebound", "cpu").info["autoencoder_sha256"] == file_sha256(
+        velocity
+    )

@@ -250,6 +250,24 @@ def test_config_errors_and_resume_mismatch(tiny_store, tmp_path):
     out_w = "dec_s.to_patch.weight"  # the tiny config's token decoder: its output layer
     assert not torch.equal(src[out_w], got[out_w])
     assert not got[out_w].any()  # zero-started output layer, untouched by 0 epochs
+    # step1.freeze_encoder: a decoder-only step 1 keeps the encoder (and its BN statistics)
+    cfg5 = _cfg(
+        tiny_store,
+        tmp_path / "r5",
+        run={"init_from": str(init), "val_every": 0},
+        step1={"epochs": 1, "freeze_encoder": True},
+        step2={"epochs": 0},
+    )
+    train_autoencoder(cfg5)
+    got = _weights(tmp_path / "r5" / "final.pt")
+    for k in src:
+        if k.startswith("encoder."):
+            assert torch.equal(src[k], got[k]), k
+    assert not torch.equal(src["head_v.0.weight"], got["head_v.0.weight"])
+    with pytest.raises(ValueError, match="freeze_encoder needs run.init_from"):
+        cfg5.replace(run=replace(cfg5.run, init_from=""))
+    with pytest.raises(ValueError, match="step-1 option"):
+        cfg5.replace(step2=replace(cfg5.step2, freeze_encoder=True))
     bad = cfg3.replace(run=replace(cfg3.run, init_skip=("dec_x",), out_dir=str(tmp_path / "r4")))
     with pytest.raises(ValueError, match="init_skip names no submodule"):
         train_autoencoder(bad)

@@ -7,9 +7,13 @@ paired with the existing diffusion model, provided every other tensor is checked
 
 * :func:`swap_seismic_branch` swaps it into a loaded :class:`~.generator.Generator` (for scoring);
 * :func:`rebind_diffusion` writes a copy of the diffusion checkpoint that names the new
-  autoencoder file (its sha256), with the previous sha256 kept in ``seismic_branch_history``, so
+  autoencoder file (its sha256), with the previous sha256 kept in ``branch_history``, so
   that :func:`~.generator.load_generator` and :func:`~.generator.package_checkpoint` accept the
   pair.
+
+The same holds for the velocity branch after a decoder-only step 1 (``step1.freeze_encoder``):
+``rebind_diffusion(..., branch="velocity")``. A new velocity branch changes what the prior's
+samples decode to, so its denoiser error (``ubdiff-phys prior-error``) must be measured again.
 """
 
 from __future__ import annotations
@@ -31,20 +35,28 @@ __all__ = ["SEISMIC_PARTS", "check_only_seismic_differs", "rebind_diffusion", "s
 
 #: the autoencoder's seismic branch (head + decoder): what may differ
 SEISMIC_PARTS = ("head_s", "dec_s")
+#: each branch a re-bound autoencoder may change
+BRANCH_PARTS = {"seismic": SEISMIC_PARTS, "velocity": ("head_v", "dec_v")}
 
 
 def check_only_seismic_differs(
-    own: dict[str, torch.Tensor], new: dict[str, torch.Tensor], what: str = "autoencoder"
+    own: dict[str, torch.Tensor],
+    new: dict[str, torch.Tensor],
+    what: str = "autoencoder",
+    branch: str = "seismic",
 ) -> int:
     """Raise ``ValueError`` unless two autoencoder state dicts have the same tensor names and
-    every tensor outside :data:`SEISMIC_PARTS` is identical; return how many tensors are shared."""
+    every tensor outside ``branch``'s parts (:data:`BRANCH_PARTS`) is identical; return how many
+    tensors are shared."""
+    if branch not in BRANCH_PARTS:
+        raise ValueError(f"branch must be one of {tuple(BRANCH_PARTS)}, got {branch!r}")
     if own.keys() != new.keys():
         raise ValueError(f"{what} has other tensors than the checkpoint's autoencoder")
-    shared = [k for k in own if k.split(".")[0] not in SEISMIC_PARTS]
+    shared = [k for k in own if k.split(".")[0] not in BRANCH_PARTS[branch]]
     changed = [k for k in shared if own[k].shape != new[k].shape or not torch.equal(own[k], new[k])]
     if changed:
         raise ValueError(
-            f"{what} changes more than the seismic branch ({len(changed)} tensors differ, "
+            f"{what} changes more than the {branch} branch ({len(changed)} tensors differ, "
             f"e.g. {changed[0]}): its latent space is not the diffusion model's"
         )
     return len(shared)
@@ -65,13 +77,16 @@ def rebind_diffusion(
     old_autoencoder: str | os.PathLike,
     new_autoencoder: str | os.PathLike,
     out_dir: str | os.PathLike,
+    *,
+    branch: str = "seismic",
 ) -> dict[str, Any]:
     """Write ``out_dir/final.pt``: the diffusion checkpoint ``diffusion`` (file or run folder)
     re-bound to ``new_autoencoder`` (its sha256 and its config's ``data.autoencoder``), and
     ``out_dir/config.toml``, that config.
 
     ``old_autoencoder`` must be the file the checkpoint records (sha256), and the two autoencoders
-    must differ only in the seismic branch. Returns the history entry that was appended."""
+    must differ only in ``branch`` ("seismic" or "velocity"). Returns the history entry that was
+    appended."""
     ckpt = load_diffusion_checkpoint(diffusion)
     old_sha = file_sha256(old_autoencoder)
     if old_sha != ckpt["autoencoder_sha256"]:
@@ -80,15 +95,18 @@ def rebind_diffusion(
         )
     old = load_autoencoder_model(old_autoencoder, "cpu").state_dict()
     new = load_autoencoder_model(new_autoencoder, "cpu").state_dict()
-    shared = check_only_seismic_differs(old, new, str(new_autoencoder))
+    shared = check_only_seismic_differs(old, new, str(new_autoencoder), branch)
     entry = {
+        "branch": branch,
         "previous_autoencoder_sha256": old_sha,
         "autoencoder_sha256": file_sha256(new_autoencoder),
         "autoencoder": str(new_autoencoder),
         "identical_tensors": shared,
     }
     ckpt["autoencoder_sha256"] = entry["autoencoder_sha256"]
-    ckpt["seismic_branch_history"] = [*ckpt.get("seismic_branch_history", []), entry]
+    # "seismic_branch_history": the key's name before velocity branches could be re-bound
+    history = [*ckpt.pop("seismic_branch_history", []), *ckpt.get("branch_history", [])]
+    ckpt["branch_history"] = [*history, entry]
     config = {
         **ckpt["config"],
         "data": {**ckpt["config"]["data"], "autoencoder": str(new_autoencoder)},

@@ -115,6 +115,9 @@ class StepConfig:
         gamma_l1, gamma_l2: weights of L1 and MSE on the step's target modality.
         freeze: step 2 only: F = 1 freezes the encoder and the majority branch (BN in eval
             mode); F = 0 fine-tunes everything with the loss (1 - F) l_ma + g3 L1 + g4 MSE.
+        freeze_encoder: step 1 only: train the majority branch (head + decoder) alone, with the
+            encoder frozen (BN in eval mode). A decoder-only fine-tune from ``run.init_from``:
+            the latent space, and a diffusion model trained on it, stay valid.
     """
 
     epochs: int = 500
@@ -126,6 +129,7 @@ class StepConfig:
     gamma_l1: float = 1.0
     gamma_l2: float = 1.0
     freeze: int = 1
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr_decay_every < 1:
@@ -150,6 +154,12 @@ class TrainConfig(SectionedConfig):
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     step1: StepConfig = field(default_factory=StepConfig)
     step2: StepConfig = field(default_factory=StepConfig)
+
+    def __post_init__(self) -> None:
+        if self.step2.freeze_encoder:
+            raise ValueError("step2.freeze_encoder is a step-1 option (step 2 has step2.freeze)")
+        if self.step1.freeze_encoder and self.step1.epochs and not self.run.init_from:
+            raise ValueError("step1.freeze_encoder needs run.init_from (a trained encoder)")
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -265,7 +265,9 @@ class _Trainer:
         for p in model.parameters():
             p.requires_grad_(False)
         if phase == "step1":
-            trained: nn.Module = model.majority_modules()
+            trained: nn.Module = (
+                model.branch(model.majority) if step.freeze_encoder else model.majority_modules()
+            )
         elif step.freeze:
             trained = model.branch(model.minority)
         else:
@@ -286,6 +288,8 @@ class _Trainer:
         self.model.train()
         if phase == "step2" and self.cfg.step2.freeze:
             self.model.majority_modules().eval()
+        if phase == "step1" and self.cfg.step1.freeze_encoder:
+            self.model.encoder.eval()
 
     def _batch_loss(self, phase: str, net: nn.Module, batch) -> torch.Tensor:
         """The training loss of one batch: step 1 reconstructs the majority modality; step 2 the
