@@ -113,6 +113,9 @@ class StepConfig:
         lr, weight_decay: AdamW.
         lr_decay, lr_decay_every: lr x lr_decay every lr_decay_every epochs.
         gamma_l1, gamma_l2: weights of L1 and MSE on the step's target modality.
+        gamma_grad: weight of the L1 distance of its finite differences along the last two
+            axes (:func:`ubdiff_phys.train.losses.gradient_l1`; 0: the paper's loss). It pays
+            for smeared interfaces and the overshoot beside them, which pixel losses barely do.
         freeze: step 2 only: F = 1 freezes the encoder and the majority branch (BN in eval
             mode); F = 0 fine-tunes everything with the loss (1 - F) l_ma + g3 L1 + g4 MSE.
         freeze_encoder: step 1 only: train the majority branch (head + decoder) alone, with the
@@ -128,6 +131,7 @@ class StepConfig:
     lr_decay_every: int = 10
     gamma_l1: float = 1.0
     gamma_l2: float = 1.0
+    gamma_grad: float = 0.0
     freeze: int = 1
     freeze_encoder: bool = False
 
@@ -143,6 +147,7 @@ class StepConfig:
                 "weight_decay": self.weight_decay,
                 "gamma_l1": self.gamma_l1,
                 "gamma_l2": self.gamma_l2,
+                "gamma_grad": self.gamma_grad,
             },
         )
 

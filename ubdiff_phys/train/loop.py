@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -50,6 +49,7 @@ from ubdiff_phys.runtime.resume import RESUME_FILE, load_resume_point, save_resu
 from ubdiff_phys.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from ubdiff_phys.train.config import StepConfig, TrainConfig
 from ubdiff_phys.train.data import ResumableSampler, TrainViews, make_train_views
+from ubdiff_phys.train.losses import reconstruction_loss
 
 __all__ = ["evaluate_autoencoder", "resolve_config", "train_autoencoder"]
 
@@ -68,7 +68,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
 
 def _recon_loss(pred: torch.Tensor, target: torch.Tensor, step: StepConfig) -> torch.Tensor:
-    return step.gamma_l1 * F.l1_loss(pred, target) + step.gamma_l2 * F.mse_loss(pred, target)
+    return reconstruction_loss(
+        pred, target, gamma_l1=step.gamma_l1, gamma_l2=step.gamma_l2, gamma_grad=step.gamma_grad
+    )
 
 
 @torch.no_grad()
