@@ -65,6 +65,17 @@ def score(v: torch.Tensor, truth: torch.Tensor, lo: float, hi: float) -> dict[st
     }
 
 
+def held_out_maps(prior, family: str, n_maps: int, seed: int):
+    """(modelling survey, true maps (n, 1, nz, nx) [m/s], their clean gathers (n, S, nt, R)) of
+    ``n_maps`` fresh ``family`` maps drawn with ``seed``, simulated on the prior's survey and
+    boundary."""
+    survey, boundary = prior.survey, prior.boundary
+    msurvey = modelling_survey(survey, boundary, prior.bounds[1])
+    truth = torch.as_tensor(generate(family, n_maps, seed=seed)).float()
+    truth = truth.reshape(n_maps, 1, survey.nz, survey.nx)
+    return msurvey, truth, simulate(truth, survey, boundary=boundary).float()
+
+
 def inversionnet(train_store: Path, steps: int, seed: int):
     """(predict(seismic physical (B, S, nt, R)) -> velocity [m/s], seconds)."""
     cfg = ProtocolConfig(
@@ -110,11 +121,8 @@ def main() -> None:
     levels = [float(x) for x in args.noise.split(",")]
     prior = load_prior(args.checkpoint)
     lo, hi = prior.bounds
-    survey, boundary = prior.survey, prior.boundary
-    msurvey = modelling_survey(survey, boundary, hi)
-    truth = torch.as_tensor(generate(args.family, args.n_maps, seed=args.seed)).float()
-    truth = truth.reshape(args.n_maps, 1, survey.nz, survey.nx)
-    clean = simulate(truth, survey, boundary=boundary).float()
+    boundary = prior.boundary
+    msurvey, truth, clean = held_out_maps(prior, args.family, args.n_maps, args.seed)
     predict, inv_seconds = inversionnet(args.train_store, args.inversionnet_steps, seed=0)
     z = torch.randn((32, *prior.latent_shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

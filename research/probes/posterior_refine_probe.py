@@ -1,0 +1,124 @@
+"""Probe: what limits the latent posterior, and does velocity-space FWI refinement of each
+posterior sample (started from the sample) close the gap to FWI from the smoothed truth?
+
+Per map (same maps, noise and sampler settings as examples/posterior_inversion.py):
+``decoder_bound`` is the autoencoder's reconstruction of the true map (encode, decode): no latent
+can be expected to fit the data much better; ``posterior`` the noise-aware posterior mean;
+``refined_K`` the mean of the samples after K L-BFGS FWI iterations each; ``fwi`` FWI from the
+truth smoothed with sigma = 10 cells (30 iterations).
+
+    PYTHONPATH=. python research/probes/posterior_refine_probe.py --maps 0,1 --noise 0.01 \
+        --out benchmarks/results/posterior_refine_probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from posterior_inversion import held_out_maps, score  # noqa: E402
+
+from ubdiff_phys.inversion import (  # noqa: E402
+    fwi,
+    load_prior,
+    posterior_sample,
+    smooth_velocity,
+)
+from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
+from ubdiff_phys.physics import misfit  # noqa: E402
+from ubdiff_phys.runtime.files import atomic_write_json, run_record  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--family", default="flatvel-a")
+    ap.add_argument("--maps", default="0,1")
+    ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--iterations", default="10,30")
+    ap.add_argument("--n-samples", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--n-maps", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    args = ap.parse_args()
+    prior = load_prior(args.checkpoint)
+    lo, hi = prior.bounds
+    boundary = prior.boundary
+    ms, truth, clean = held_out_maps(prior, args.family, args.n_maps, args.seed)
+    with torch.no_grad():
+        recon = prior.velocity(prior.encode(truth)).float()
+    out: list[dict[str, Any]] = []
+    for k in [int(x) for x in args.maps.split(",")]:
+        obs, sigma = add_noise(clean[k], args.noise, seed=args.seed * 1_000_003 + k)
+        t = truth[k : k + 1]
+        res = posterior_sample(
+            obs,
+            ms,
+            boundary=boundary,
+            prior=prior,
+            n_samples=args.n_samples,
+            noise_std=sigma,
+            steps=50,
+            generator=torch.Generator().manual_seed(k),
+        )
+        row: dict[str, Any] = {"map": k, "noise_misfit": 0.5 * obs.numel() * sigma**2}
+        row["decoder_bound"] = score(recon[k : k + 1], t, lo, hi) | {
+            "misfit": float(misfit(recon[k : k + 1], obs[None], ms, boundary=boundary))
+        }
+        row["posterior"] = score(res.mean[None], t, lo, hi) | {
+            "coverage": res.coverage(t[0]),
+            "misfit_median": float(res.misfit.median()),
+            "seconds": res.seconds,
+        }
+        obs_b = obs[None].expand(args.n_samples, *obs.shape).contiguous()
+        for it in [int(x) for x in args.iterations.split(",")]:
+            t0 = time.perf_counter()
+            f = fwi(obs_b, ms, res.samples, boundary=boundary, iterations=it, bounds=(lo, hi))
+            v = f.velocity.float()
+            mean, std = v.mean(0), v.std(0)
+            half = 1.895 * std * (1 + 1 / args.n_samples) ** 0.5  # t_0.95, 7 dof
+            cov = float(((t[0] >= mean - half) & (t[0] <= mean + half)).float().mean())
+            row[f"refined_{it}"] = score(mean[None], t, lo, hi) | {
+                "coverage": cov,
+                "misfit_median": float(f.history[-1].median()),
+                "mean_misfit": float(misfit(mean[None], obs[None], ms, boundary=boundary)),
+                "seconds": time.perf_counter() - t0,
+                "evaluations": f.evaluations,
+                "sample_ssim": [score(v[i : i + 1], t, lo, hi)["ssim"] for i in range(len(v))],
+            }
+        t0 = time.perf_counter()
+        f = fwi(
+            obs[None],
+            ms,
+            smooth_velocity(t, 10.0),
+            boundary=boundary,
+            iterations=30,
+            bounds=(lo, hi),
+        )
+        row["fwi"] = score(f.velocity.float(), t, lo, hi) | {
+            "seconds": time.perf_counter() - t0,
+            "misfit": float(f.history[-1][0]),
+        }
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    if args.out is not None:
+        atomic_write_json(
+            args.out,
+            {
+                "what": __doc__.split("\n\n")[0],
+                "rows": out,
+                "settings": {k: str(v) for k, v in vars(args).items()},
+                **run_record(),
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()
