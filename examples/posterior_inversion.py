@@ -106,6 +106,9 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=8)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--fwi-iterations", type=int, default=30)
+    ap.add_argument(
+        "--latent-fit", type=int, default=0, help="posterior_sample's latent_fit (default 0)"
+    )
     ap.add_argument("--inversionnet-steps", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, default=Path("out/posterior"))
@@ -179,6 +182,7 @@ def evaluate_one(
         n_samples=args.n_samples,
         noise_std=sigma,
         steps=args.steps,
+        latent_fit=args.latent_fit,
         generator=torch.Generator().manual_seed(k),
     )
     t0 = time.perf_counter()

@@ -33,31 +33,10 @@ from ubdiff_phys.inversion import (  # noqa: E402
     posterior_sample,
     smooth_velocity,
 )
-from ubdiff_phys.inversion.posterior import _Misfit  # noqa: E402
+from ubdiff_phys.inversion.posterior import _Misfit, fit_latents  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.physics import misfit  # noqa: E402
 from ubdiff_phys.runtime.files import atomic_write_json, run_record  # noqa: E402
-
-
-def refine_latents(prior, z0, obs_b, survey, boundary, iterations: int):
-    """(refined latents, per-sample misfit after): L-BFGS on Σ misfit_i / misfit_i(z0)."""
-    z = z0.detach().clone().requires_grad_(True)
-    with torch.no_grad():
-        f0 = _Misfit.apply(prior.velocity(z0), obs_b, survey, boundary).detach()
-    opt = torch.optim.LBFGS(
-        [z], max_iter=iterations, history_size=10, line_search_fn="strong_wolfe"
-    )
-
-    def closure():
-        opt.zero_grad()
-        loss = (_Misfit.apply(prior.velocity(z), obs_b, survey, boundary) / f0).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    z1 = z.detach().clamp(-1, 1)
-    with torch.no_grad():
-        return z1, _Misfit.apply(prior.velocity(z1), obs_b, survey, boundary)
 
 
 def _summary(v, t, lo, hi, n) -> dict[str, Any]:
@@ -129,9 +108,13 @@ def main() -> None:
             }
         for it in [int(x) for x in args.latent_iterations.split(",") if x]:
             t0 = time.perf_counter()
-            z1, f1 = refine_latents(prior, last["x"], obs_b, ms, boundary, it)
+
+            def data_misfit(z: torch.Tensor, obs_b: torch.Tensor = obs_b) -> torch.Tensor:
+                return _Misfit.apply(prior.velocity(z), obs_b, ms, boundary)
+
+            z1 = fit_latents(data_misfit, last["x"], it)
             with torch.no_grad():
-                v = prior.velocity(z1).float().cpu()
+                v, f1 = prior.velocity(z1).float().cpu(), data_misfit(z1)
             row[f"latent_refined_{it}"] = _summary(v, t, lo, hi, args.n_samples) | {
                 "misfit_median": float(f1.median()),
                 "seconds": time.perf_counter() - t0,

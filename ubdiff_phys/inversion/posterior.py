@@ -33,7 +33,7 @@ from ubdiff_phys.physics.misfit import misfit_and_grad
 from ubdiff_phys.physics.survey import Survey
 from ubdiff_phys.runtime.stats import student_t_quantile
 
-__all__ = ["INTERVALS", "PosteriorResult", "modelling_survey", "posterior_sample"]
+__all__ = ["INTERVALS", "PosteriorResult", "fit_latents", "modelling_survey", "posterior_sample"]
 
 #: kinds of :meth:`PosteriorResult.interval`
 INTERVALS = ("predictive", "quantile")
@@ -149,13 +149,15 @@ def _denoiser_error(prior: LatentPrior, survey: Survey, boundary: str, seed: int
     return est, f"{est.n_maps} {est.source}"
 
 
-def _check_choices(method: str, boundary: str, n_samples: int) -> None:
+def _check_choices(method: str, boundary: str, n_samples: int, latent_fit: int) -> None:
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     if not (isinstance(n_samples, int) and n_samples >= 1):
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if not (isinstance(latent_fit, int) and latent_fit >= 0):
+        raise ValueError(f"latent_fit must be an integer >= 0, got {latent_fit!r}")
 
 
 def _data_variance(err: DenoiserError, noise_std: float) -> Callable[[int], float]:
@@ -165,6 +167,33 @@ def _data_variance(err: DenoiserError, noise_std: float) -> Callable[[int], floa
         return noise_std**2 + err.rms_at(t) ** 2
 
     return variance
+
+
+def fit_latents(misfit: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, iterations: int):
+    """L-BFGS (strong-Wolfe line search) on Σ_i misfit_i(z) / misfit_i(z0) from latents z0
+    (B, ...), then clamped to the sampler's latent range [-1, 1]; ``misfit(z) -> (B,)``
+    differentiable in z (through the velocity decoder and the solver's adjoint).
+
+    On the shipped FlatVel-A prior, 20 iterations after noise-aware sampling raised the
+    posterior mean's SSIM from 0.797 to 0.841 on three held-out maps at 1 % noise, coverage of
+    the 90 % interval unchanged (0.88), ~6 s per sample on 2 CPU cores
+    (``research/probes/posterior_refine_probe.py --latent-iterations 20``)."""
+    with torch.no_grad():
+        f0 = misfit(z0).detach().clamp(min=torch.finfo(torch.float64).tiny)
+    z = z0.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS(
+        [z], max_iter=iterations, history_size=10, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss = (misfit(z) / f0).sum()
+            loss.backward()
+        return loss
+
+    opt.step(closure)
+    return z.detach().clamp(-1.0, 1.0)
 
 
 def posterior_sample(
@@ -180,6 +209,7 @@ def posterior_sample(
     step_size: float = 1.0,
     denoiser_error: DenoiserError | None = None,
     trust: float | None = 1.0,
+    latent_fit: int = 0,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> PosteriorResult:
@@ -201,6 +231,8 @@ def posterior_sample(
         trust: "noise_aware": cap of the likelihood's correction per step, in units of the spread
             of x0 given x_t (None: no cap; see
             :func:`ubdiff_phys.diffusion.posterior.sample_posterior`).
+        latent_fit: L-BFGS iterations of :func:`fit_latents` on the final latents (0: none): a
+            mode search from each draw, towards the data and away from the exact posterior.
         generator: noise of the sampler (float64, CPU).
         callback: called after every step with ``{"i", "t", "x", "x0", "misfit"}``.
 
@@ -210,7 +242,7 @@ def posterior_sample(
     prior = load_prior() if prior is None else prior
     survey = survey or prior.survey or Survey.openfwi()
     boundary = boundary or prior.boundary or "openfwi"
-    _check_choices(method, boundary, n_samples)
+    _check_choices(method, boundary, n_samples, latent_fit)
     obs = _observed(observed, survey)
     if noise_std is None:
         noise_std = 0.01 * float(obs.double().square().mean().sqrt())
@@ -221,9 +253,8 @@ def posterior_sample(
     check_stability(
         torch.full((1, survey.nz, survey.nx), hi, dtype=torch.float64), survey, boundary
     )
-    settings: dict[str, Any] = dict(
-        method=method, n_samples=n_samples, steps=steps, noise_std=noise_std, boundary=boundary
-    )
+    settings: dict[str, Any] = {"method": method, "n_samples": n_samples, "steps": steps}
+    settings |= {"noise_std": noise_std, "boundary": boundary, "latent_fit": latent_fit}
     if method == "noise_aware":
         err, settings["denoiser_error"] = (
             (denoiser_error, "given")
@@ -256,6 +287,8 @@ def posterior_sample(
         callback=callback,
         trust=trust,
     )
+    if latent_fit:
+        x = fit_latents(misfit, x, latent_fit)
     return _result(prior, x, obs_b, survey, boundary, t0, calls[0], noise_std, settings)
 
 

@@ -53,6 +53,12 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
         help="add Gaussian noise of this fraction of each row's RMS to its gathers (a benchmark "
         "setting; default 0)",
     )
+    g.add_argument(
+        "--latent-fit",
+        type=int,
+        default=0,
+        help="L-BFGS iterations of a data fit on each sample's final latent (default 0: none)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler and the added noise")
 
 
@@ -67,6 +73,8 @@ def add_noise(observed: torch.Tensor, fraction: float, seed: int) -> tuple[torch
 def _check_args(args: argparse.Namespace) -> None:
     if args.n_samples < 1 or args.steps < 1:
         raise UserError("--n-samples and --steps must be >= 1")
+    if args.latent_fit < 0:
+        raise UserError("--latent-fit must be >= 0")
     if not 0 <= args.add_noise < float("inf"):
         raise UserError(f"--add-noise must be finite and >= 0, got {args.add_noise}")
     if args.noise_std is not None and not 0 < args.noise_std < float("inf"):
@@ -119,6 +127,7 @@ def run_posterior(args: argparse.Namespace) -> int:
                 noise_std=sigma,
                 steps=args.steps,
                 step_size=args.step_size,
+                latent_fit=args.latent_fit,
                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
             )
         except ValueError as exc:  # e.g. a survey the prior's velocities are unstable on
