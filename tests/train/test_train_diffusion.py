@@ -153,6 +153,32 @@ def test_interrupted_training_resumes_bit_exact(tiny_ae, tmp_path):
 
 
 @pytest.mark.slow
+def test_finished_run_extended_equals_one_longer_run(tiny_ae, tmp_path):
+    """A run trained to 5 steps, copied to another folder and resumed there with steps = 9
+    ends bit-identical to a 9-step run; the 5-step final.pt is kept; fewer steps are refused."""
+    _, ae = tiny_ae
+    ref = _cfg(ae, tmp_path / "ref", steps=9)
+    short = _cfg(ae, tmp_path / "short", steps=5)
+    train_diffusion(ref)
+    train_diffusion(short)
+    first = load_diffusion_checkpoint(tmp_path / "short" / "final.pt")
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "last.pt").write_bytes((tmp_path / "short" / "last.pt").read_bytes())
+    (tmp_path / "moved" / "final.pt").write_bytes((tmp_path / "short" / "final.pt").read_bytes())
+    longer = ref.with_("run", out_dir=str(tmp_path / "moved"))
+    assert train_diffusion(longer)["step"] == 9
+    a = load_diffusion_checkpoint(tmp_path / "ref" / "final.pt")
+    b = load_diffusion_checkpoint(tmp_path / "moved" / "final.pt")
+    kept = load_diffusion_checkpoint(tmp_path / "moved" / "final_step5.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+        assert torch.equal(kept["model"][k], first["model"][k]), k
+    assert any(not torch.equal(a["model"][k], first["model"][k]) for k in a["model"])
+    with pytest.raises(ValueError, match="already trained 9 steps"):
+        train_diffusion(longer.with_("optim", steps=6))
+
+
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks_end_identical(tiny_ae, tmp_path):
     _, ae = tiny_ae
     cfg = _cfg(ae, tmp_path / "ddp", steps=4, batch_size=8).with_("run", checkpoint_every=2)

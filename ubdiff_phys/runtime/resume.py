@@ -37,7 +37,10 @@ __all__ = [
 RESUME_FILE = "last.pt"
 
 #: (section, option) pairs a resumed run may change: they do not change the numbers
-RESUME_FREE = frozenset({("run", "progress"), ("run", "threads"), ("run", "device")})
+#: (``out_dir``: a run directory may be moved or copied and resumed there)
+RESUME_FREE = frozenset(
+    {("run", "progress"), ("run", "threads"), ("run", "device"), ("run", "out_dir")}
+)
 
 
 def _leaves(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:

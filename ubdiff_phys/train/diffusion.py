@@ -10,10 +10,13 @@ so ``ubdiff-phys sample`` needs only this checkpoint and the autoencoder's.
 
 Determinism: the data order is a pure function of (seed, micro-batch counter), t and noise come
 from a generator seeded by (seed, rank) whose state is checkpointed, so a resumed run is
-bit-identical to an uninterrupted one (tested). Distributed: under ``torchrun`` the process
-group is initialised (NCCL on CUDA, gloo on CPU), the U-Net is wrapped in DDP (gradients of the
-non-final accumulation micro-steps are not synchronised) and each rank takes its slice of every
-global batch; all ranks hold identical weights (tested with 2 CPU ranks).
+bit-identical to an uninterrupted one (tested). A finished run can be extended: resume it with a
+larger ``optim.steps`` (the earlier ``final.pt`` is kept as ``final_step<N>.pt``).
+
+Distributed: under ``torchrun`` the process group is initialised (NCCL on CUDA, gloo on CPU), the
+U-Net is wrapped in DDP (gradients of the non-final accumulation micro-steps are not synchronised)
+and each rank takes its slice of every global batch; all ranks hold identical weights (tested
+with 2 CPU ranks).
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
 from ubdiff_phys.runtime.errors import check_finite_loss, check_finite_weights
 from ubdiff_phys.runtime.files import atomic_write_text
-from ubdiff_phys.runtime.resume import RESUME_FILE, load_resume_point, save_resume_point
+from ubdiff_phys.runtime.resume import (
+    RESUME_FILE,
+    RESUME_FREE,
+    load_resume_point,
+    save_resume_point,
+)
 from ubdiff_phys.train.checkpoint import load_checkpoint
 from ubdiff_phys.train.config import TrainConfig
 from ubdiff_phys.train.latents import LatentBatches, build_latent_cache, default_latent_path
@@ -60,6 +68,11 @@ def resolve_config(cfg: DiffusionTrainConfig) -> DiffusionTrainConfig:
     if cfg.model.channels != 1:
         raise ValueError("model.channels must be 1 (the latent is a 1-channel sequence)")
     return cfg.with_("model", seq_len=ae_cfg.model.latent_dim)
+
+
+#: options a resumed diffusion run may change: :data:`RESUME_FREE` and the number of steps (the
+#: learning rate is constant, so a finished run can be extended; see ``_Trainer._extend``)
+EXTENDABLE = RESUME_FREE | {("optim", "steps")}
 
 
 class _Trainer:
@@ -95,7 +108,12 @@ class _Trainer:
         ckpt = None
         if resume:
             ckpt = load_resume_point(
-                last, CHECKPOINT_FORMAT, "diffusion", cfg.to_dict(), map_location=self.device
+                last,
+                CHECKPOINT_FORMAT,
+                "diffusion",
+                cfg.to_dict(),
+                free=EXTENDABLE,
+                map_location=self.device,
             )
         if ckpt is not None:
             if ckpt["world_size"] != self.world:
@@ -109,9 +127,24 @@ class _Trainer:
             set_rng_state(ckpt["rng"])
             self.gen.set_state(ckpt["generators"][self.rank])
             self.state = dict(ckpt["state"])
+            self._extend(self.state["step"])
         if self.is_main:
             atomic_write_text(self.out / "config.toml", dump_toml(cfg.to_dict()))
         self.store_attrs = self._store_attrs()
+
+    def _extend(self, done: int) -> None:
+        """A resumed run may ask for more steps than it was started with (the learning rate is
+        constant, so the steps already taken do not depend on the total): an earlier
+        ``final.pt`` is kept as ``final_step<done>.pt``. Fewer steps than done are refused."""
+        steps = self.cfg.optim.steps
+        if done > steps:
+            raise ValueError(
+                f"{str(self.out)!r} has already trained {done} steps, more than optim.steps = "
+                f"{steps}; ask for at least {done} or use another run.out_dir"
+            )
+        final = self.out / "final.pt"
+        if self.is_main and done < steps and final.exists():
+            final.replace(self.out / f"final_step{done}.pt")
 
     def _store_attrs(self) -> dict[str, Any]:
         with open_store(self.cfg.data.store) as s:
