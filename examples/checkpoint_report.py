@@ -11,6 +11,8 @@ Samples ``--n`` pairs (DDIM 50, seed 0) and reports:
 - PCA Fréchet distance (plain [m/s]² and whitened) of samples vs family maps, next to the
   family-vs-family floor at the same sample size (mean of 3 seeds), and the same distance for the
   autoencoder's reconstructions of family maps (the decoder's share of the distance);
+- with ``--train-store``: each sample's RMS distance to its nearest training map, next to the
+  same for fresh family maps and for the reconstructions (a memorisation check);
 - the decoder gathers' reference points on the first 64 pairs: own residual vs the shuffled
   baseline (a collapsed decoder scores the same against any velocity), the direct-wave baseline,
   and gather diversity vs the solver's gathers of the same velocities.
@@ -90,6 +92,23 @@ def frechet(samples: np.ndarray, family: str, n: int) -> dict[str, float]:
     return out
 
 
+def nearest_training(maps: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """RMS distance [m/s] of each map (n, 1, nz, nx) to its nearest training map (N, 1, nz, nx):
+    a model that memorised its training set puts its samples far closer than fresh maps."""
+    a = torch.from_numpy(maps.reshape(len(maps), -1)).double()
+    b = torch.from_numpy(train.reshape(len(train), -1)).double()
+    d = torch.cdist(a, b).min(dim=1).values / a.shape[1] ** 0.5
+    return d.numpy()
+
+
+def training_maps(path: Path) -> np.ndarray:
+    """The velocity maps [m/s] (N, 1, nz, nx) of a store's training rows."""
+    from ubdiff_phys.data import open_store
+
+    with open_store(path) as st:
+        return np.stack([st.velocity(int(i)) for i in st.train_index])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", help="UB-Diff checkpoint (default: the shipped one)")
@@ -102,7 +121,15 @@ def main() -> None:
         help="autoencoder checkpoint whose seismic branch replaces the checkpoint's (the rest "
         "must be identical)",
     )
+    ap.add_argument(
+        "--train-store",
+        type=Path,
+        help="the checkpoint's training store: also report each sample's distance to its "
+        "nearest training map next to fresh family maps' (a memorisation check)",
+    )
     args = ap.parse_args()
+    if args.train_store is not None and not args.train_store.exists():
+        sys.exit(f"checkpoint_report: error: {str(args.train_store)!r} does not exist")
     if args.n < 64:
         sys.exit("checkpoint_report: error: --n must be >= 64")
     gen = load_generator(args.checkpoint, "cpu")
@@ -137,6 +164,17 @@ def main() -> None:
         "diversity_over_solver": base["diversity"] / base["solver_diversity"],
         **run_record(),
     }
+    if args.train_store is not None:
+        train = training_maps(args.train_store)
+        q = {"p05": 5, "median": 50}
+        record["nearest_training_m_per_s"] = {
+            "store": str(args.train_store),
+            "n_train": len(train),
+            **{
+                who: {k: float(np.percentile(nearest_training(m, train), p)) for k, p in q.items()}
+                for who, m in (("samples", vs), ("family_maps", fam), ("reconstructions", recon))
+            },
+        }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "checkpoint_report.json", record)
     append_json_record(args.results, record)
@@ -159,6 +197,13 @@ def main() -> None:
                 f"{what} {key}: {f['samples_vs_family']:.4g} vs floor "
                 f"{f['family_floor']:.4g} ({f['ratio']:.1f}x)"
             )
+    if "nearest_training_m_per_s" in record:
+        nt = record["nearest_training_m_per_s"]
+        print(
+            "RMS distance to the nearest training map (median, p05) [m/s]: "
+            + "; ".join(f"{w} {nt[w]['median']:.0f}, {nt[w]['p05']:.0f}"
+                        for w in ("samples", "family_maps", "reconstructions"))
+        )  # fmt: skip
     print(
         f"decoder gathers: own {base['own']:.3f}, shuffled {base['shuffled']:.3f} "
         f"(ratio {record['own_over_shuffled']:.2f}), direct wave {base['direct_wave']:.3f}, "
