@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ubdiff_phys.diffusion.schedule import cosine_schedule
 from ubdiff_phys.models.unet1d import UNet1DConfig
+from ubdiff_phys.models.unet2d import UNet2DConfig
 from ubdiff_phys.runtime.config import (
     SectionedConfig,
     check_hyperparameters,
@@ -26,8 +27,11 @@ __all__ = [
     "DiffusionTrainConfig",
     "OptimConfig",
     "RunConfig",
+    "VelocityDataConfig",
+    "VelocityDiffusionConfig",
     "dump_toml",
     "load_diffusion_config",
+    "load_velocity_diffusion_config",
 ]
 
 
@@ -159,4 +163,49 @@ def load_diffusion_config(path: str | Path) -> DiffusionTrainConfig:
         p = Path(getattr(cfg.data, key))
         if str(p) and not p.is_absolute() and not p.exists() and (path.parent / p).exists():
             cfg = cfg.with_("data", **{key: str(path.parent / p)})
+    return cfg
+
+
+@dataclass(frozen=True)
+class VelocityDataConfig:
+    """Data of a velocity-space diffusion run.
+
+    Attributes:
+        store: the dataset; every row of its ``train_index`` is a training map (normalised to
+            [-1, 1] with the store's velocity range).
+        flip_lr: also train on left-right mirrored maps (each batch mirrored with probability
+            1/2): right for families whose law is mirror-symmetric, as every family generator of
+            this library is.
+    """
+
+    store: str = ""
+    flip_lr: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.store:
+            raise ValueError("data.store is required (the dataset of training velocity maps)")
+
+
+@dataclass(frozen=True)
+class VelocityDiffusionConfig(SectionedConfig):
+    """A diffusion model in velocity space: ``[run]``, ``[data]`` (:class:`VelocityDataConfig`),
+    ``[model]`` (:class:`~ubdiff_phys.models.UNet2DConfig`), ``[diffusion]``, ``[optim]``."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: VelocityDataConfig = field(default_factory=lambda: VelocityDataConfig(store="data.h5"))
+    model: UNet2DConfig = field(default_factory=UNet2DConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    SECTIONS = ("run", "data", "model", "diffusion", "optim")
+
+
+def load_velocity_diffusion_config(path: str | Path) -> VelocityDiffusionConfig:
+    """Read a velocity-space TOML config; a relative ``data.store`` that does not exist relative
+    to the current directory is tried next to the config file."""
+    path = Path(path)
+    cfg = VelocityDiffusionConfig.from_dict(read_toml(path))
+    p = Path(cfg.data.store)
+    if not p.is_absolute() and not p.exists() and (path.parent / p).exists():
+        cfg = cfg.with_("data", store=str(path.parent / p))
     return cfg

@@ -1,5 +1,7 @@
-"""``ubdiff-phys train-ae CONFIG.toml`` (two-step autoencoder training) and
-``ubdiff-phys train-diffusion CONFIG.toml`` (latent diffusion), both also under torchrun."""
+"""``ubdiff-phys train-ae CONFIG.toml`` (two-step autoencoder training),
+``ubdiff-phys train-diffusion CONFIG.toml`` (latent diffusion) and
+``ubdiff-phys train-velocity-diffusion CONFIG.toml`` (diffusion on the velocity maps themselves),
+all also under torchrun."""
 
 from __future__ import annotations
 
@@ -9,14 +11,15 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ubdiff_phys.diffusion.config import load_diffusion_config
+from ubdiff_phys.diffusion.config import load_diffusion_config, load_velocity_diffusion_config
 from ubdiff_phys.runtime.config import tomllib
 from ubdiff_phys.runtime.errors import UserError
 from ubdiff_phys.train.config import load_config
 from ubdiff_phys.train.diffusion import train_diffusion
 from ubdiff_phys.train.loop import train_autoencoder
+from ubdiff_phys.train.velocity_diffusion import train_velocity_diffusion
 
-__all__ = ["register", "train_ae_main", "train_diffusion_main"]
+__all__ = ["register", "train_ae_main", "train_diffusion_main", "train_velocity_diffusion_main"]
 
 
 def _is_rank0() -> bool:
@@ -74,6 +77,24 @@ def train_diffusion_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_velocity_diffusion_main(args: argparse.Namespace) -> int:
+    cfg = _load(load_velocity_diffusion_config, args.config)
+    if args.out_dir:
+        cfg = cfg.with_("run", out_dir=args.out_dir)
+    if args.store:
+        cfg = cfg.with_("data", store=args.store)
+    if args.no_progress:
+        cfg = cfg.with_("run", progress=False)
+    if not Path(cfg.data.store).is_file():
+        raise UserError(f"data.store {cfg.data.store!r} is not a file")
+    if args.restart:
+        _forget_run(cfg.run.out_dir, ("last.pt", "final.pt", "metrics.jsonl"))
+    summary = train_velocity_diffusion(cfg, resume=not args.restart)
+    if _is_rank0():
+        print(json.dumps(summary))
+    return 0
+
+
 def _run_options(p: argparse.ArgumentParser, example: str, override: str) -> None:
     p.add_argument("config", help=f"TOML config (see configs/{example})")
     p.add_argument("--out-dir", help="override run.out_dir")
@@ -106,3 +127,15 @@ def register(subparsers) -> None:
     )
     _run_options(d, "diffusion_tiny.toml", "autoencoder")
     d.set_defaults(func=train_diffusion_main)
+
+    vd = subparsers.add_parser(
+        "train-velocity-diffusion",
+        help="train a diffusion model on the velocity maps themselves (a velocity-space prior)",
+        description=(
+            "Trains a 2-D U-Net denoiser on the normalised training velocity maps of a store "
+            "(no autoencoder). Resumes from <run.out_dir>/last.pt when present. Multi-process: "
+            "torchrun --nproc_per_node N -m ubdiff_phys.cli train-velocity-diffusion CFG"
+        ),
+    )
+    _run_options(vd, "velocity_diffusion_flatvel_a.toml", "store")
+    vd.set_defaults(func=train_velocity_diffusion_main)

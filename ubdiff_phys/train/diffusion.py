@@ -76,30 +76,27 @@ EXTENDABLE = RESUME_FREE | {("optim", "steps")}
 
 
 class _Trainer:
-    def __init__(self, cfg: DiffusionTrainConfig, resume: bool):
+    """The training loop shared by the latent model (this class) and the velocity-space model
+    (:mod:`ubdiff_phys.train.velocity_diffusion`, which overrides the ``_resolve``, ``_open_data``,
+    ``_build_net`` and ``_payload_extra`` hooks)."""
+
+    fmt, what = CHECKPOINT_FORMAT, "diffusion"
+
+    def __init__(self, cfg, resume: bool):
         ctx = setup_distributed(cfg.run.device, cfg.run.threads)
         self.world, self.rank, self.device = ctx.world, ctx.rank, ctx.device
         self.distributed, self.is_main = ctx.distributed, ctx.is_main
-        self.cfg = cfg = resolve_config(cfg)
+        self.cfg = cfg = self._resolve(cfg)
         o = cfg.optim
         if o.batch_size % self.world:
             raise ValueError(f"optim.batch_size must be divisible by the {self.world} ranks")
         self.out = Path(cfg.run.out_dir)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            build_latent_cache(
-                cfg.data.store,
-                cfg.data.autoencoder,
-                cfg.data.latents,
-                batch_size=cfg.data.encode_batch,
-                device=self.device,
-                progress=cfg.run.progress,
-            )
-        self._barrier()
-        self.data = LatentBatches(cfg.data.latents, seed=cfg.run.seed)
+        self.data = self._open_data()
         self.schedule = cfg.diffusion.schedule()
         torch.manual_seed(cfg.run.seed)
-        self.net = build_unet1d(cfg.model).to(self.device)
+        self.net = self._build_net().to(self.device)
         self.ema = EMA(self.net, o.ema_decay, o.ema_every)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
         self.gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.rank)
@@ -108,12 +105,7 @@ class _Trainer:
         ckpt = None
         if resume:
             ckpt = load_resume_point(
-                last,
-                CHECKPOINT_FORMAT,
-                "diffusion",
-                cfg.to_dict(),
-                free=EXTENDABLE,
-                map_location=self.device,
+                last, self.fmt, self.what, cfg.to_dict(), free=EXTENDABLE, map_location=self.device
             )
         if ckpt is not None:
             if ckpt["world_size"] != self.world:
@@ -131,6 +123,31 @@ class _Trainer:
         if self.is_main:
             atomic_write_text(self.out / "config.toml", dump_toml(cfg.to_dict()))
         self.store_attrs = self._store_attrs()
+
+    def _resolve(self, cfg):
+        return resolve_config(cfg)
+
+    def _open_data(self):
+        """The batch source (``batch(k, global_batch, rank, world)``, ``close()``): the latent
+        cache, encoded first (rank 0) when missing or made by another autoencoder."""
+        cfg = self.cfg
+        if self.is_main:
+            build_latent_cache(
+                cfg.data.store,
+                cfg.data.autoencoder,
+                cfg.data.latents,
+                batch_size=cfg.data.encode_batch,
+                device=self.device,
+                progress=cfg.run.progress,
+            )
+        self._barrier()
+        return LatentBatches(cfg.data.latents, seed=cfg.run.seed)
+
+    def _build_net(self) -> nn.Module:
+        return build_unet1d(self.cfg.model)
+
+    def _payload_extra(self) -> dict[str, Any]:
+        return {"autoencoder_sha256": self.data.autoencoder_sha256}
 
     def _extend(self, done: int) -> None:
         """A resumed run may ask for more steps than it was started with (the learning rate is
@@ -170,14 +187,14 @@ class _Trainer:
 
     def _payload(self, *, final: bool) -> dict[str, Any]:
         p = {
-            "format": CHECKPOINT_FORMAT,
+            "format": self.fmt,
             "config": self.cfg.to_dict(),
             "model": self.net.state_dict(),
             "ema": self.ema.state_dict(),
             "state": dict(self.state),
             "world_size": self.world,
-            "autoencoder_sha256": self.data.autoencoder_sha256,
             "store_attrs": self.store_attrs,
+            **self._payload_extra(),
         }
         if not final:
             p["optimizer"] = self.opt.state_dict()
@@ -189,7 +206,7 @@ class _Trainer:
             payload = self._payload(final=final)
             if not final:
                 payload["generators"] = gens
-            check_finite_weights(self.net.parameters(), f"the diffusion model ({name})")
+            check_finite_weights(self.net.parameters(), f"the {self.what} model ({name})")
             # a resume point carries the RNG state; final.pt holds only what sampling needs
             save = save_checkpoint if final else save_resume_point
             save(self.out / name, payload)
@@ -208,7 +225,7 @@ class _Trainer:
         bar = tqdm(
             total=o.steps,
             initial=self.state["step"],
-            desc="diffusion",
+            desc=self.what,
             disable=not (cfg.run.progress and self.is_main),
             dynamic_ncols=True,
         )

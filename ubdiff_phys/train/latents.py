@@ -27,7 +27,7 @@ from ubdiff_phys.runtime.files import atomic_path, file_sha256
 from ubdiff_phys.train.checkpoint import load_autoencoder
 from ubdiff_phys.train.data import make_train_views
 
-__all__ = ["LatentBatches", "build_latent_cache", "default_latent_path"]
+__all__ = ["LatentBatches", "PermutedRows", "build_latent_cache", "default_latent_path"]
 
 FORMAT = "ubdiff_phys.latents"
 
@@ -110,26 +110,13 @@ def build_latent_cache(
     return out
 
 
-class LatentBatches:
-    """Random batches of a latent cache as (B, 1, latent_dim) float32 tensors.
+class PermutedRows:
+    """Which rows of ``n`` make micro-batch ``k``: consecutive slices of per-epoch permutations
+    drawn from ``seed``, a pure function of (seed, k), so a resumed run continues the exact
+    sequence. Under DDP, rank r of w takes slice r of each global batch."""
 
-    Batch ``k`` (a micro-batch counter) is a pure function of (seed, k): the rows are consecutive
-    slices of per-epoch permutations, so a resumed run continues the exact sequence. Under DDP,
-    rank r of w takes slice r of each global batch.
-    """
-
-    def __init__(self, path: str | os.PathLike, seed: int = 0):
-        self.path = Path(path)
-        self.seed = seed
-        self._f = h5py.File(self.path, "r")
-        if self._f.attrs.get("format") != FORMAT or not self._f.attrs.get("complete"):
-            self._f.close()
-            raise ValueError(f"{str(self.path)!r} is not a complete latent cache")
-        self.latents = self._f["latents"]
-        self.n = self.latents.shape[0]
-        if self.n == 0:
-            raise ValueError(f"{str(self.path)!r} holds no latents")
-        self.autoencoder_sha256 = str(self._f.attrs["autoencoder_sha256"])
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed = int(n), seed
         self._perm_epoch, self._perm = -1, None
 
     def _perm_of(self, epoch: int) -> np.ndarray:
@@ -147,6 +134,24 @@ class LatentBatches:
             sel = pos // self.n == epoch
             out[sel] = self._perm_of(int(epoch))[pos[sel] % self.n]
         return out
+
+
+class LatentBatches(PermutedRows):
+    """Random batches of a latent cache as (B, 1, latent_dim) float32 tensors (rows chosen by
+    :class:`PermutedRows`)."""
+
+    def __init__(self, path: str | os.PathLike, seed: int = 0):
+        self.path = Path(path)
+        self._f = h5py.File(self.path, "r")
+        if self._f.attrs.get("format") != FORMAT or not self._f.attrs.get("complete"):
+            self._f.close()
+            raise ValueError(f"{str(self.path)!r} is not a complete latent cache")
+        self.latents = self._f["latents"]
+        if self.latents.shape[0] == 0:
+            self._f.close()
+            raise ValueError(f"{str(self.path)!r} holds no latents")
+        super().__init__(self.latents.shape[0], seed)
+        self.autoencoder_sha256 = str(self._f.attrs["autoencoder_sha256"])
 
     def batch(self, k: int, global_batch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
         idx = self.indices(k, global_batch, rank, world)

@@ -1,0 +1,131 @@
+"""Velocity-space diffusion: the 2-D U-Net's shape contract, the store batches (rows, normalisation,
+mirror flips, rank slices), the trainer's resume bit-exactness and its checkpoint loader, the
+CLI's refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import small_store
+
+from ubdiff_phys.cli import main
+from ubdiff_phys.data import open_store
+from ubdiff_phys.diffusion.checkpoint import is_velocity_checkpoint, load_velocity_denoiser
+from ubdiff_phys.diffusion.config import VelocityDiffusionConfig
+from ubdiff_phys.models.unet2d import UNet2D, UNet2DConfig
+from ubdiff_phys.runtime import dump_toml
+from ubdiff_phys.train.velocity_diffusion import VelocityBatches, train_velocity_diffusion
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    # CurveVel-A: its maps are not mirror images of themselves, so flips are visible
+    return small_store(tmp_path_factory.mktemp("vdiff") / "v.h5", 24, 2, 2, family="curvevel-a")
+
+
+def _cfg(store, out, **optim) -> VelocityDiffusionConfig:
+    d = {
+        "run": {"out_dir": str(out), "device": "cpu", "threads": 1, "progress": False,
+                "checkpoint_every": 3, "log_every": 2},
+        "data": {"store": str(store), "flip_lr": True},
+        "model": {"dim": 8, "dim_mults": [1, 2], "attn_heads": 2},
+        "optim": {"steps": 6, "batch_size": 4, "grad_accum": 1, "lr": 1e-3, "ema_every": 1,
+                  **optim},
+    }  # fmt: skip
+    return VelocityDiffusionConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("nz,nx,mults", [(70, 70, (1, 2, 4, 4)), (35, 50, (1, 2)), (9, 13, (1,))])
+def test_unet2d_keeps_the_map_shape_and_starts_at_zero(nz, nx, mults):
+    cfg = UNet2DConfig(dim=8, dim_mults=mults, nz=nz, nx=nx, attn_heads=2)
+    m = 2 ** (len(mults) - 1)
+    left, right, top, bottom = cfg.padding
+    assert (nz + top + bottom) % m == 0 and (nx + left + right) % m == 0
+    net = UNet2D(cfg)
+    x, t = torch.randn(3, 1, nz, nx), torch.tensor([0, 100, 255])
+    y = net(x, t)
+    assert y.shape == x.shape and torch.count_nonzero(y) == 0  # zero-initialised output layer
+    torch.nn.init.normal_(net.out[-1].weight)
+    y = net(x, t)
+    assert torch.isfinite(y).all() and y.abs().sum() > 0
+    y.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    with pytest.raises(ValueError, match="must be"):
+        net(torch.randn(1, 1, nz + 1, nx), t[:1])
+
+
+def test_unet2d_config_refusals():
+    with pytest.raises(ValueError, match="groups"):
+        UNet2DConfig(dim=12)
+    with pytest.raises(ValueError, match="attn_heads"):
+        UNet2DConfig(dim=8, dim_mults=(1,), attn_heads=3)
+    with pytest.raises(ValueError, match="unknown"):
+        UNet2DConfig.from_dict({"dim": 8, "seq_len": 4})
+
+
+def test_velocity_batches_are_normalised_training_maps(store):
+    data = VelocityBatches(store, seed=3, flip_lr=True)
+    with open_store(store) as st:
+        maps = {
+            int(r): st.normalizer.velocity(torch.from_numpy(st.velocity(int(r))).double()).float()
+            for r in st.train_index
+        }
+    k, flips = 0, 0
+    for k in range(6):
+        b = data.batch(k, 8)
+        assert b.shape == (8, 1, 70, 70) and b.dtype == torch.float32
+        assert torch.equal(b, VelocityBatches(store, seed=3, flip_lr=True).batch(k, 8))
+        for x, r in zip(b, data.rows[data.indices(k, 8)], strict=True):
+            m = maps[int(r)]
+            same, mirrored = torch.equal(x, m), torch.equal(x, m.flip(-1))
+            assert same or mirrored
+            flips += mirrored and not same
+        halves = torch.cat([data.batch(k, 8, 0, 2), data.batch(k, 8, 1, 2)])
+        assert torch.equal(halves, b)
+    assert 0 < flips < 48  # about half are mirrored
+    assert float(b.min()) >= -1 and float(b.max()) <= 1
+    plain = VelocityBatches(store, seed=3)
+    for x, r in zip(plain.batch(2, 8), plain.rows[plain.indices(2, 8)], strict=True):
+        assert torch.equal(x, maps[int(r)])
+    data.close()
+    plain.close()
+
+
+def test_resumed_run_is_bit_identical_and_loads_as_a_velocity_denoiser(store, tmp_path):
+    full = train_velocity_diffusion(_cfg(store, tmp_path / "full"))
+    assert full["step"] == 6
+    cut = _cfg(store, tmp_path / "cut")
+    assert train_velocity_diffusion(cut, stop_after=3)["step"] == 3
+    assert train_velocity_diffusion(cut)["step"] == 6
+    a, cfg, ckpt = load_velocity_denoiser(tmp_path / "full")
+    b, _, _ = load_velocity_denoiser(tmp_path / "cut")
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert ckpt["state"]["step"] == 6 and cfg.model.dim == 8
+    assert ckpt["store_attrs"]["family"] == "curvevel-a" and "normalization" in ckpt["store_attrs"]
+    assert is_velocity_checkpoint(tmp_path / "full") and not is_velocity_checkpoint(store)
+    x = torch.randn(2, 1, 70, 70, dtype=torch.float64)
+    assert a(x, torch.tensor([5, 9])).dtype == torch.float64
+    # another model size cannot resume this run
+    other = _cfg(store, tmp_path / "cut", steps=8).with_("model", dim=16)
+    with pytest.raises(ValueError, match="model.dim"):
+        train_velocity_diffusion(other)
+    # a longer run extends it
+    assert train_velocity_diffusion(_cfg(store, tmp_path / "cut", steps=8))["step"] == 8
+    assert (tmp_path / "cut" / "final_step6.pt").exists()
+
+
+def test_cli_trains_and_refuses_a_missing_store_and_a_wrong_grid(store, tmp_path, capsys):
+    cfg = _cfg(store, tmp_path / "run", steps=2)
+    path = tmp_path / "c.toml"
+    path.write_text(dump_toml(cfg.to_dict()))
+    assert main(["train-velocity-diffusion", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 2
+    assert main(["train-velocity-diffusion", str(path), "--store", str(tmp_path / "no.h5")]) == 2
+    assert "is not a file" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text(dump_toml(cfg.with_("model", nz=64).to_dict()))
+    assert main(["train-velocity-diffusion", str(bad), "--out-dir", str(tmp_path / "r2")]) == 2
+    assert "model.nz, model.nx = 64, 70" in capsys.readouterr().err
