@@ -14,6 +14,7 @@ from ubdiff_phys.cli import main
 from ubdiff_phys.data import open_store
 from ubdiff_phys.diffusion.checkpoint import is_velocity_checkpoint, load_velocity_denoiser
 from ubdiff_phys.diffusion.config import VelocityDiffusionConfig
+from ubdiff_phys.inversion.prior import VelocityPrior, load_prior
 from ubdiff_phys.models.unet2d import UNet2D, UNet2DConfig
 from ubdiff_phys.runtime import dump_toml
 from ubdiff_phys.train.velocity_diffusion import VelocityBatches, train_velocity_diffusion
@@ -108,6 +109,15 @@ def test_resumed_run_is_bit_identical_and_loads_as_a_velocity_denoiser(store, tm
     assert is_velocity_checkpoint(tmp_path / "full") and not is_velocity_checkpoint(store)
     x = torch.randn(2, 1, 70, 70, dtype=torch.float64)
     assert a(x, torch.tensor([5, 9])).dtype == torch.float64
+    # as a posterior prior: load_prior tells the kinds apart
+    prior = load_prior(tmp_path / "full")
+    assert isinstance(prior, VelocityPrior) and prior.latent_shape == (1, 70, 70)
+    assert prior.boundary == "pml" and prior.survey is not None and prior.denoiser_error is None
+    with open_store(store) as st:
+        v = torch.from_numpy(st.velocity(int(st.train_index[0])))[None]
+        assert prior.bounds == (st.normalizer.v_min, st.normalizer.v_max)
+    torch.testing.assert_close(prior.velocity(prior.encode(v)), v, atol=1e-3, rtol=0)
+    assert prior.error_path == tmp_path / "full" / "final.denoiser_error.json"
     # another model size cannot resume this run
     other = _cfg(store, tmp_path / "cut", steps=8).with_("model", dim=16)
     with pytest.raises(ValueError, match="model.dim"):

@@ -1,8 +1,13 @@
-"""The diffusion prior of posterior inversion: a trained UB-Diff latent diffusion model and its
-velocity decoder, and the denoiser's error in data space (the noise-aware likelihood's r_t).
+"""The diffusion prior of posterior inversion, and the denoiser's error in data space (the
+noise-aware likelihood's r_t). Two kinds share one interface (``denoiser``, ``latent_shape``,
+``velocity``, ``encode``, ``bounds``, ``survey``, ``boundary``, ``denoiser_error``):
 
-``LatentPrior.velocity(z)`` maps co-latents to velocity [m/s] differentiably (decoder output
-clamped to the normalised range [-1, 1], then the training store's normaliser). The denoiser error
+- :class:`LatentPrior`: a trained UB-Diff latent diffusion model and its velocity decoder;
+  ``velocity(z)`` maps co-latents to velocity [m/s] differentiably (decoder output clamped to the
+  normalised range [-1, 1], then the training store's normaliser);
+- :class:`VelocityPrior`: a diffusion model on the normalised velocity maps themselves
+  (``train-velocity-diffusion``); ``velocity(x)`` only clamps and denormalises.
+ The denoiser error
 r_t is the RMS, per data value, of ``F(v(x̂0(z_t))) − F(v(z0))`` over encoded training velocities
 z0 and fresh noise at timestep t: what the likelihood of x_t must add to the data noise. It is
 estimated once per (prior, survey, boundary) on a grid of timesteps and interpolated in log r.
@@ -20,16 +25,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from ubdiff_phys.data import Normalizer
+from ubdiff_phys.diffusion.checkpoint import (
+    checkpoint_file,
+    is_velocity_checkpoint,
+    load_velocity_denoiser,
+)
 from ubdiff_phys.diffusion.targets import q_sample, x0_from_v
 from ubdiff_phys.physics.forward import simulate
 from ubdiff_phys.physics.survey import Survey
-from ubdiff_phys.pipelines.generator import load_generator
+from ubdiff_phys.pipelines.generator import load_generator, recorded_survey
 from ubdiff_phys.runtime.files import atomic_write_json
 
 __all__ = [
     "DENOISER_ERROR_FILE",
     "DenoiserError",
     "LatentPrior",
+    "VelocityPrior",
     "estimate_denoiser_error",
     "load_prior",
 ]
@@ -95,8 +107,34 @@ def _first_tensor(module: torch.nn.Module) -> torch.Tensor:
     raise ValueError("the prior's autoencoder has neither parameters nor buffers")
 
 
+class _PriorCommon:
+    """What both prior kinds compute alike from ``normalizer`` and ``error_path``."""
+
+    normalizer: Any
+    error_path: Path
+    denoiser_error: DenoiserError | None
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return float(self.normalizer.v_min), float(self.normalizer.v_max)
+
+    def _denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        """normalised maps -> velocity [m/s] float32, clamped to [-1, 1] first."""
+        lo, hi = self.bounds
+        return (x.float().clamp(-1, 1) + 1) * (0.5 * (hi - lo)) + lo
+
+    def _normalise(self, v: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.bounds
+        return 2 * (v.float() - lo) / (hi - lo) - 1
+
+    def save_denoiser_error(self, err: DenoiserError) -> None:
+        """Store ``err`` beside the checkpoint (atomic) and keep it on the prior."""
+        atomic_write_json(self.error_path, err.to_dict())
+        self.denoiser_error = err
+
+
 @dataclass
-class LatentPrior:
+class LatentPrior(_PriorCommon):
     """A latent diffusion prior over velocity (see the module docstring).
 
     Attributes:
@@ -123,46 +161,116 @@ class LatentPrior:
     def latent_shape(self) -> tuple[int, int]:
         return (1, int(self.latent_dim))
 
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return float(self.normalizer.v_min), float(self.normalizer.v_max)
-
     def velocity(self, z: torch.Tensor) -> torch.Tensor:
         """co-latents (B, ...) -> velocity (B, 1, nz, nx) float32 [m/s], differentiable in z."""
         p = _first_tensor(self.autoencoder)
-        x = self.autoencoder.decode_velocity(z.reshape(z.shape[0], -1).to(p.device, p.dtype))
-        lo, hi = self.bounds
-        return (x.float().clamp(-1, 1) + 1) * (0.5 * (hi - lo)) + lo
+        return self._denormalise(
+            self.autoencoder.decode_velocity(z.reshape(z.shape[0], -1).to(p.device, p.dtype))
+        )
 
     @torch.no_grad()
     def encode(self, v: torch.Tensor) -> torch.Tensor:
         """velocity (B, 1, nz, nx) [m/s] -> co-latents (B, 1, latent_dim) float64."""
         p = _first_tensor(self.autoencoder)
-        lo, hi = self.bounds
-        x = (2 * (v.float() - lo) / (hi - lo) - 1).to(p.device, p.dtype)
+        x = self._normalise(v).to(p.device, p.dtype)
         return self.autoencoder.encode(x).reshape(v.shape[0], 1, -1).double()
 
-    def save_denoiser_error(self, err: DenoiserError) -> None:
-        """Store ``err`` beside the checkpoint (atomic) and keep it on the prior."""
-        atomic_write_json(self.error_path, err.to_dict())
-        self.denoiser_error = err
+
+@dataclass
+class VelocityPrior(_PriorCommon):
+    """A diffusion prior on the normalised velocity maps themselves.
+
+    Attributes:
+        denoiser: the v-prediction model over (B, 1, nz, nx) maps in [-1, 1].
+        shape: (nz, nx) of its maps.
+        normalizer: the training store's normaliser (velocity range [v_min, v_max] m/s).
+        survey, boundary: the training data's modelling (None when it records none).
+        error_path, denoiser_error: as for :class:`LatentPrior`.
+    """
+
+    denoiser: Any
+    shape: tuple[int, int]
+    normalizer: Any
+    survey: Survey | None
+    boundary: str
+    device: torch.device
+    error_path: Path
+    denoiser_error: DenoiserError | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (1, int(self.shape[0]), int(self.shape[1]))
+
+    def velocity(self, x: torch.Tensor) -> torch.Tensor:
+        """normalised maps (B, 1, nz, nx) -> velocity (B, 1, nz, nx) float32 [m/s]."""
+        return self._denormalise(x.to(self.device))
+
+    @torch.no_grad()
+    def encode(self, v: torch.Tensor) -> torch.Tensor:
+        """velocity (B, 1, nz, nx) [m/s] -> normalised maps float64 (the prior's x0)."""
+        return self._normalise(v).to(self.device).double()
 
 
-def load_prior(checkpoint: str | os.PathLike | None = None, device: Any = "cpu") -> LatentPrior:
-    """Load a UB-Diff checkpoint (default: the shipped one) as a :class:`LatentPrior`, with its
-    stored denoiser error when there is one."""
-    gen = load_generator(checkpoint, device, require_survey=False)
-    gen.autoencoder.eval()
-    gen.denoiser.eval()
-    diff_path = Path(gen.info["diffusion"])
-    error_path = diff_path.parent / (
+def _error_path(diff_path: Path) -> Path:
+    """Where a checkpoint file's denoiser error is stored."""
+    return diff_path.parent / (
         DENOISER_ERROR_FILE
         if diff_path.name == "diffusion.pt"
         else f"{diff_path.stem}.{DENOISER_ERROR_FILE}"
     )
-    err = None
-    if error_path.is_file():
-        err = DenoiserError.from_dict(json.loads(error_path.read_text()))
+
+
+def _stored_error(path: Path) -> DenoiserError | None:
+    return DenoiserError.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def load_velocity_prior(
+    checkpoint: str | os.PathLike, device: Any = "cpu", *, weights: str = "model"
+) -> VelocityPrior:
+    """Load a velocity-space diffusion checkpoint (run folder or file) as a
+    :class:`VelocityPrior`, with its stored denoiser error when there is one."""
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    device = torch.device(device)
+    den, cfg, ckpt = load_velocity_denoiser(path, device, weights=weights)
+    attrs = dict(ckpt["store_attrs"])
+    diff_path = path / "diffusion.pt" if (path / "diffusion.pt").exists() else checkpoint_file(path)
+    survey, boundary = recorded_survey(attrs, diff_path, False)
+    error_path = _error_path(diff_path)
+    info = {
+        "checkpoint": str(path),
+        "diffusion": str(diff_path),
+        "kind": "velocity",
+        "diffusion_step": int(ckpt["state"]["step"]),
+        "weights": weights,
+    }
+    return VelocityPrior(
+        denoiser=den,
+        shape=(cfg.model.nz, cfg.model.nx),
+        normalizer=Normalizer.from_dict(attrs["normalization"]),
+        survey=survey,
+        boundary=boundary,
+        device=device,
+        error_path=error_path,
+        denoiser_error=_stored_error(error_path),
+        info=info,
+    )
+
+
+def load_prior(
+    checkpoint: str | os.PathLike | None = None, device: Any = "cpu"
+) -> LatentPrior | VelocityPrior:
+    """Load a checkpoint (default: the shipped one) as a prior, with its stored denoiser error
+    when there is one: a UB-Diff checkpoint as a :class:`LatentPrior`, a velocity-space one
+    (``train-velocity-diffusion``) as a :class:`VelocityPrior`."""
+    if checkpoint is not None and is_velocity_checkpoint(checkpoint):
+        return load_velocity_prior(checkpoint, device)
+    gen = load_generator(checkpoint, device, require_survey=False)
+    gen.autoencoder.eval()
+    gen.denoiser.eval()
+    error_path = _error_path(Path(gen.info["diffusion"]))
     return LatentPrior(
         denoiser=gen.denoiser,
         autoencoder=gen.autoencoder,
@@ -172,14 +280,14 @@ def load_prior(checkpoint: str | os.PathLike | None = None, device: Any = "cpu")
         boundary=gen.boundary,
         device=gen.device,
         error_path=error_path,
-        denoiser_error=err,
+        denoiser_error=_stored_error(error_path),
         info=dict(gen.info),
     )
 
 
 @torch.no_grad()
 def estimate_denoiser_error(
-    prior: LatentPrior,
+    prior: LatentPrior | VelocityPrior,
     velocities: torch.Tensor,
     survey: Survey,
     *,

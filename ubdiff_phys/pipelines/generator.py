@@ -36,6 +36,7 @@ __all__ = [
     "batch_generator",
     "load_generator",
     "package_checkpoint",
+    "recorded_survey",
     "shipped_checkpoint",
 ]
 
@@ -128,7 +129,9 @@ def _autoencoder_path(path: Path, shipped_layout: bool, cfg, autoencoder) -> Pat
     return ae_path
 
 
-def _recorded_survey(attrs: dict[str, Any], diff_path: Path, require: bool):
+def recorded_survey(attrs: dict[str, Any], diff_path: Path, require: bool):
+    """(Survey or None, boundary) a checkpoint's training-store attributes record; ``require``:
+    refuse a checkpoint that records none."""
     if not attrs.get("survey"):
         if not require:
             return None, str(attrs.get("boundary", ""))
@@ -170,7 +173,7 @@ def load_generator(
         )
     ae, ae_cfg = load_autoencoder(ae_path, device)
     attrs = dict(ckpt["store_attrs"])
-    survey, boundary = _recorded_survey(attrs, diff_path, require_survey)
+    survey, boundary = recorded_survey(attrs, diff_path, require_survey)
     info = {
         "checkpoint": str(path),
         "diffusion": str(diff_path),
