@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import small_store
@@ -16,7 +17,11 @@ from ubdiff_phys.diffusion.checkpoint import is_velocity_checkpoint, load_veloci
 from ubdiff_phys.diffusion.config import VelocityDiffusionConfig
 from ubdiff_phys.inversion.prior import VelocityPrior, load_prior
 from ubdiff_phys.models.unet2d import UNet2D, UNet2DConfig
+from ubdiff_phys.physics import Survey, simulate
+from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
+from ubdiff_phys.pipelines.generator import load_generator
 from ubdiff_phys.runtime import dump_toml
+from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.train.velocity_diffusion import VelocityBatches, train_velocity_diffusion
 
 
@@ -139,3 +144,31 @@ def test_cli_trains_and_refuses_a_missing_store_and_a_wrong_grid(store, tmp_path
     bad.write_text(dump_toml(cfg.with_("model", nz=64).to_dict()))
     assert main(["train-velocity-diffusion", str(bad), "--out-dir", str(tmp_path / "r2")]) == 2
     assert "model.nz, model.nx = 64, 70" in capsys.readouterr().err
+
+
+def test_sample_makes_exact_pairs_from_a_velocity_model_and_refuses_decoder_modes(
+    store, tmp_path, capsys
+):
+    train_velocity_diffusion(_cfg(store, tmp_path / "run", steps=2))
+    out = tmp_path / "gen.h5"
+    args = ["sample", "--checkpoint", str(tmp_path / "run"), "--n", "3", "--batch", "2"]
+    args += ["--sampler", "ddim", "--steps", "3", "--no-progress", "--device", "cpu"]
+    assert main([*args, "--seismic", "decoder", str(out)]) == 2
+    assert "velocity-space model: use --seismic solver" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*args, str(out)]) == 0
+    with open_store(out) as g, open_store(store) as st:
+        assert g.attrs["generated"] and g.attrs["seismic_mode"] == "solver"
+        assert g.attrs["family"] == st.attrs["family"]
+        v = torch.from_numpy(np.stack([g.velocity(i) for i in range(3)]))
+        s = torch.from_numpy(np.stack([g.seismic_of(i) for i in range(3)]))
+        lo, hi = st.normalizer.v_min, st.normalizer.v_max
+        survey, boundary = Survey.from_dict(g.attrs["survey"]), g.attrs["boundary"]
+    assert float(v.min()) >= lo - 1e-3 and float(v.max()) <= hi + 1e-3
+    torch.testing.assert_close(s, simulate(v, survey, boundary=boundary).float())
+    # the same seed gives the same maps (batches seeded by (seed, b))
+    gen = load_generator(tmp_path / "run")
+    x = gen.sample(1, seed=0, b=1, sampler="ddim", steps=3)
+    torch.testing.assert_close(gen.decode(x)[0], v[2:3].to(x.device), atol=1e-3, rtol=0)
+    with pytest.raises(OptionError, match="nothing for this job to validate"):
+        generate_and_validate(tmp_path / "job", 2, checkpoint=tmp_path / "run", device="cpu")

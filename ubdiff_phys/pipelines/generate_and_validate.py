@@ -55,6 +55,7 @@ from ubdiff_phys.pipelines.job_checks import check_job_outputs, check_job_sizes
 from ubdiff_phys.pipelines.seismic_modes import decode_pairs, mode_options, sample_for_mode
 from ubdiff_phys.pipelines.trace import Tracer, trace_indices
 from ubdiff_phys.runtime.device import resolve_device
+from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.runtime.stats import distribution
 
@@ -385,6 +386,12 @@ def generate_and_validate(
 
     t0 = time.perf_counter()
     gen = load_generator(checkpoint, device, autoencoder=autoencoder)
+    if not gen.has_seismic_decoder:
+        raise OptionError(
+            f"{str(checkpoint)!r} is a velocity-space model: its pairs are exact by construction, "
+            "there is nothing for this job to validate; make pairs with `ubdiff-phys sample "
+            "--checkpoint ... --seismic solver`"
+        )
     steps = min(steps, gen.denoiser.schedule.timesteps)
     t_load = time.perf_counter() - t0
     tracer = None

@@ -3,6 +3,10 @@ co-latents, decode them into (velocity, seismic) pairs in physical units, valida
 
 Used by ``ubdiff-phys sample`` (:mod:`.sample`) and the main job (:mod:`.generate_and_validate`).
 
+A velocity-space checkpoint (``train-velocity-diffusion``) loads as a :class:`VelocityGenerator`:
+it samples velocity maps directly and has no seismic decoder, so its pairs take their gathers
+from the solver (``--seismic solver``).
+
 Checkpoints: a folder with ``diffusion.pt`` + ``autoencoder.pt`` (the shipped layout,
 :func:`shipped_checkpoint`), or a ``train-diffusion`` run folder / checkpoint file whose config
 names its autoencoder (``autoencoder`` overrides it). The autoencoder file's sha256 must be the one
@@ -24,15 +28,23 @@ from typing import Any
 import torch
 
 from ubdiff_phys.data import Normalizer
-from ubdiff_phys.diffusion.checkpoint import load_denoiser, load_diffusion_checkpoint
+from ubdiff_phys.diffusion.checkpoint import (
+    checkpoint_file,
+    is_velocity_checkpoint,
+    load_denoiser,
+    load_diffusion_checkpoint,
+    load_velocity_denoiser,
+)
 from ubdiff_phys.diffusion.config import DiffusionTrainConfig
-from ubdiff_phys.diffusion.samplers import sample_latents
+from ubdiff_phys.diffusion.samplers import sample, sample_latents
 from ubdiff_phys.physics import Survey, residual
+from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.files import atomic_write_json, file_sha256
 from ubdiff_phys.train.checkpoint import load_autoencoder
 
 __all__ = [
     "Generator",
+    "VelocityGenerator",
     "batch_generator",
     "load_generator",
     "package_checkpoint",
@@ -105,6 +117,14 @@ class Generator:
         s = self.normalizer.seismic_inverse(s.float().clamp(-1, 1).double())
         return v.float(), s.float()
 
+    #: the decoder makes gathers ("decoder" and "guided" seismic modes are possible)
+    has_seismic_decoder = True
+
+    @property
+    def seismic_shape(self) -> tuple[int, int, int]:
+        """(n_sources, nt, n_receivers) of the gathers it makes."""
+        return tuple(self.autoencoder_config.model.seismic_shape)
+
     def residual(self, v: torch.Tensor, s: torch.Tensor, **kwargs: Any):
         """:func:`ubdiff_phys.physics.residual` with the training data's survey/boundary/norm."""
         if self.survey is None:
@@ -112,6 +132,81 @@ class Generator:
         return residual(
             v, s, self.survey, boundary=self.boundary, normalizer=self.normalizer, **kwargs
         )
+
+
+@dataclass
+class VelocityGenerator:
+    """A velocity-space diffusion model (``train-velocity-diffusion``) as a generator of velocity
+    maps; the gathers of its pairs come from the solver. Same seeds and batches as
+    :class:`Generator`."""
+
+    denoiser: Any
+    normalizer: Any
+    survey: Any
+    boundary: str
+    store_attrs: dict[str, Any]
+    device: torch.device
+    info: dict[str, Any]
+
+    has_seismic_decoder = False
+
+    @property
+    def seismic_shape(self) -> tuple[int, int, int]:
+        if self.survey is None:
+            raise ValueError("this generator's training data records no survey")
+        return (self.survey.n_sources, self.survey.nt, self.survey.n_receivers)
+
+    def sample(
+        self, m: int, *, seed: int, b: int, sampler: str = "ddim", steps: int | None = 50,
+        **kwargs: Any,
+    ) -> torch.Tensor:  # fmt: skip
+        """Batch ``b`` of a job seeded with ``seed``: ``m`` normalised maps (m, 1, nz, nx) float32
+        on the generator's device (``kwargs``: the sampler's)."""
+        c = self.denoiser.net.config
+        steps = None if steps is None else min(steps, self.denoiser.schedule.timesteps)
+        x = sample(
+            self.denoiser,
+            (m, 1, c.nz, c.nx),
+            sampler=sampler,
+            steps=steps,
+            generator=batch_generator(seed, b),
+            device=self.device,
+            **kwargs,
+        )
+        return x.float()
+
+    @torch.no_grad()
+    def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """normalised maps -> (velocity [m/s] (B, 1, nz, nx) float32, None: no seismic decoder);
+        clamped to [-1, 1] before denormalising, as :meth:`Generator.decode` does."""
+        v = self.normalizer.velocity_inverse(x.float().clamp(-1, 1).double())
+        return v.float(), None
+
+    residual = Generator.residual
+
+
+def _load_velocity_generator(path: Path, device: torch.device, weights: str, require: bool):
+    den, _, ckpt = load_velocity_denoiser(path, device, weights=weights)
+    attrs = dict(ckpt["store_attrs"])
+    diff_path = checkpoint_file(path)
+    survey, boundary = recorded_survey(attrs, diff_path, require)
+    info = {
+        "checkpoint": str(path),
+        "diffusion": str(diff_path),
+        "kind": "velocity",
+        "diffusion_step": int(ckpt["state"]["step"]),
+        "weights": weights,
+        "shipped": False,
+    }
+    return VelocityGenerator(
+        denoiser=den,
+        normalizer=Normalizer.from_dict(attrs["normalization"]),
+        survey=survey,
+        boundary=boundary,
+        store_attrs=attrs,
+        device=device,
+        info=info,
+    )
 
 
 def _autoencoder_path(path: Path, shipped_layout: bool, cfg, autoencoder) -> Path:
@@ -152,8 +247,10 @@ def load_generator(
     autoencoder: str | os.PathLike | None = None,
     weights: str = "model",
     require_survey: bool = True,
-) -> Generator:
+) -> Generator | VelocityGenerator:
     """Load a checkpoint (default: the shipped one) on ``device``; check the autoencoder's sha256.
+    A velocity-space checkpoint loads as a :class:`VelocityGenerator` (``autoencoder`` must then
+    be None).
 
     ``require_survey``: refuse a checkpoint whose training data records no survey (it could not
     be validated)."""
@@ -161,6 +258,10 @@ def load_generator(
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     device = torch.device(device)
+    if is_velocity_checkpoint(path):
+        if autoencoder is not None:
+            raise OptionError(f"{str(path)!r} is a velocity-space model: it takes no autoencoder")
+        return _load_velocity_generator(path, device, weights, require_survey)
     shipped_layout = path.is_dir() and (path / "diffusion.pt").exists()
     diff_path = path / "diffusion.pt" if shipped_layout else path
     denoiser, cfg, ckpt = load_denoiser(diff_path, device, weights=weights)

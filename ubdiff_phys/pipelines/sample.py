@@ -24,15 +24,19 @@ import numpy as np
 
 from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.diffusion.samplers import SAMPLERS
-from ubdiff_phys.pipelines.generator import Generator, load_generator
-from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES, generate_pairs
+from ubdiff_phys.pipelines.generator import Generator, VelocityGenerator, load_generator
+from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES, check_mode_for, generate_pairs
 from ubdiff_phys.runtime.progress import commit_batches
 
 __all__ = ["generate_store"]
 
 
 def _prepare_store(
-    gen: Generator, out: Path, n: int, build_args: dict[str, Any], overwrite: bool = False
+    gen: Generator | VelocityGenerator,
+    out: Path,
+    n: int,
+    build_args: dict[str, Any],
+    overwrite: bool = False,
 ) -> None:
     """Create ``out`` unless it is a store of this very job (then it resumes). Anything else at
     ``out`` (another dataset, another job's output, a file that is no store) is refused unless
@@ -58,7 +62,7 @@ def _prepare_store(
         out,
         n_rows=n,
         grid=grid,
-        seismic_shape=tuple(gen.autoencoder_config.model.seismic_shape),
+        seismic_shape=gen.seismic_shape,
         paired_index=rows,
         train_index=rows,
         test_index=np.zeros(0, dtype=np.int64),
@@ -107,9 +111,10 @@ def generate_store(
     gen = load_generator(
         checkpoint, device, autoencoder=autoencoder, weights=weights, require_survey=False
     )
+    check_mode_for(gen, seismic)
     build_args = {
         "checkpoint_step": gen.info["diffusion_step"],
-        "autoencoder_sha256": gen.info["autoencoder_sha256"],
+        "autoencoder_sha256": gen.info.get("autoencoder_sha256"),
         "n": n,
         "sampler": sampler,
         "steps": steps,

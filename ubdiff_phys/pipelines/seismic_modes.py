@@ -21,9 +21,11 @@ import torch
 from ubdiff_phys.diffusion.samplers import Guide
 from ubdiff_phys.ops.reference.acoustic import openfwi_normalise
 from ubdiff_phys.physics import simulate
+from ubdiff_phys.runtime.errors import OptionError
 
 __all__ = [
     "SEISMIC_MODES",
+    "check_mode_for",
     "decode_pairs",
     "generate_pairs",
     "mode_options",
@@ -87,6 +89,16 @@ def pair_misfit_guide(
     return guide
 
 
+def check_mode_for(gen, seismic: str) -> None:
+    """Refuse a mode the generator cannot make: "decoder" and "guided" need a seismic decoder (a
+    velocity-space model has none)."""
+    if seismic != "solver" and not gen.has_seismic_decoder:
+        raise OptionError(
+            f"--seismic {seismic} needs a seismic decoder, and {gen.info['checkpoint']!r} is a "
+            "velocity-space model: use --seismic solver (gathers simulated from its velocities)"
+        )
+
+
 def mode_options(seismic: str, guidance_scale: float, guidance_steps: int) -> dict[str, Any]:
     """The checked options of a seismic mode, as :func:`sample_for_mode` keyword arguments."""
     if seismic not in SEISMIC_MODES:
@@ -115,6 +127,7 @@ def sample_for_mode(
     "guided"), and a dict of what was done (mode, parameters, guidance log)."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
+    check_mode_for(gen, seismic)
     info: dict[str, Any] = {"seismic": seismic}
     if seismic == "guided":
         log: list = []
