@@ -5,7 +5,9 @@ simulated on the prior's survey and boundary, Gaussian noise of a fraction of ea
 added (two levels), and each record is inverted by:
 
 - ``posterior``: :func:`ubdiff_phys.inversion.posterior_sample` (noise-aware likelihood; the
-  posterior mean is scored, and the 90 % interval's coverage of the true pixels);
+  posterior mean is scored, and the 90 % interval's coverage of the true pixels); the prior is a
+  UB-Diff checkpoint (latent model + velocity decoder) or a velocity-space model
+  (``train-velocity-diffusion``), whichever ``--checkpoint`` holds;
 - ``fwi``: L-BFGS FWI from the truth smoothed with sigma = 10 cells (a benchmark start);
 - ``inversionnet``: InversionNet (width 0.25, 500 AdamW steps of 16, lr 1e-3) trained on the
   prior's training store's paired rows (the data the prior's autoencoder saw);
@@ -16,6 +18,8 @@ noise level ½ N σ². Writes ``<out>/posterior_inversion.json`` and appends the
 ``benchmarks/results/posterior_inversion_cpu.json``.
 
     python examples/posterior_inversion.py --train-store data/shipped.h5 --out out/posterior
+    python examples/posterior_inversion.py --checkpoint runs/velocity_diffusion_flatvel_a \
+        --train-store data/shipped.h5 --out out/posterior_velocity
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ def main() -> None:
     z = torch.randn((32, *prior.latent_shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         prior_mean = prior.velocity(sample_ddim(prior.denoiser, z.double(), 50)).mean(0)[None]
+    kind = "velocity-space" if prior.info.get("kind") == "velocity" else "latent UB-Diff"
     rows = []
     for level in levels:
         for k in range(args.n_maps):
@@ -151,10 +156,12 @@ def main() -> None:
             )
             print_row(rows[-1])
     record = {
-        "what": "posterior inversion (noise-aware DPS, latent UB-Diff prior) vs FWI from a "
+        "what": f"posterior inversion (noise-aware DPS, {kind} prior) vs FWI from a "
         "smoothed start vs InversionNet vs the prior mean, on held-out maps",
         "family": args.family,
         "checkpoint": prior.info.get("checkpoint"),
+        "prior_kind": kind,
+        "prior_step": prior.info.get("diffusion_step"),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "inversionnet_train_seconds": inv_seconds,
         "rows": rows,

@@ -1,5 +1,6 @@
 """``ubdiff-phys invert --method dps|noise_aware``: posterior samples of velocity for observed
-gathers with a UB-Diff prior (default: the shipped checkpoint).
+gathers with a diffusion prior: a UB-Diff checkpoint (default: the shipped one) or a velocity-space
+model.
 
     ubdiff-phys invert OBSERVED.h5 --method noise_aware --n-samples 16 --out DIR [--rows 0,1]
 
@@ -36,7 +37,10 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
     """The options of the posterior methods (ignored by ``--method fwi``; ``--device`` is the
     command's own)."""
     g = p.add_argument_group("posterior sampling (--method dps or noise_aware)")
-    g.add_argument("--checkpoint", help="UB-Diff checkpoint (default: the shipped one)")
+    g.add_argument(
+        "--checkpoint",
+        help="UB-Diff checkpoint or velocity-space run (default: the shipped UB-Diff one)",
+    )
     g.add_argument("--n-samples", type=int, default=16, help="posterior samples per row")
     g.add_argument("--steps", type=int, default=50, help="reverse-diffusion steps")
     g.add_argument("--step-size", type=float, default=1.0, help="DPS step size (dps only)")
@@ -226,13 +230,17 @@ def register_prior_error(sub: argparse._SubParsersAction) -> None:
     error r_t that ``invert --method noise_aware`` uses."""
     p = sub.add_parser(
         "prior-error",
-        help="measure a UB-Diff prior's denoiser error in data space (for noise-aware inversion)",
-        description="Encode --n-maps training velocities of --store, noise them to each of "
-        "--n-timesteps levels, denoise, decode and simulate, and store the RMS data-space error "
+        help="measure a diffusion prior's denoiser error in data space (for noise-aware inversion)",
+        description="Encode --n-maps training velocities of --store (a velocity-space prior: "
+        "normalise them), noise them to each of --n-timesteps levels, denoise, decode and "
+        "simulate, and store the RMS data-space error "
         "per level beside the checkpoint (denoiser_error.json), for the store's survey and "
         "boundary (the C-PML pinned to the prior's v_max, as the inversion models).",
     )
-    p.add_argument("checkpoint", help="UB-Diff checkpoint folder or train-diffusion run")
+    p.add_argument(
+        "checkpoint",
+        help="UB-Diff checkpoint folder, train-diffusion run or train-velocity-diffusion run",
+    )
     p.add_argument("--store", type=Path, required=True, help="training store (HDF5)")
     p.add_argument("--n-maps", type=int, default=32, help="training velocities (default 32)")
     p.add_argument("--n-timesteps", type=int, default=12, help="noise levels (default 12)")
