@@ -104,6 +104,13 @@ def test_loss_weight_is_alpha_bar_and_loss_is_zero_for_the_exact_v():
     want = (sched.alpha_bar(t) * target.pow(2).flatten(1).mean(1)).mean()
     got = diffusion_loss(zero, x0, sched, t=t, eps=eps)
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    # uniform weighting: the plain mean of the per-sample v-MSE
+    want = target.pow(2).flatten(1).mean(1).mean()
+    got = diffusion_loss(zero, x0, sched, t=t, eps=eps, weighting="uniform")
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert torch.equal(loss_weight(ab, weighting="uniform"), torch.ones_like(ab))
+    with pytest.raises(ValueError, match="weighting"):
+        loss_weight(ab, weighting="snr")
 
 
 class _Lookup(nn.Module):

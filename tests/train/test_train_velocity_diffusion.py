@@ -22,6 +22,7 @@ from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
 from ubdiff_phys.pipelines.generator import load_generator
 from ubdiff_phys.runtime import dump_toml
 from ubdiff_phys.runtime.errors import OptionError
+from ubdiff_phys.runtime.resume import save_resume_point
 from ubdiff_phys.train.velocity_diffusion import VelocityBatches, train_velocity_diffusion
 
 
@@ -60,6 +61,15 @@ def test_unet2d_keeps_the_map_shape_and_starts_at_zero(nz, nx, mults):
     assert all(p.grad is not None for p in net.parameters())
     with pytest.raises(ValueError, match="must be"):
         net(torch.randn(1, 1, nz + 1, nx), t[:1])
+
+
+def test_uniform_weighting_trains_and_refuses_min_snr(store, tmp_path):
+    cfg = _cfg(store, tmp_path / "u", steps=2).with_("diffusion", weighting="uniform")
+    assert train_velocity_diffusion(cfg)["step"] == 2
+    _, back, _ = load_velocity_denoiser(tmp_path / "u")
+    assert back.diffusion.weighting == "uniform"
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        cfg.with_("diffusion", min_snr_gamma=5.0)
 
 
 def test_unet2d_config_refusals():
@@ -127,6 +137,10 @@ def test_resumed_run_is_bit_identical_and_loads_as_a_velocity_denoiser(store, tm
     other = _cfg(store, tmp_path / "cut", steps=8).with_("model", dim=16)
     with pytest.raises(ValueError, match="model.dim"):
         train_velocity_diffusion(other)
+    # a resume point written before diffusion.weighting existed resumes (absent = its default)
+    old = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    del old["config"]["diffusion"]["weighting"]
+    save_resume_point(tmp_path / "cut" / "last.pt", old)
     # a longer run extends it
     assert train_velocity_diffusion(_cfg(store, tmp_path / "cut", steps=8))["step"] == 8
     assert (tmp_path / "cut" / "final_step6.pt").exists()

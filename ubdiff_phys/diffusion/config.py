@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ubdiff_phys.diffusion.schedule import cosine_schedule
+from ubdiff_phys.diffusion.targets import WEIGHTINGS
 from ubdiff_phys.models.unet1d import UNet1DConfig
 from ubdiff_phys.models.unet2d import UNet2DConfig
 from ubdiff_phys.runtime.config import (
@@ -90,16 +91,24 @@ class DiffusionConfig:
     max_beta: beta clip (0.999).
     min_snr_gamma: 0 (default, the spec): loss weight snr/(snr+1) = alpha_bar_t; > 0: Min-SNR
         weight min(snr, gamma)/(snr+1).
+    weighting: "alpha_bar" (default: the spec's weight above) or "uniform" (every timestep's
+        v-MSE weighs 1: the high-noise steps, which fix a sample's large-scale layout and mean,
+        are trained as much as the rest; alpha_bar_t gives them almost nothing).
     """
 
     timesteps: int = 256
     cosine_s: float = 0.008
     max_beta: float = 0.999
     min_snr_gamma: float = 0.0
+    weighting: str = "alpha_bar"
 
     def __post_init__(self) -> None:
         if self.timesteps < 2 or not 0 < self.max_beta <= 1 or self.min_snr_gamma < 0:
             raise ValueError("diffusion: timesteps >= 2, 0 < max_beta <= 1, min_snr_gamma >= 0")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"diffusion.weighting must be one of {WEIGHTINGS}")
+        if self.weighting == "uniform" and self.min_snr_gamma:
+            raise ValueError("diffusion.min_snr_gamma applies to weighting = 'alpha_bar' only")
 
     def schedule(self):
         return cosine_schedule(self.timesteps, self.cosine_s, self.max_beta)

@@ -7,7 +7,8 @@ unit vector, ``x0 = sqrt(ab) x_t - sqrt(1 - ab) v`` and ``eps = sqrt(1 - ab) x_t
 Loss (specs/ubdiff.md §3): per-sample mean squared error of the predicted v, weighted by
 ``snr / (snr + 1)`` which equals ``alpha_bar_t`` exactly (snr = ab / (1 - ab)); optionally the
 Min-SNR variant ``min(snr, gamma) / (snr + 1)`` (``min_snr_gamma > 0``; 0 = off, the spec's
-weight). t is drawn uniformly from {0, ..., T-1}.
+weight). ``weighting="uniform"`` weighs every timestep's v-MSE by 1 instead. t is drawn uniformly
+from {0, ..., T-1}.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from ubdiff_phys.diffusion.schedule import NoiseSchedule
 
 __all__ = [
+    "WEIGHTINGS",
     "diffusion_loss",
     "eps_from_v",
     "loss_weight",
@@ -24,6 +26,10 @@ __all__ = [
     "v_target",
     "x0_from_v",
 ]
+
+
+#: loss weightings over timesteps (:func:`loss_weight`)
+WEIGHTINGS = ("alpha_bar", "uniform")
 
 
 def _bcast(a: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -54,8 +60,15 @@ def eps_from_v(x_t: torch.Tensor, ab: torch.Tensor, v: torch.Tensor) -> torch.Te
     return (1 - ab).sqrt() * x_t + ab.sqrt() * v
 
 
-def loss_weight(ab: torch.Tensor, min_snr_gamma: float = 0.0) -> torch.Tensor:
-    """snr / (snr + 1) (= ab), or min(snr, gamma) / (snr + 1) with ``min_snr_gamma > 0``."""
+def loss_weight(
+    ab: torch.Tensor, min_snr_gamma: float = 0.0, weighting: str = "alpha_bar"
+) -> torch.Tensor:
+    """snr / (snr + 1) (= ab), or min(snr, gamma) / (snr + 1) with ``min_snr_gamma > 0``; ones
+    with ``weighting="uniform"``."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if weighting == "uniform":
+        return torch.ones_like(ab)
     if min_snr_gamma <= 0:
         return ab
     snr = ab / (1 - ab)
@@ -71,6 +84,7 @@ def diffusion_loss(
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     min_snr_gamma: float = 0.0,
+    weighting: str = "alpha_bar",
 ) -> torch.Tensor:
     """Weighted v-prediction loss of ``net(x_t, t) -> v`` on a clean batch ``x0`` (B, ...).
 
@@ -89,4 +103,4 @@ def diffusion_loss(
     target = v_target(x0, ab, eps)
     pred = net(x_t, t)
     per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-    return (per_sample * loss_weight(ab, min_snr_gamma).to(per_sample)).mean()
+    return (per_sample * loss_weight(ab, min_snr_gamma, weighting).to(per_sample)).mean()

@@ -14,7 +14,7 @@ optimiser and RNG state is the trainer's (each knows when its RNG must be restor
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ def load_resume_point(
     free: Iterable[tuple[str, ...]] = RESUME_FREE,
     map_location: Any = "cpu",
     hint: str = "use another run.out_dir or --restart",
+    normalise: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """The resume checkpoint at ``path``, or None when there is no such file.
 
@@ -93,6 +94,9 @@ def load_resume_point(
         identity: other top-level payload values that must match (e.g. ``{"n_train": 16}``).
         map_location: passed to ``torch.load``.
         hint: what the user can do about a refused checkpoint (ends the message).
+        normalise: applied to the checkpoint's config before the comparison, e.g. a round trip
+            through the config class, so that an option added since (absent from an older
+            checkpoint) compares as its default.
 
     Raises:
         CheckpointError: unreadable (truncated, corrupted), of another format, or written by
@@ -102,7 +106,10 @@ def load_resume_point(
     if not path.exists():
         return None
     ckpt = load_checkpoint(path, fmt, what, map_location)
-    diff = config_mismatch(ckpt.get("config") or {}, config, free)
+    stored = ckpt.get("config") or {}
+    if normalise is not None and stored:
+        stored = normalise(stored)
+    diff = config_mismatch(stored, config, free)
     diff += sorted(k for k, v in (identity or {}).items() if ckpt.get(k) != v)
     if diff:
         raise CheckpointError(

@@ -105,7 +105,14 @@ class _Trainer:
         ckpt = None
         if resume:
             ckpt = load_resume_point(
-                last, self.fmt, self.what, cfg.to_dict(), free=EXTENDABLE, map_location=self.device
+                last,
+                self.fmt,
+                self.what,
+                cfg.to_dict(),
+                free=EXTENDABLE,
+                map_location=self.device,
+                # options added since an older run compare as their defaults
+                normalise=lambda d: type(cfg).from_dict(d).to_dict(),
             )
         if ckpt is not None:
             if ckpt["world_size"] != self.world:
@@ -245,6 +252,7 @@ class _Trainer:
                         self.schedule,
                         generator=self.gen,
                         min_snr_gamma=cfg.diffusion.min_snr_gamma,
+                        weighting=cfg.diffusion.weighting,
                     )
                     check_finite_loss(loss, step)
                     (loss / o.grad_accum).backward()
