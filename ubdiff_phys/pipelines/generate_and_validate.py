@@ -50,12 +50,15 @@ from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.physics.baselines import baselines, verdict
 from ubdiff_phys.physics.residual import check_keep_criterion, keep_mask
 from ubdiff_phys.pipelines.figures import plot_pair, plot_trace
-from ubdiff_phys.pipelines.generator import Generator, load_generator
-from ubdiff_phys.pipelines.job_checks import check_job_outputs, check_job_sizes
+from ubdiff_phys.pipelines.generator import Generator
+from ubdiff_phys.pipelines.job_checks import (
+    check_job_outputs,
+    check_job_sizes,
+    load_decoder_generator,
+)
 from ubdiff_phys.pipelines.seismic_modes import decode_pairs, mode_options, sample_for_mode
 from ubdiff_phys.pipelines.trace import Tracer, trace_indices
 from ubdiff_phys.runtime.device import resolve_device
-from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.runtime.stats import distribution
 
@@ -385,13 +388,7 @@ def generate_and_validate(
     t_all = time.perf_counter()
 
     t0 = time.perf_counter()
-    gen = load_generator(checkpoint, device, autoencoder=autoencoder)
-    if not gen.has_seismic_decoder:
-        raise OptionError(
-            f"{str(checkpoint)!r} is a velocity-space model: its pairs are exact by construction, "
-            "there is nothing for this job to validate; make pairs with `ubdiff-phys sample "
-            "--checkpoint ... --seismic solver`"
-        )
+    gen = load_decoder_generator(checkpoint, device, autoencoder)
     steps = min(steps, gen.denoiser.schedule.timesteps)
     t_load = time.perf_counter() - t0
     tracer = None
