@@ -163,16 +163,21 @@ class DiffusionTrainConfig(SectionedConfig):
     SECTIONS = ("run", "data", "model", "diffusion", "optim")
 
 
-def load_diffusion_config(path: str | Path) -> DiffusionTrainConfig:
-    """Read a TOML config; a relative ``data.autoencoder`` / ``data.store`` that does not exist
-    relative to the current directory is tried next to the config file."""
-    path = Path(path)
-    cfg = DiffusionTrainConfig.from_dict(read_toml(path))
-    for key in ("autoencoder", "store"):
+def _beside_config(path: Path, cls, keys: tuple[str, ...]):
+    """``cls`` read from the TOML at ``path``; each relative ``data.<key>`` path that does not
+    exist relative to the current directory but does next to the config file is taken from there."""
+    cfg = cls.from_dict(read_toml(path))
+    for key in keys:
         p = Path(getattr(cfg.data, key))
         if str(p) and not p.is_absolute() and not p.exists() and (path.parent / p).exists():
             cfg = cfg.with_("data", **{key: str(path.parent / p)})
     return cfg
+
+
+def load_diffusion_config(path: str | Path) -> DiffusionTrainConfig:
+    """Read a TOML config; a relative ``data.autoencoder`` / ``data.store`` that does not exist
+    relative to the current directory is tried next to the config file."""
+    return _beside_config(Path(path), DiffusionTrainConfig, ("autoencoder", "store"))
 
 
 @dataclass(frozen=True)
@@ -212,9 +217,4 @@ class VelocityDiffusionConfig(SectionedConfig):
 def load_velocity_diffusion_config(path: str | Path) -> VelocityDiffusionConfig:
     """Read a velocity-space TOML config; a relative ``data.store`` that does not exist relative
     to the current directory is tried next to the config file."""
-    path = Path(path)
-    cfg = VelocityDiffusionConfig.from_dict(read_toml(path))
-    p = Path(cfg.data.store)
-    if not p.is_absolute() and not p.exists() and (path.parent / p).exists():
-        cfg = cfg.with_("data", store=str(path.parent / p))
-    return cfg
+    return _beside_config(Path(path), VelocityDiffusionConfig, ("store",))

@@ -25,16 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ubdiff_phys.data import Normalizer
-from ubdiff_phys.diffusion.checkpoint import (
-    checkpoint_file,
-    is_velocity_checkpoint,
-    load_velocity_denoiser,
-)
+from ubdiff_phys.diffusion.checkpoint import is_velocity_checkpoint
 from ubdiff_phys.diffusion.targets import q_sample, x0_from_v
 from ubdiff_phys.physics.forward import simulate
 from ubdiff_phys.physics.survey import Survey
-from ubdiff_phys.pipelines.generator import load_generator, recorded_survey
+from ubdiff_phys.pipelines.generator import load_generator
 from ubdiff_phys.runtime.files import atomic_write_json
 
 __all__ = [
@@ -107,12 +102,26 @@ def _first_tensor(module: torch.nn.Module) -> torch.Tensor:
     raise ValueError("the prior's autoencoder has neither parameters nor buffers")
 
 
+@dataclass(kw_only=True)
 class _PriorCommon:
-    """What both prior kinds compute alike from ``normalizer`` and ``error_path``."""
+    """What both prior kinds hold and compute alike (keyword-only fields):
 
+    denoiser: the v-prediction model (``denoiser.schedule``) over the prior's states.
+    normalizer: the training store's normaliser (velocity range [v_min, v_max] m/s).
+    survey, boundary: the training data's modelling (None when it records none).
+    device: where the prior computes.
+    error_path: where the denoiser error is stored; denoiser_error: the stored estimate, or None.
+    info: where it was loaded from.
+    """
+
+    denoiser: Any
     normalizer: Any
+    survey: Survey | None
+    boundary: str
+    device: torch.device
     error_path: Path
-    denoiser_error: DenoiserError | None
+    denoiser_error: DenoiserError | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -133,7 +142,7 @@ class _PriorCommon:
         self.denoiser_error = err
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LatentPrior(_PriorCommon):
     """A latent diffusion prior over velocity (see the module docstring).
 
@@ -146,16 +155,8 @@ class LatentPrior(_PriorCommon):
         denoiser_error: the stored estimate, or None.
     """
 
-    denoiser: Any
     autoencoder: Any
-    normalizer: Any
     latent_dim: int
-    survey: Survey | None
-    boundary: str
-    device: torch.device
-    error_path: Path
-    denoiser_error: DenoiserError | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -176,7 +177,7 @@ class LatentPrior(_PriorCommon):
         return self.autoencoder.encode(x).reshape(v.shape[0], 1, -1).double()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VelocityPrior(_PriorCommon):
     """A diffusion prior on the normalised velocity maps themselves.
 
@@ -188,15 +189,7 @@ class VelocityPrior(_PriorCommon):
         error_path, denoiser_error: as for :class:`LatentPrior`.
     """
 
-    denoiser: Any
     shape: tuple[int, int]
-    normalizer: Any
-    survey: Survey | None
-    boundary: str
-    device: torch.device
-    error_path: Path
-    denoiser_error: DenoiserError | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -230,32 +223,21 @@ def load_velocity_prior(
 ) -> VelocityPrior:
     """Load a velocity-space diffusion checkpoint (run folder or file) as a
     :class:`VelocityPrior`, with its stored denoiser error when there is one."""
-    path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    device = torch.device(device)
-    den, cfg, ckpt = load_velocity_denoiser(path, device, weights=weights)
-    attrs = dict(ckpt["store_attrs"])
-    diff_path = path / "diffusion.pt" if (path / "diffusion.pt").exists() else checkpoint_file(path)
-    survey, boundary = recorded_survey(attrs, diff_path, False)
-    error_path = _error_path(diff_path)
-    info = {
-        "checkpoint": str(path),
-        "diffusion": str(diff_path),
-        "kind": "velocity",
-        "diffusion_step": int(ckpt["state"]["step"]),
-        "weights": weights,
-    }
+    gen = load_generator(checkpoint, device, weights=weights, require_survey=False)
+    if gen.has_seismic_decoder:
+        raise ValueError(f"{str(checkpoint)!r} is not a velocity-space checkpoint")
+    error_path = _error_path(Path(gen.info["diffusion"]))
+    c = gen.denoiser.net.config
     return VelocityPrior(
-        denoiser=den,
-        shape=(cfg.model.nz, cfg.model.nx),
-        normalizer=Normalizer.from_dict(attrs["normalization"]),
-        survey=survey,
-        boundary=boundary,
-        device=device,
+        denoiser=gen.denoiser,
+        shape=(c.nz, c.nx),
+        normalizer=gen.normalizer,
+        survey=gen.survey,
+        boundary=gen.boundary,
+        device=gen.device,
         error_path=error_path,
         denoiser_error=_stored_error(error_path),
-        info=info,
+        info=dict(gen.info),
     )
 
 

@@ -61,38 +61,32 @@ def train_ae_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_diffusion_main(args: argparse.Namespace) -> int:
-    cfg = _load(load_diffusion_config, args.config)
+def _train_diffusion_kind(cfg, args: argparse.Namespace, data_key: str, train) -> int:
+    """The shared tail of the two diffusion commands: CLI overrides, --restart, train, report."""
     if args.out_dir:
         cfg = cfg.with_("run", out_dir=args.out_dir)
-    if args.autoencoder:
-        cfg = cfg.with_("data", autoencoder=args.autoencoder)
+    if getattr(args, data_key):
+        cfg = cfg.with_("data", **{data_key: getattr(args, data_key)})
     if args.no_progress:
         cfg = cfg.with_("run", progress=False)
+    if data_key == "store" and not Path(cfg.data.store).is_file():
+        raise UserError(f"data.store {cfg.data.store!r} is not a file")
     if args.restart:
         _forget_run(cfg.run.out_dir, ("last.pt", "final.pt", "metrics.jsonl"))
-    summary = train_diffusion(cfg, resume=not args.restart)
+    summary = train(cfg, resume=not args.restart)
     if _is_rank0():
         print(json.dumps(summary))
     return 0
+
+
+def train_diffusion_main(args: argparse.Namespace) -> int:
+    cfg = _load(load_diffusion_config, args.config)
+    return _train_diffusion_kind(cfg, args, "autoencoder", train_diffusion)
 
 
 def train_velocity_diffusion_main(args: argparse.Namespace) -> int:
     cfg = _load(load_velocity_diffusion_config, args.config)
-    if args.out_dir:
-        cfg = cfg.with_("run", out_dir=args.out_dir)
-    if args.store:
-        cfg = cfg.with_("data", store=args.store)
-    if args.no_progress:
-        cfg = cfg.with_("run", progress=False)
-    if not Path(cfg.data.store).is_file():
-        raise UserError(f"data.store {cfg.data.store!r} is not a file")
-    if args.restart:
-        _forget_run(cfg.run.out_dir, ("last.pt", "final.pt", "metrics.jsonl"))
-    summary = train_velocity_diffusion(cfg, resume=not args.restart)
-    if _is_rank0():
-        print(json.dumps(summary))
-    return 0
+    return _train_diffusion_kind(cfg, args, "store", train_velocity_diffusion)
 
 
 def _run_options(p: argparse.ArgumentParser, example: str, override: str) -> None:
