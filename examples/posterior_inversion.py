@@ -38,6 +38,7 @@ import torch  # noqa: E402
 
 from ubdiff_phys.data.families import generate  # noqa: E402
 from ubdiff_phys.data.store import open_store  # noqa: E402
+from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS  # noqa: E402
 from ubdiff_phys.diffusion.samplers import sample_ddim  # noqa: E402
 from ubdiff_phys.eval.protocol import ProtocolConfig, train_inversionnet, training_pairs  # noqa: E402
 from ubdiff_phys.inversion import (  # noqa: E402
@@ -113,6 +114,10 @@ def main() -> None:
     ap.add_argument(
         "--latent-fit", type=int, default=0, help="posterior_sample's latent_fit (default 0)"
     )
+    ap.add_argument("--method", default="noise_aware", choices=POSTERIOR_METHODS)
+    ap.add_argument(
+        "--inner", type=int, default=5, help="L-BFGS iterations per step (--method proximal)"
+    )
     ap.add_argument("--inversionnet-steps", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, default=Path("out/posterior"))
@@ -156,7 +161,7 @@ def main() -> None:
             )
             print_row(rows[-1])
     record = {
-        "what": f"posterior inversion (noise-aware DPS, {kind} prior) vs FWI from a "
+        "what": f"posterior inversion ({args.method}, {kind} prior) vs FWI from a "
         "smoothed start vs InversionNet vs the prior mean, on held-out maps",
         "family": args.family,
         "checkpoint": prior.info.get("checkpoint"),
@@ -189,6 +194,8 @@ def evaluate_one(
         n_samples=args.n_samples,
         noise_std=sigma,
         steps=args.steps,
+        method=args.method,
+        inner=args.inner,
         latent_fit=args.latent_fit,
         generator=torch.Generator().manual_seed(k),
     )

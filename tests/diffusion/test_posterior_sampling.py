@@ -10,6 +10,8 @@ and the sampler must reproduce the posterior N(m, Σ I) with
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from helpers import GaussianDenoiser
@@ -106,3 +108,59 @@ def test_sample_posterior_rejects_bad_arguments() -> None:
         sample_posterior(model, z, 4, misfit=f, method="noise_aware", data_variance=lambda t: 0.0)
     with pytest.raises(ValueError, match="step_size"):
         sample_posterior(model, z, 4, misfit=f, method="dps", step_size=float("nan"))
+
+
+def _anisotropic(d: int, sigma: float, s: float, seed: int = 7):
+    """Prior N(μ, s² I), y = A x_true + noise with A's singular values spread 10..0.1: the
+    data-space error of x̂0 is far from isotropic. Returns (mu, A, y, exact mean, exact cov)."""
+    g = torch.Generator().manual_seed(seed)
+    mu = 0.3 * torch.randn(d, generator=g, dtype=torch.float64)
+    u, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    a = u @ torch.diag(torch.logspace(1, -1, d, dtype=torch.float64)) @ v.T
+    x_true = mu + s * torch.randn(d, generator=g, dtype=torch.float64)
+    y = a @ x_true + sigma * torch.randn(d, generator=g, dtype=torch.float64)
+    cov = torch.linalg.inv(torch.eye(d, dtype=torch.float64) / s**2 + a.T @ a / sigma**2)
+    return mu, a, y, cov @ (mu / s**2 + a.T @ y / sigma**2), cov
+
+
+def test_proximal_matches_an_anisotropic_gaussian_posterior() -> None:
+    """The proximal step solves for E[x0 | x_t, y] (or, perturbed, draws x0 | x_t, y) however
+    the forward operator is conditioned; the noise-aware step's one linearised correction does
+    not. Measured (d = 8, 50 steps, 300 samples, 12 iterations), in the exact posterior's
+    whitened units (mean error, spread): noise-aware 0.94 / 5.8; proximal perturbed 0.07 / 1.05;
+    unperturbed (the mean plugged in) 0.06 / 0.64, too narrow as the sampler's docstring says."""
+    d, s, sigma, n = 8, 0.4, 0.1, 300
+    mu, a, y, post_mean, post_cov = _anisotropic(d, sigma, s)
+    model = GaussianDenoiser(mu, s)
+
+    def misfit(x0: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x0.reshape(x0.shape[0], d) @ a.T - y).square().sum(dim=1)
+
+    def perturbed(gen: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        yb = y + sigma * torch.randn((n, d), generator=gen, dtype=torch.float64)
+        return lambda x0: 0.5 * (x0.reshape(x0.shape[0], d) @ a.T - yb).square().sum(dim=1)
+
+    z = torch.randn((n, 1, d), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    chol = torch.linalg.cholesky(post_cov)
+
+    def run(method: str, **kw) -> tuple[float, float]:
+        out = sample_posterior(
+            model, z, 50, misfit=misfit, method=method, clip=None,
+            generator=torch.Generator().manual_seed(4), **kw,
+        )  # fmt: skip
+        w = torch.linalg.solve_triangular(chol, (out.reshape(n, d) - post_mean).T, upper=False)
+        return float(w.mean(1).norm() / d**0.5), float(torch.cov(w).diagonal().mean())
+
+    aware_err, aware_var = run(
+        "noise_aware",
+        data_variance=lambda t: sigma**2 + float(a.square().sum()) / d * model.posterior_var(t),
+    )
+    prox = dict(data_variance=lambda t: sigma**2, state_variance=model.posterior_var, inner=12)
+    draw_err, draw_var = run("proximal", perturbed_misfit=perturbed, **prox)
+    mean_err, mean_var = run("proximal", **prox)
+    assert aware_err > 0.5 and aware_var > 3.0, (aware_err, aware_var)
+    # Monte-Carlo error of the mean alone: 1/sqrt(n) = 0.06; of the spread ~ 0.08
+    assert draw_err < 0.2 and mean_err < 0.2, (draw_err, mean_err)
+    assert 0.8 < draw_var < 1.25, draw_var
+    assert mean_var < 0.75, mean_var

@@ -157,7 +157,11 @@ def test_velocity_prior_posterior_moves_towards_the_data_and_a_fit_reaches_the_n
     16 x 16 map, N(mu, s² I) per pixel, and a truth drawn from it. With 256 free pixels the
     noise-aware steps alone leave the samples far from the noise level (measured 67x at 40 steps,
     370x at 128: more steps do not help), a fifth of the prior's misfit; 20 L-BFGS iterations of
-    ``latent_fit`` from each draw bring them to it (measured 2.5x)."""
+    ``latent_fit`` from each draw bring them to it (measured 2.5x). The proximal method, which
+    solves for the clean map at every step, gets there without the final fit: measured 5.0x at
+    20 steps of 10 iterations (16x at 5 iterations), its 90 % interval holding 0.90 of the true
+    pixels; the denoiser's measured state-space error matches the exact one (0.0194 vs 0.0196
+    at t = 0)."""
     depth = torch.arange(16, dtype=torch.float64)[:, None].expand(16, 16)
     mu = (-1 / 3 + 0.4 * (depth >= 9) + 0.3 * depth / 15)[None]
     prior = VelocityPrior(
@@ -180,6 +184,8 @@ def test_velocity_prior_posterior_moves_towards_the_data_and_a_fit_reaches_the_n
     observed = clean + torch.randn(clean.shape, generator=g) * sigma
     train = prior.velocity(mu + 0.05 * torch.randn((16, 1, 16, 16), generator=g).double())
     err = estimate_denoiser_error(prior, train, survey, boundary="pml", n_timesteps=8)
+    exact = [prior.denoiser.posterior_var(t) ** 0.5 for t in err.timesteps]
+    torch.testing.assert_close(torch.tensor(err.state_rms), torch.tensor(exact), rtol=0.05, atol=0)
     prior_v = prior.velocity(mu + 0.05 * torch.randn((8, 1, 16, 16), generator=g).double())
     prior_misfit = misfit(prior_v, observed.expand(8, -1, -1, -1), survey, boundary="pml",
                           reduction="none").median()  # fmt: skip
@@ -202,3 +208,11 @@ def test_velocity_prior_posterior_moves_towards_the_data_and_a_fit_reaches_the_n
         assert med < 0.3 * float(prior_misfit), (fit, med, float(prior_misfit))
         if fit:
             assert med < 4.0 * res.noise_misfit, (med, res.noise_misfit)
+    res = posterior_sample(
+        observed, SURVEY, boundary="pml", prior=prior, n_samples=8, noise_std=sigma, steps=20,
+        denoiser_error=err, method="proximal", inner=10,
+        generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
+    assert float(res.misfit.median()) < 10.0 * res.noise_misfit, res.misfit
+    assert res.coverage(v_true[0]) > 0.8
+    assert res.settings["inner"] == 10

@@ -9,7 +9,7 @@ velocity, which is the truth for files made by ``make-dataset``), and ``figure.p
 initial, inverted, misfit history). Every file is written under a temporary name and renamed when
 complete; existing outputs are refused unless ``--overwrite``.
 
-    ubdiff-phys invert OBSERVED.h5 --method noise_aware|dps --n-samples 16 --out DIR
+    ubdiff-phys invert OBSERVED.h5 --method noise_aware|dps|proximal --n-samples 16 --out DIR
 
 samples the posterior with a UB-Diff prior instead (see :mod:`.posterior_cli` for its outputs).
 """

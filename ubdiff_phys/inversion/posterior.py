@@ -25,6 +25,7 @@ from ubdiff_phys.diffusion.samplers import sample_ddim
 from ubdiff_phys.inversion.prior import (
     DenoiserError,
     LatentPrior,
+    VelocityPrior,
     estimate_denoiser_error,
     load_prior,
 )
@@ -111,6 +112,43 @@ class _Misfit(torch.autograd.Function):
         return (grad_f[:, None, None, None] * g[:, None]).to(g.dtype), None, None, None
 
 
+@dataclass
+class _Misfits:
+    """½‖F(v(x0)) − d‖² of the prior's states against data, counting the solver calls."""
+
+    prior: Any
+    survey: Survey
+    boundary: str
+    calls: int = 0
+
+    def against(self, data: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``x0 (B, ...) -> (B,)`` against ``data`` (B, S, nt, R), differentiable in x0."""
+
+        def misfit(x0: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return _Misfit.apply(self.prior.velocity(x0), data, self.survey, self.boundary)
+
+        return misfit
+
+    def perturbed(self, data: torch.Tensor, noise_std: float):
+        """``generator -> misfit`` against ``data`` plus a fresh N(0, noise_std²) draw."""
+
+        def draw(gen: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+            noise = torch.randn(data.shape, generator=gen, dtype=torch.float64)
+            return self.against(data + (noise_std * noise).to(data))
+
+        return draw
+
+
+def _noise_std(obs: torch.Tensor, noise_std: float | None) -> float:
+    """σ_d: ``noise_std``, or 1 % of the RMS of ``obs`` when None (ValueError unless positive)."""
+    if noise_std is None:
+        noise_std = 0.01 * float(obs.double().square().mean().sqrt())
+    if not (0 < noise_std < float("inf")):
+        raise ValueError(f"noise_std must be positive and finite, got {noise_std}")
+    return float(noise_std)
+
+
 def modelling_survey(survey: Survey, boundary: str, v_max: float) -> Survey:
     """The survey the likelihood models with: the C-PML pinned to ``v_max`` for "pml"."""
     if boundary == "pml" and survey.pml_max_velocity is None:
@@ -131,12 +169,15 @@ def _observed(observed: torch.Tensor, survey: Survey) -> torch.Tensor:
     return obs.detach().float()
 
 
-def _denoiser_error(prior: LatentPrior, survey: Survey, boundary: str, seed: int):
-    """(the prior's r_t when it matches the modelling, else one estimated from 16 prior samples
-    and kept on the prior; where it came from)."""
+def _denoiser_error(
+    prior: LatentPrior | VelocityPrior, survey: Survey, boundary: str, seed: int, state: bool
+):
+    """(the prior's r_t when it matches the modelling (and has ρ_t if ``state``), else one
+    estimated from 16 prior samples and kept on the prior; where it came from)."""
     err = prior.denoiser_error
     if err is not None and err.matches(survey, boundary):
-        return err, f"{err.n_maps} {err.source}"
+        if not state or err.state_rms is not None:
+            return err, f"{err.n_maps} {err.source}"
     g = torch.Generator().manual_seed(seed)
     z = torch.randn((16, *prior.latent_shape), generator=g, dtype=torch.float64)
     z0 = sample_ddim(prior.denoiser, z.to(prior.device), 50)
@@ -149,7 +190,7 @@ def _denoiser_error(prior: LatentPrior, survey: Survey, boundary: str, seed: int
     return est, f"{est.n_maps} {est.source}"
 
 
-def _check_choices(method: str, boundary: str, n_samples: int, latent_fit: int) -> None:
+def _check_choices(method: str, boundary: str, n_samples: int, latent_fit: int, inner: int) -> None:
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
     if boundary not in BOUNDARIES:
@@ -158,6 +199,8 @@ def _check_choices(method: str, boundary: str, n_samples: int, latent_fit: int) 
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if not (isinstance(latent_fit, int) and latent_fit >= 0):
         raise ValueError(f"latent_fit must be an integer >= 0, got {latent_fit!r}")
+    if not (isinstance(inner, int) and inner >= 0):
+        raise ValueError(f"inner must be an integer >= 0, got {inner!r}")
 
 
 def _data_variance(err: DenoiserError, noise_std: float) -> Callable[[int], float]:
@@ -167,6 +210,23 @@ def _data_variance(err: DenoiserError, noise_std: float) -> Callable[[int], floa
         return noise_std**2 + err.rms_at(t) ** 2
 
     return variance
+
+
+def _likelihood_options(method, err, noise_std, settings, trust, step_size, inner) -> dict:
+    """The keyword arguments of :func:`sample_posterior` that the method needs (and records
+    them in ``settings``)."""
+    if method == "noise_aware":
+        settings["trust"] = trust
+        return {"data_variance": _data_variance(err, noise_std), "trust": trust}
+    if method == "proximal":
+        settings["inner"] = inner
+        return {
+            "data_variance": lambda t: noise_std**2,
+            "state_variance": lambda t: err.state_rms_at(t) ** 2,
+            "inner": inner,
+        }
+    settings["step_size"] = step_size
+    return {"step_size": step_size}
 
 
 def fit_latents(misfit: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, iterations: int):
@@ -210,6 +270,7 @@ def posterior_sample(
     denoiser_error: DenoiserError | None = None,
     trust: float | None = 1.0,
     latent_fit: int = 0,
+    inner: int = 5,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> PosteriorResult:
@@ -219,15 +280,20 @@ def posterior_sample(
         observed: (S, nt, R) or (1, S, nt, R) observed gathers [physical amplitude].
         survey: their geometry (default: the prior's training survey, else OpenFWI).
         boundary: modelling boundary (default: the prior's training boundary).
-        prior: a :class:`LatentPrior` (default: :func:`load_prior` of the shipped checkpoint).
+        prior: a :class:`LatentPrior` or :class:`VelocityPrior` (default: :func:`load_prior` of
+            the shipped checkpoint).
         n_samples: posterior samples (one batch).
-        method: "noise_aware" (Miele & Linde) or "dps" (Chung et al., with ``step_size``).
+        method: "noise_aware" (Miele & Linde), "dps" (Chung et al., with ``step_size``) or
+            "proximal" (per step, ``inner`` L-BFGS iterations on the data misfit plus the
+            prior's state-space error ρ_t, on noise-perturbed data so each step draws rather
+            than averages; see :func:`ubdiff_phys.diffusion.posterior.sample_posterior`).
         noise_std: σ_d, the data noise standard deviation [amplitude]; None: 1 % of the RMS of
             ``observed``.
         steps: reverse-diffusion steps (each one batched solver call + its adjoint).
         step_size: ζ of "dps".
-        denoiser_error: r_t for "noise_aware" (default: the prior's stored one when it matches
-            the survey and boundary, else estimated from 16 prior samples).
+        denoiser_error: r_t for "noise_aware", ρ_t for "proximal" (default: the prior's stored
+            one when it matches the survey and boundary and has what the method needs, else
+            estimated from 16 prior samples).
         trust: "noise_aware": cap of the likelihood's correction per step, in units of the spread
             of x0 given x_t (None: no cap; see
             :func:`ubdiff_phys.diffusion.posterior.sample_posterior`).
@@ -242,12 +308,9 @@ def posterior_sample(
     prior = load_prior() if prior is None else prior
     survey = survey or prior.survey or Survey.openfwi()
     boundary = boundary or prior.boundary or "openfwi"
-    _check_choices(method, boundary, n_samples, latent_fit)
+    _check_choices(method, boundary, n_samples, latent_fit, inner)
     obs = _observed(observed, survey)
-    if noise_std is None:
-        noise_std = 0.01 * float(obs.double().square().mean().sqrt())
-    if not (0 < noise_std < float("inf")):
-        raise ValueError(f"noise_std must be positive and finite, got {noise_std}")
+    noise_std = _noise_std(obs, noise_std)
     lo, hi = prior.bounds
     survey = modelling_survey(survey, boundary, hi)
     check_stability(
@@ -255,24 +318,19 @@ def posterior_sample(
     )
     settings: dict[str, Any] = {"method": method, "n_samples": n_samples, "steps": steps}
     settings |= {"noise_std": noise_std, "boundary": boundary, "latent_fit": latent_fit}
-    if method == "noise_aware":
+    err = None
+    if method != "dps":
         err, settings["denoiser_error"] = (
             (denoiser_error, "given")
             if denoiser_error is not None
-            else _denoiser_error(prior, survey, boundary, seed=0)
+            else _denoiser_error(prior, survey, boundary, 0, state=method == "proximal")
         )
-        data_variance = _data_variance(err, noise_std)
-        settings["trust"] = trust
-    else:
-        data_variance = None
-        settings["step_size"] = step_size
+    options = _likelihood_options(method, err, noise_std, settings, trust, step_size, inner)
     obs_b = obs.to(prior.device).expand(n_samples, *obs.shape).contiguous()
-    calls = [0]
-
-    def misfit(x0: torch.Tensor) -> torch.Tensor:
-        calls[0] += 1
-        return _Misfit.apply(prior.velocity(x0), obs_b, survey, boundary)
-
+    misfits = _Misfits(prior, survey, boundary)
+    misfit = misfits.against(obs_b)
+    if method == "proximal":
+        options["perturbed_misfit"] = misfits.perturbed(obs_b, noise_std)
     z = torch.randn((n_samples, *prior.latent_shape), generator=generator, dtype=torch.float64)
     t0 = time.perf_counter()
     x = sample_posterior(
@@ -281,15 +339,13 @@ def posterior_sample(
         steps,
         misfit=misfit,
         method=method,
-        data_variance=data_variance,
-        step_size=step_size,
         generator=generator,
         callback=callback,
-        trust=trust,
+        **options,
     )
     if latent_fit:
         x = fit_latents(misfit, x, latent_fit)
-    return _result(prior, x, obs_b, survey, boundary, t0, calls[0], noise_std, settings)
+    return _result(prior, x, obs_b, survey, boundary, t0, misfits.calls, noise_std, settings)
 
 
 def _result(prior, x, obs_b, survey, boundary, t0, calls, noise_std, settings) -> PosteriorResult:

@@ -1,6 +1,6 @@
-"""``ubdiff-phys invert --method dps|noise_aware``: posterior samples of velocity for observed
-gathers with a diffusion prior: a UB-Diff checkpoint (default: the shipped one) or a velocity-space
-model.
+"""``ubdiff-phys invert --method dps|noise_aware|proximal``: posterior samples of velocity for
+observed gathers with a diffusion prior: a UB-Diff checkpoint (default: the shipped one) or a
+velocity-space model.
 
     ubdiff-phys invert OBSERVED.h5 --method noise_aware --n-samples 16 --out DIR [--rows 0,1]
 
@@ -36,7 +36,7 @@ OUTPUTS = ("samples.npy", "mean.npy", "std.npy", "posterior.json", "figure.png")
 def add_posterior_options(p: argparse.ArgumentParser) -> None:
     """The options of the posterior methods (ignored by ``--method fwi``; ``--device`` is the
     command's own)."""
-    g = p.add_argument_group("posterior sampling (--method dps or noise_aware)")
+    g = p.add_argument_group("posterior sampling (--method dps, noise_aware or proximal)")
     g.add_argument(
         "--checkpoint",
         help="UB-Diff checkpoint or velocity-space run (default: the shipped UB-Diff one)",
@@ -44,6 +44,12 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-samples", type=int, default=16, help="posterior samples per row")
     g.add_argument("--steps", type=int, default=50, help="reverse-diffusion steps")
     g.add_argument("--step-size", type=float, default=1.0, help="DPS step size (dps only)")
+    g.add_argument(
+        "--inner",
+        type=int,
+        default=5,
+        help="L-BFGS iterations per step, each about one solver call (proximal only)",
+    )
     g.add_argument(
         "--noise-std",
         type=float,
@@ -77,6 +83,8 @@ def add_noise(observed: torch.Tensor, fraction: float, seed: int) -> tuple[torch
 def _check_args(args: argparse.Namespace) -> None:
     if args.n_samples < 1 or args.steps < 1:
         raise UserError("--n-samples and --steps must be >= 1")
+    if args.inner < 0:
+        raise UserError("--inner must be >= 0")
     if args.latent_fit < 0:
         raise UserError("--latent-fit must be >= 0")
     if not 0 <= args.add_noise < float("inf"):
@@ -131,6 +139,7 @@ def run_posterior(args: argparse.Namespace) -> int:
                 noise_std=sigma,
                 steps=args.steps,
                 step_size=args.step_size,
+                inner=args.inner,
                 latent_fit=args.latent_fit,
                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
             )

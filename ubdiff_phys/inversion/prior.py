@@ -55,6 +55,8 @@ class DenoiserError:
         boundary, survey: the modelling it was measured with (a posterior on another survey
             cannot use it).
         n_maps: velocities it averages over; source: what they were (e.g. "training maps").
+        state_rms: the same error in the prior's own state (RMS of x̂0 − x0 per latent value or
+            normalised pixel; ``method="proximal"``'s ρ_t), or None when not measured.
     """
 
     timesteps: list[int]
@@ -63,11 +65,17 @@ class DenoiserError:
     survey: dict[str, Any]
     n_maps: int
     source: str = "training maps"
+    state_rms: list[float] | None = None
 
     def rms_at(self, t: int) -> float:
         """r_t at timestep t: linear interpolation of log r_t (ends held constant)."""
-        logs = np.log(np.maximum(np.asarray(self.rms, dtype=np.float64), 1e-300))
-        return float(np.exp(np.interp(float(t), self.timesteps, logs)))
+        return _log_interp(t, self.timesteps, self.rms)
+
+    def state_rms_at(self, t: int) -> float:
+        """ρ_t at timestep t, interpolated like :meth:`rms_at` (ValueError when not measured)."""
+        if self.state_rms is None:
+            raise ValueError("this denoiser error has no state-space RMS (measured before it was)")
+        return _log_interp(t, self.timesteps, self.state_rms)
 
     def matches(self, survey: Survey, boundary: str) -> bool:
         return self.boundary == boundary and self.survey == survey.to_dict()
@@ -81,6 +89,7 @@ class DenoiserError:
             "survey": self.survey,
             "n_maps": self.n_maps,
             "source": self.source,
+            "state_rms": self.state_rms,
         }
 
     @classmethod
@@ -92,7 +101,13 @@ class DenoiserError:
             survey=dict(d["survey"]),
             n_maps=int(d["n_maps"]),
             source=str(d.get("source", "training maps")),
+            state_rms=None if d.get("state_rms") is None else [float(r) for r in d["state_rms"]],
         )
+
+
+def _log_interp(t: int, grid: list[int], values: list[float]) -> float:
+    logs = np.log(np.maximum(np.asarray(values, dtype=np.float64), 1e-300))
+    return float(np.exp(np.interp(float(t), grid, logs)))
 
 
 def _first_tensor(module: torch.nn.Module) -> torch.Tensor:
@@ -287,7 +302,7 @@ def estimate_denoiser_error(
         seed: the noise draws; source: what ``velocities`` are (recorded).
 
     Returns:
-        :class:`DenoiserError` (each timestep costs N solver runs).
+        :class:`DenoiserError` with the state-space RMS too (each timestep costs N solver runs).
     """
     T = prior.denoiser.schedule.timesteps
     grid = np.unique(np.round((T - 1) * np.linspace(0, 1, n_timesteps) ** 2).astype(int))
@@ -296,6 +311,7 @@ def estimate_denoiser_error(
     g = torch.Generator().manual_seed(seed)
     ab_all = prior.denoiser.schedule.alphas_cumprod
     rms: list[float] = []
+    state_rms: list[float] = []
     for t in grid.tolist():
         eps = torch.randn(z0.shape, generator=g, dtype=torch.float64).to(z0.device)
         ab = ab_all[t].to(torch.float64).to(z0.device)
@@ -304,6 +320,7 @@ def estimate_denoiser_error(
         x0 = x0_from_v(zt, ab, prior.denoiser(zt, tt).double()).clamp(-1, 1)
         d = simulate(prior.velocity(x0), survey, boundary=boundary).double()
         rms.append(math.sqrt(float((d - d0).square().mean())))
+        state_rms.append(math.sqrt(float((x0 - z0).square().mean())))
     return DenoiserError(
         timesteps=grid.tolist(),
         rms=rms,
@@ -311,4 +328,5 @@ def estimate_denoiser_error(
         survey=survey.to_dict(),
         n_maps=int(velocities.shape[0]),
         source=source,
+        state_rms=state_rms,
     )
