@@ -158,7 +158,7 @@ def test_velocity_prior_posterior_moves_towards_the_data_and_a_fit_reaches_the_n
     noise-aware steps alone leave the samples far from the noise level (measured 67x at 40 steps,
     370x at 128: more steps do not help), a fifth of the prior's misfit; 20 L-BFGS iterations of
     ``latent_fit`` from each draw bring them to it (measured 2.5x). The proximal method, which
-    solves for the clean map at every step, gets there without the final fit: measured 5.0x at
+    solves for the clean map at every step, gets there without the final fit: measured 4.5x at
     20 steps of 10 iterations (16x at 5 iterations), its 90 % interval holding 0.90 of the true
     pixels; the denoiser's measured state-space error matches the exact one (0.0194 vs 0.0196
     at t = 0)."""

@@ -55,6 +55,17 @@ def _direction(
     return -r
 
 
+def _shrink(
+    alpha: torch.Tensor, val: torch.Tensor, slope: torch.Tensor, val_new: torch.Tensor
+) -> torch.Tensor:
+    """The next trial step after a failed one: the minimiser of the quadratic through
+    f(0), f'(0) = ``slope`` and f(α) = ``val_new``, kept within [α/10, α/2]."""
+    curv = val_new - val - slope * alpha
+    quad = -slope * alpha.square() / (2 * curv).clamp(min=1e-300)
+    quad = torch.where(val_new.isfinite() & (curv > 0), quad, 0.1 * alpha)
+    return torch.minimum(torch.maximum(quad, 0.1 * alpha), 0.5 * alpha)
+
+
 def batched_lbfgs(
     f: BatchedObjective,
     x0: torch.Tensor,
@@ -69,10 +80,10 @@ def batched_lbfgs(
 
     The first call's gradient is followed a short ``probe`` distance (relative to the gradient's
     size) to seed each problem's curvature pair, so the first full step is already scaled; every
-    later iteration takes the unit quasi-Newton step and, per problem, quarters it up to
-    ``backtracks`` times where it fails Armijo's condition (a problem that still fails keeps its
-    point). For a quadratic every step is exact along its direction only once the history holds
-    its curvature; a few iterations on a well-scaled problem get close.
+    later iteration takes the unit quasi-Newton step and, per problem, shrinks it up to
+    ``backtracks`` times (quadratic interpolation, by 2 to 10 each time) where it fails Armijo's
+    condition (a problem that still fails keeps its point); a direction that is not downhill is
+    replaced by the scaled gradient.
 
     Args:
         f: ``f(x) -> (B,)`` objectives (float64 recommended), differentiable in x.
@@ -95,16 +106,19 @@ def batched_lbfgs(
     gamma = torch.ones_like(val)
     p = -_bcast(step, g) * g
     for _ in range(iterations):
+        slope = _dot(g, p)
+        uphill = ~(slope < 0)  # stale curvature pairs: fall back to the scaled gradient
+        p = torch.where(_bcast(uphill, p), -_bcast(gamma, g) * g, p)
+        slope = torch.where(uphill, -gamma * _dot(g, g), slope)
         alpha = torch.ones_like(val)
         for attempt in range(backtracks + 1):
             x_new = x + _bcast(alpha, p) * p
             val_new, g_new = _value_and_grad(f, x_new)
             calls += 1
-            ok = val_new <= val + 1e-4 * alpha * _dot(g, p) + rtol * val.abs()
+            ok = (val_new <= val + 1e-4 * alpha * slope + rtol * val.abs()) & val_new.isfinite()
             if bool(ok.all()) or attempt == backtracks:
                 break
-            alpha = torch.where(ok, alpha, 0.25 * alpha)
-        ok = ok & torch.isfinite(val_new)
+            alpha = torch.where(ok, alpha, _shrink(alpha, val, slope, val_new))
         s = torch.where(_bcast(ok, x), x_new - x, torch.zeros_like(x))
         y = torch.where(_bcast(ok, g), g_new - g, torch.zeros_like(g))
         sy = _dot(s, y)
