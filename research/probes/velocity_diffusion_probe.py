@@ -7,7 +7,7 @@ test at 0.31), so no latent sampler can do much better through that decoder. Thi
 velocity-space checkpoint (``ubdiff-phys train-velocity-diffusion``) with the same statistics:
 :func:`ubdiff_phys.eval.layer_structure`, the PCA Fréchet distance against fresh family maps next
 to the family-vs-family floor, and each sample's distance to its nearest training map, for the
-raw and the EMA weights (DDIM, seed 0).
+raw and the EMA weights (DDIM unless ``--sampler ddpm``, seed 0).
 
     ubdiff-phys train-velocity-diffusion configs/velocity_diffusion_flatvel_a.toml
     PYTHONPATH=. python research/probes/velocity_diffusion_probe.py \
@@ -42,12 +42,14 @@ from ubdiff_phys.runtime.files import append_json_record, atomic_write_json, run
 
 
 @torch.no_grad()
-def draw(model: VDenoiser, norm: Normalizer, n: int, steps: int, batch: int = 64) -> np.ndarray:
-    """n DDIM samples (seed 0) in m/s, (n, 1, nz, nx)."""
+def draw(
+    model: VDenoiser, norm: Normalizer, n: int, steps: int, sampler: str = "ddim", batch: int = 64
+) -> np.ndarray:
+    """n samples (seed 0) in m/s, (n, 1, nz, nx), by ``sampler`` ("ddim" or "ddpm")."""
     g, out = torch.Generator().manual_seed(0), []
     cfg = model.net.config
     for b in range(0, n, batch):
-        x = sample(model, (min(batch, n - b), 1, cfg.nz, cfg.nx), sampler="ddim", steps=steps,
+        x = sample(model, (min(batch, n - b), 1, cfg.nz, cfg.nx), sampler=sampler, steps=steps,
                    generator=g)  # fmt: skip
         out.append(norm.velocity_inverse(x.clamp(-1, 1)).float().numpy())
     return np.concatenate(out)
@@ -58,6 +60,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, required=True, help="velocity diffusion run")
     ap.add_argument("--n", type=int, default=256, help="samples to score")
     ap.add_argument("--sample-steps", type=int, default=50)
+    ap.add_argument("--sampler", default="ddim", choices=("ddim", "ddpm"))
+    ap.add_argument("--weights", default="both", choices=("both", "ema", "model"))
     ap.add_argument("--out", type=Path, default=Path("out/velocity_diffusion_probe"))
     ap.add_argument("--results", type=Path, default=None, help="JSON records file to append to")
     args = ap.parse_args()
@@ -77,12 +81,15 @@ def main() -> None:
         "parameters": sum(p.numel() for p in den.parameters()),
         "n": args.n,
         "sample_steps": args.sample_steps,
+        "sampler": args.sampler,
         "structure_family": layer_structure(fam).summary(),
         "nearest_training_family_median_m_per_s": float(np.median(nearest_training(fam, train_v))),
     }
     for name, model in (("weights", den), ("ema", ema)):
+        if args.weights not in ("both", "ema" if name == "ema" else "model"):
+            continue
         t0 = time.perf_counter()
-        v = draw(model, norm, args.n, args.sample_steps)
+        v = draw(model, norm, args.n, args.sample_steps, args.sampler)
         record[name] = {
             "sample_seconds": time.perf_counter() - t0,
             "structure": layer_structure(v).summary(),

@@ -186,3 +186,41 @@ def test_sample_makes_exact_pairs_from_a_velocity_model_and_refuses_decoder_mode
     torch.testing.assert_close(gen.decode(x)[0], v[2:3].to(x.device), atol=1e-3, rtol=0)
     with pytest.raises(OptionError, match="nothing for this job to validate"):
         generate_and_validate(tmp_path / "job", 2, checkpoint=tmp_path / "run", device="cpu")
+
+
+def test_export_writes_one_set_of_weights_that_loads_like_the_run(store, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_velocity_diffusion(_cfg(store, run, steps=4))
+    ema, _, src = load_velocity_denoiser(run, weights="ema")
+    raw, _, _ = load_velocity_denoiser(run, weights="model")
+    out = tmp_path / "slim.pt"
+    assert main(["export-velocity-diffusion", str(run), str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["step"] == 4 and info["weights"] == "ema" and is_velocity_checkpoint(out)
+    # the EMA weights, stored once: about half the run's weights and none of its optimiser
+    full = (run / "final.pt").stat().st_size
+    n_bytes = 4 * sum(p.numel() for p in ema.parameters())
+    assert n_bytes < out.stat().st_size < 1.3 * n_bytes < full
+    slim = torch.load(out, weights_only=True)
+    assert "optimizer" not in slim and slim["exported_from"]["weights"] == "ema"
+    x, t = torch.randn(2, 1, 70, 70, dtype=torch.float64), torch.tensor([3, 200])
+    for weights in ("model", "ema"):
+        back, cfg, ck = load_velocity_denoiser(out, weights=weights)
+        torch.testing.assert_close(back(x, t), ema(x, t), rtol=0, atol=0)
+        assert ck["store_attrs"] == src["store_attrs"] and cfg.model.dim == 8
+    assert not torch.equal(raw(x, t), ema(x, t))  # EMA and raw weights differ after 4 steps
+    # it serves as a prior and as a generator
+    assert isinstance(load_prior(out), VelocityPrior)
+    assert load_generator(out).info["diffusion_step"] == 4
+    # the raw weights on request
+    raw_out = tmp_path / "raw.pt"
+    assert main(["export-velocity-diffusion", str(run), str(raw_out), "--weights", "model"]) == 0
+    torch.testing.assert_close(load_velocity_denoiser(raw_out)[0](x, t), raw(x, t))
+    # refusals: an existing OUT (unchanged), a run without checkpoint, a non-velocity file
+    before = out.read_bytes()
+    assert main(["export-velocity-diffusion", str(run), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["export-velocity-diffusion", str(tmp_path / "none"), str(tmp_path / "a.pt")]) == 2
+    assert main(["export-velocity-diffusion", str(store), str(tmp_path / "b.pt")]) == 2
+    assert "not a velocity diffusion checkpoint" in capsys.readouterr().err
+    assert main(["export-velocity-diffusion", str(run), str(out), "--overwrite"]) == 0

@@ -1,7 +1,8 @@
 """``ubdiff-phys train-ae CONFIG.toml`` (two-step autoencoder training),
 ``ubdiff-phys train-diffusion CONFIG.toml`` (latent diffusion) and
 ``ubdiff-phys train-velocity-diffusion CONFIG.toml`` (diffusion on the velocity maps themselves),
-all also under torchrun."""
+all also under torchrun; ``ubdiff-phys export-velocity-diffusion RUN OUT.pt`` (a slim file of one
+set of a velocity run's weights)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,25 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from ubdiff_phys.diffusion.checkpoint import checkpoint_file, is_velocity_checkpoint
 from ubdiff_phys.diffusion.config import load_diffusion_config, load_velocity_diffusion_config
 from ubdiff_phys.runtime.config import tomllib
 from ubdiff_phys.runtime.errors import UserError
 from ubdiff_phys.train.config import load_config
 from ubdiff_phys.train.diffusion import train_diffusion
 from ubdiff_phys.train.loop import train_autoencoder
-from ubdiff_phys.train.velocity_diffusion import train_velocity_diffusion
+from ubdiff_phys.train.velocity_diffusion import (
+    export_velocity_checkpoint,
+    train_velocity_diffusion,
+)
 
-__all__ = ["register", "train_ae_main", "train_diffusion_main", "train_velocity_diffusion_main"]
+__all__ = [
+    "export_velocity_diffusion_main",
+    "register",
+    "train_ae_main",
+    "train_diffusion_main",
+    "train_velocity_diffusion_main",
+]
 
 
 def _is_rank0() -> bool:
@@ -89,6 +100,17 @@ def train_velocity_diffusion_main(args: argparse.Namespace) -> int:
     return _train_diffusion_kind(cfg, args, "store", train_velocity_diffusion)
 
 
+def export_velocity_diffusion_main(args: argparse.Namespace) -> int:
+    if not checkpoint_file(args.run).is_file():
+        raise UserError(f"{args.run!r} holds no velocity diffusion checkpoint")
+    if Path(args.out).exists() and not args.overwrite:
+        raise UserError(f"{args.out!r} exists; pass --overwrite to replace it")
+    if not is_velocity_checkpoint(args.run):
+        raise UserError(f"{args.run!r} is not a velocity diffusion checkpoint")
+    print(json.dumps(export_velocity_checkpoint(args.run, args.out, weights=args.weights)))
+    return 0
+
+
 def _run_options(p: argparse.ArgumentParser, example: str, override: str) -> None:
     p.add_argument("config", help=f"TOML config (see configs/{example})")
     p.add_argument("--out-dir", help="override run.out_dir")
@@ -133,3 +155,18 @@ def register(subparsers) -> None:
     )
     _run_options(vd, "velocity_diffusion_flatvel_a.toml", "store")
     vd.set_defaults(func=train_velocity_diffusion_main)
+
+    ex = subparsers.add_parser(
+        "export-velocity-diffusion",
+        help="write one set of a velocity diffusion run's weights as a slim checkpoint file",
+        description=(
+            "Writes the EMA (or raw) weights of a train-velocity-diffusion run, with its config "
+            "and store attributes but no optimiser state, as one file that `sample`, `invert` "
+            "and `load_prior` read like the run itself."
+        ),
+    )
+    ex.add_argument("run", help="run directory (its final.pt, else last.pt) or checkpoint file")
+    ex.add_argument("out", help="the file to write")
+    ex.add_argument("--weights", choices=("ema", "model"), default="ema")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    ex.set_defaults(func=export_velocity_diffusion_main)

@@ -19,6 +19,7 @@ normalisation attributes.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,14 +27,16 @@ import torch
 from torch import nn
 
 from ubdiff_phys.data import open_store
-from ubdiff_phys.diffusion.checkpoint import VELOCITY_CHECKPOINT_FORMAT
+from ubdiff_phys.diffusion.checkpoint import VELOCITY_CHECKPOINT_FORMAT, checkpoint_file
 from ubdiff_phys.diffusion.config import VelocityDiffusionConfig
 from ubdiff_phys.models.unet2d import build_unet2d
+from ubdiff_phys.runtime.checkpoint import load_checkpoint, save_checkpoint
 from ubdiff_phys.runtime.errors import OptionError
+from ubdiff_phys.runtime.files import file_sha256
 from ubdiff_phys.train.diffusion import _Trainer
 from ubdiff_phys.train.latents import PermutedRows
 
-__all__ = ["VelocityBatches", "train_velocity_diffusion"]
+__all__ = ["VelocityBatches", "export_velocity_checkpoint", "train_velocity_diffusion"]
 
 
 class VelocityBatches(PermutedRows):
@@ -108,3 +111,32 @@ def train_velocity_diffusion(
         return trainer.run(stop_after)
     finally:
         trainer.close()
+
+
+def export_velocity_checkpoint(
+    run: str | os.PathLike, out: str | os.PathLike, *, weights: str = "ema"
+) -> dict[str, Any]:
+    """Write one set of a velocity diffusion run's weights as a self-contained checkpoint file
+    for sampling, posterior inversion or shipping: the run's config, step and store attributes,
+    with ``weights`` ("ema" or "model") as both the raw and the EMA weights (one copy on disk:
+    the two entries share their tensors), and no optimiser or RNG state (it cannot resume
+    training). Written atomically; the caller decides whether ``out`` may be replaced.
+
+    Returns {"out", "bytes", "step", "weights", "source", "source_sha256"}."""
+    if weights not in ("model", "ema"):
+        raise ValueError(f"weights must be 'model' or 'ema', got {weights!r}")
+    src = checkpoint_file(run)
+    ckpt = load_checkpoint(src, VELOCITY_CHECKPOINT_FORMAT, "velocity diffusion")
+    state = ckpt["model"] if weights == "model" else ckpt["ema"]["module"]
+    source = {"file": str(src), "sha256": file_sha256(src), "weights": weights}
+    payload = {k: ckpt[k] for k in ("format", "config", "state", "world_size", "store_attrs")}
+    payload |= {"model": state, "ema": {"module": state}, "exported_from": source}
+    save_checkpoint(out, payload)
+    return {
+        "out": str(out),
+        "bytes": Path(out).stat().st_size,
+        "step": int(ckpt["state"]["step"]),
+        "weights": weights,
+        "source": source["file"],
+        "source_sha256": source["sha256"],
+    }
