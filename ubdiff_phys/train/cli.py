@@ -107,7 +107,11 @@ def export_velocity_diffusion_main(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out!r} exists; pass --overwrite to replace it")
     if not is_velocity_checkpoint(args.run):
         raise UserError(f"{args.run!r} is not a velocity diffusion checkpoint")
-    print(json.dumps(export_velocity_checkpoint(args.run, args.out, weights=args.weights)))
+    print(
+        json.dumps(
+            export_velocity_checkpoint(args.run, args.out, weights=args.weights, dtype=args.dtype)
+        )
+    )
     return 0
 
 
@@ -168,5 +172,11 @@ def register(subparsers) -> None:
     ex.add_argument("run", help="run directory (its final.pt, else last.pt) or checkpoint file")
     ex.add_argument("out", help="the file to write")
     ex.add_argument("--weights", choices=("ema", "model"), default="ema")
+    ex.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="storage precision of the weights (float16: half the size; loaded as float32)",
+    )
     ex.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     ex.set_defaults(func=export_velocity_diffusion_main)
