@@ -105,13 +105,13 @@ def export_velocity_diffusion_main(args: argparse.Namespace) -> int:
         raise UserError(f"{args.run!r} holds no velocity diffusion checkpoint")
     if Path(args.out).exists() and not args.overwrite:
         raise UserError(f"{args.out!r} exists; pass --overwrite to replace it")
-    if not is_velocity_checkpoint(args.run):
-        raise UserError(f"{args.run!r} is not a velocity diffusion checkpoint")
-    print(
-        json.dumps(
-            export_velocity_checkpoint(args.run, args.out, weights=args.weights, dtype=args.dtype)
-        )
+    for src in (args.run, *args.average):
+        if not checkpoint_file(src).is_file() or not is_velocity_checkpoint(src):
+            raise UserError(f"{src!r} is not a velocity diffusion checkpoint")
+    info = export_velocity_checkpoint(
+        args.run, args.out, weights=args.weights, dtype=args.dtype, average=args.average
     )
+    print(json.dumps(info))
     return 0
 
 
@@ -177,6 +177,14 @@ def register(subparsers) -> None:
         choices=("float32", "float16"),
         default="float32",
         help="storage precision of the weights (float16: half the size; loaded as float32)",
+    )
+    ex.add_argument(
+        "--average",
+        nargs="+",
+        default=[],
+        metavar="CKPT",
+        help="other checkpoints of the same run whose weights are averaged with RUN's, uniformly "
+        "(post-hoc averaging over a longer window than the EMA); RUN's config and step are kept",
     )
     ex.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     ex.set_defaults(func=export_velocity_diffusion_main)

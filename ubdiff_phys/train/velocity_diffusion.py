@@ -19,6 +19,7 @@ normalisation attributes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,12 @@ def train_velocity_diffusion(
 
 
 def export_velocity_checkpoint(
-    run: str | os.PathLike, out: str | os.PathLike, *, weights: str = "ema", dtype: str = "float32"
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    weights: str = "ema",
+    dtype: str = "float32",
+    average: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
     """Write one set of a velocity diffusion run's weights as a self-contained checkpoint file
     for sampling, posterior inversion or shipping: the run's config, step and store attributes,
@@ -122,19 +128,27 @@ def export_velocity_checkpoint(
     the two entries share their tensors), and no optimiser or RNG state (it cannot resume
     training). ``dtype`` "float16" stores the floating-point weights at half size (loading
     casts them back to the model's float32; the rounding, ~5e-4 relative, is the only change).
+    ``average``: further checkpoints of the same model (other steps of the run) whose
+    ``weights`` are averaged with ``run``'s, uniformly, in float64 (post-hoc weight averaging:
+    a longer averaging window than the run's EMA); the file keeps ``run``'s config and step.
     Written atomically; the caller decides whether ``out`` may be replaced.
 
-    Returns {"out", "bytes", "step", "weights", "dtype", "source", "source_sha256"}."""
+    Returns {"out", "bytes", "step", "weights", "dtype", "averaged_steps", "source",
+    "source_sha256"}."""
     if weights not in ("model", "ema"):
         raise ValueError(f"weights must be 'model' or 'ema', got {weights!r}")
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     src = checkpoint_file(run)
     ckpt = load_checkpoint(src, VELOCITY_CHECKPOINT_FORMAT, "velocity diffusion")
-    state = ckpt["model"] if weights == "model" else ckpt["ema"]["module"]
+    state, steps = _averaged_weights(ckpt, weights, [checkpoint_file(a) for a in average])
     if dtype == "float16":
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     source = {"file": str(src), "sha256": file_sha256(src), "weights": weights, "dtype": dtype}
+    source["averaged"] = [
+        {"file": str(checkpoint_file(a)), "step": n}
+        for a, n in zip(average, steps[1:], strict=True)
+    ]
     payload = {k: ckpt[k] for k in ("format", "config", "state", "world_size", "store_attrs")}
     payload |= {"model": state, "ema": {"module": state}, "exported_from": source}
     save_checkpoint(out, payload)
@@ -144,6 +158,32 @@ def export_velocity_checkpoint(
         "step": int(ckpt["state"]["step"]),
         "weights": weights,
         "dtype": dtype,
+        "averaged_steps": steps,
         "source": source["file"],
         "source_sha256": source["sha256"],
     }
+
+
+def _averaged_weights(
+    ckpt: dict[str, Any], weights: str, others: list[Path]
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """(``weights`` of ``ckpt``, averaged uniformly with those of ``others``; the steps of all),
+    refusing a checkpoint of another model or schedule (OptionError)."""
+
+    def pick(c: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return c["model"] if weights == "model" else c["ema"]["module"]
+
+    state, steps = pick(ckpt), [int(ckpt["state"]["step"])]
+    if not others:
+        return state, steps
+    total = {k: v.double() for k, v in state.items() if v.is_floating_point()}
+    for path in others:
+        c = load_checkpoint(path, VELOCITY_CHECKPOINT_FORMAT, "velocity diffusion")
+        for part in ("model", "diffusion"):
+            if c["config"][part] != ckpt["config"][part]:
+                raise OptionError(f"{str(path)!r} has another {part} config: cannot average")
+        for k in total:
+            total[k] += pick(c)[k].double()
+        steps.append(int(c["state"]["step"]))
+    n = len(steps)
+    return {k: (total[k] / n).to(v.dtype) if k in total else v for k, v in state.items()}, steps
