@@ -23,6 +23,9 @@ from ubdiff_phys.pipelines import (
     shipped_checkpoint,
     validate_store,
 )
+from ubdiff_phys.pipelines.generator import shipped_velocity_checkpoint
+from ubdiff_phys.pipelines.shipped_velocity import job_checkpoint
+from ubdiff_phys.runtime.files import file_sha256
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "generate_and_validate.py"
 
@@ -35,6 +38,29 @@ def test_shipped_checkpoint_is_in_the_package():
     total = sum(p.stat().st_size for p in ck.rglob("*") if p.is_file())
     assert total <= 20 * 2**20
     assert manifest["files"]["autoencoder.pt"]["bytes"] == (ck / "autoencoder.pt").stat().st_size
+
+
+def test_shipped_velocity_model_is_in_the_package():
+    path = shipped_velocity_checkpoint()
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == file_sha256(path.parent / name), name
+    # both shipped generators together stay within the package budget
+    assets = shipped_checkpoint().parent
+    total = sum(p.stat().st_size for d in (shipped_checkpoint(), path.parent) for p in d.rglob("*"))
+    assert total <= 20 * 2**20, total
+    stored = torch.load(path, weights_only=True)["model"]
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    gen = load_generator(path)
+    assert gen.info["shipped"] and not gen.has_seismic_decoder and assets.is_dir()
+    assert next(gen.denoiser.parameters()).dtype == torch.float32
+    assert manifest["parameters"]["velocity_unet"] == sum(
+        p.numel() for p in gen.denoiser.parameters()
+    )
+    # the job's default per seismic mode: the velocity model for solver pairs, UB-Diff otherwise
+    assert job_checkpoint(None, "solver", None) == path
+    for seismic, ae in (("decoder", None), ("guided", None), ("solver", "my_ae.pt")):
+        assert job_checkpoint(None, seismic, ae) == shipped_checkpoint()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,11 @@ pairs are more consistent than the decoder's on the same seed, and the mode is r
 from __future__ import annotations
 
 import h5py
+import numpy as np
 import pytest
 
+from ubdiff_phys.data import open_store
+from ubdiff_phys.eval import layer_structure
 from ubdiff_phys.pipelines.generator import load_generator
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import generate_pairs
@@ -53,10 +56,18 @@ def test_mode_recorded_in_the_store(tmp_path, gen) -> None:
 def test_main_job_solver_mode_and_reference_points(tmp_path) -> None:
     from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
 
-    # solver is the default mode: the job's pairs obey the wave equation unless asked otherwise
+    # solver is the default mode: the job's pairs obey the wave equation unless asked otherwise;
+    # its default generator is then the shipped velocity-space model
     summary = generate_and_validate(tmp_path / "job", 4, steps=4, figure=False, progress=False)
     assert summary["seismic"] == {"seismic": "solver"}
+    assert summary["checkpoint"]["kind"] == "velocity" and summary["checkpoint"]["shipped"]
     assert summary["residual"]["all"]["max"] < 1e-6
+    # the structure it reports is that of the maps it wrote (recomputed from pairs.h5)
+    with open_store(tmp_path / "job" / "pairs.h5") as st:
+        v = np.stack([st.velocity(int(r)) for r in st.paired_index])
+    expected = layer_structure(v).summary()
+    got = summary["velocity_structure"]
+    assert got["n"] == 4 and all(got[k] == pytest.approx(x) for k, x in expected.items())
     b = summary["baselines"]
     assert b["n_pairs"] == 4 and b["own"] < 1e-6 < b["direct_wave"] < b["shuffled"]
     assert b["verdict"].startswith("consistent")

@@ -184,8 +184,17 @@ def test_sample_makes_exact_pairs_from_a_velocity_model_and_refuses_decoder_mode
     gen = load_generator(tmp_path / "run")
     x = gen.sample(1, seed=0, b=1, sampler="ddim", steps=3)
     torch.testing.assert_close(gen.decode(x)[0], v[2:3].to(x.device), atol=1e-3, rtol=0)
-    with pytest.raises(OptionError, match="nothing for this job to validate"):
-        generate_and_validate(tmp_path / "job", 2, checkpoint=tmp_path / "run", device="cpu")
+    # the main job takes it in solver mode (exact pairs, confirmed); refuses what needs a decoder
+    job = dict(checkpoint=tmp_path / "run", device="cpu", steps=3, figure=False, progress=False)
+    summary = generate_and_validate(tmp_path / "job", 2, **job)
+    assert summary["checkpoint"]["kind"] == "velocity" and not summary["checkpoint"]["shipped"]
+    assert summary["residual"]["all"]["max"] < 1e-6
+    for bad, match in (({"seismic": "decoder"}, "needs a seismic decoder"),
+                       ({"trace_steps": 2}, "--trace-steps and --reference"),
+                       ({"reference_store": store}, "--trace-steps and --reference")):  # fmt: skip
+        with pytest.raises(OptionError, match=match):
+            generate_and_validate(tmp_path / "job2", 2, **job, **bad)
+        assert not (tmp_path / "job2" / "summary.json").exists()
 
 
 def test_export_writes_one_set_of_weights_that_loads_like_the_run(store, tmp_path, capsys):
@@ -216,6 +225,17 @@ def test_export_writes_one_set_of_weights_that_loads_like_the_run(store, tmp_pat
     raw_out = tmp_path / "raw.pt"
     assert main(["export-velocity-diffusion", str(run), str(raw_out), "--weights", "model"]) == 0
     torch.testing.assert_close(load_velocity_denoiser(raw_out)[0](x, t), raw(x, t))
+    # half-precision storage: half the size, the same denoiser up to float16 rounding
+    half = tmp_path / "half.pt"
+    assert main(["export-velocity-diffusion", str(run), str(half), "--dtype", "float16"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["dtype"] == "float16"
+    assert 0.4 < half.stat().st_size / out.stat().st_size < 0.6
+    den16 = load_velocity_denoiser(half)[0]
+    assert next(den16.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        y16, y32 = den16(x, t), ema(x, t)
+    assert not torch.equal(y16, y32)
+    torch.testing.assert_close(y16, y32, rtol=0, atol=2e-3 * float(y32.abs().max()))
     # refusals: an existing OUT (unchanged), a run without checkpoint, a non-velocity file
     before = out.read_bytes()
     assert main(["export-velocity-diffusion", str(run), str(out)]) == 2
@@ -224,3 +244,32 @@ def test_export_writes_one_set_of_weights_that_loads_like_the_run(store, tmp_pat
     assert main(["export-velocity-diffusion", str(store), str(tmp_path / "b.pt")]) == 2
     assert "not a velocity diffusion checkpoint" in capsys.readouterr().err
     assert main(["export-velocity-diffusion", str(run), str(out), "--overwrite"]) == 0
+
+
+def test_export_averages_the_weights_of_several_checkpoints(store, tmp_path, capsys):
+    """Post-hoc averaging: the exported weights are the mean of the sources' (oracle: the mean
+    of the state dicts computed here), with the first source's step; another model is refused."""
+    run = tmp_path / "run"
+    train_velocity_diffusion(_cfg(store, run, steps=3))  # checkpoint_every 3: final.pt at 3
+    train_velocity_diffusion(_cfg(store, run, steps=6))  # extended: final_step3.pt kept
+    a = torch.load(run / "final.pt", weights_only=True)["ema"]["module"]
+    b = torch.load(run / "final_step3.pt", weights_only=True)["ema"]["module"]
+    out = tmp_path / "avg.pt"
+    argv = ["export-velocity-diffusion", str(run), str(out)]
+    argv += ["--average", str(run / "final_step3.pt")]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["averaged_steps"] == [6, 3]
+    got = torch.load(out, weights_only=True)
+    assert got["state"]["step"] == 6 and got["exported_from"]["averaged"][0]["step"] == 3
+    for k, v in got["model"].items():
+        torch.testing.assert_close(v, ((a[k].double() + b[k].double()) / 2).to(v.dtype))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the two sources differ
+    # a checkpoint of another model cannot be averaged in (exit 2, nothing written)
+    other = tmp_path / "other"
+    cfg = _cfg(store, other, steps=1).to_dict()
+    cfg["model"]["attn_heads"] = 4
+    train_velocity_diffusion(VelocityDiffusionConfig.from_dict(cfg))
+    bad = tmp_path / "bad.pt"
+    assert main(["export-velocity-diffusion", str(run), str(bad), "--average", str(other)]) == 2
+    assert "another model config" in capsys.readouterr().err and not bad.exists()
+    assert main(["export-velocity-diffusion", str(run), str(bad), "--average", str(store)]) == 2

@@ -47,15 +47,15 @@ from tqdm.auto import tqdm
 from ubdiff_phys._native import build_info
 from ubdiff_phys.data import open_store
 from ubdiff_phys.data.store import StoreWriter, create_store
-from ubdiff_phys.physics.baselines import baselines, verdict
 from ubdiff_phys.physics.residual import check_keep_criterion, keep_mask
 from ubdiff_phys.pipelines.figures import plot_pair, plot_trace
 from ubdiff_phys.pipelines.generator import Generator
 from ubdiff_phys.pipelines.job_checks import (
     check_job_outputs,
     check_job_sizes,
-    load_decoder_generator,
+    load_job_generator,
 )
+from ubdiff_phys.pipelines.job_report import reference_points, velocity_structure
 from ubdiff_phys.pipelines.seismic_modes import decode_pairs, mode_options, sample_for_mode
 from ubdiff_phys.pipelines.trace import Tracer, trace_indices
 from ubdiff_phys.runtime.device import resolve_device
@@ -241,6 +241,17 @@ def write_pairs(
     return example
 
 
+def _finish_trace(tracer, trace_on: str, steps: int, out: Path, timings: dict[str, float]):
+    """The trace's summary entry (None without a tracer), plotted to residual_vs_step.png."""
+    if tracer is None:
+        return None
+    t0 = time.perf_counter()
+    trace = {"on": trace_on, "n": tracer.m, "steps": steps, "rows": tracer.rows}
+    plot_trace(trace, out / "residual_vs_step.png")
+    timings["trace"] = tracer.seconds + time.perf_counter() - t0
+    return trace
+
+
 def _figure(gen, first, batch, example, used, reference, path: Path, seismic: str) -> None:
     rel = first.rel
     if example is None:  # nothing accepted: show the best rejected sample
@@ -250,28 +261,6 @@ def _figure(gen, first, batch, example, used, reference, path: Path, seismic: st
         example = (v.cpu(), s.cpu(), float(rel[i]))
     floor = np.asarray(reference["autoencoder_values"]) if reference else None
     plot_pair(gen, example[0], example[1], rel, example[2], used, path, floor)
-
-
-def reference_points(gen: Generator, z: torch.Tensor, seismic: str, timings: dict[str, float]):
-    """The residual's reference points on the first batch's pairs (at most 32): medians of the
-    own residual, the shuffled and direct-wave baselines, gather diversity next to the solver's,
-    a plain-words verdict and the direct-wave baseline as a data-derived threshold (or None)."""
-    if len(z) < 2:
-        return None
-    t0 = time.perf_counter()
-    v, s = decode_pairs(gen, z, seismic)
-    b = baselines(v, s, gen.survey, boundary=gen.boundary)
-    timings["baselines"] = time.perf_counter() - t0
-    return {
-        "n_pairs": len(z),
-        **b.to_dict(),
-        "verdict": verdict(b),
-        "suggested_threshold": b.direct_wave,
-        "meaning": "medians of relative L2: 'own' is each gather against its own velocity, "
-        "'shuffled' against another sample's velocity, 'direct_wave' a homogeneous model at the "
-        "top-layer velocity against the map's own gathers; diversity: median relative L2 "
-        "between the gathers of distinct samples (the solver's for the same velocities beside)",
-    }
 
 
 def _criterion(threshold: float | None, keep_quantile: float | None) -> dict[str, Any]:
@@ -336,6 +325,7 @@ def job_summary(
         "trace": trace,
         "seismic": {k: job[k] for k in ("seismic", "guidance_scale", "guidance_steps") if k in job},
         "baselines": job["baselines"],
+        "velocity_structure": job["velocity_structure"],
         "reference": None
         if reference is None
         else {k: reference[k] for k in ("n", "store", "real", "autoencoder")},
@@ -388,7 +378,9 @@ def generate_and_validate(
     t_all = time.perf_counter()
 
     t0 = time.perf_counter()
-    gen = load_decoder_generator(checkpoint, device, autoencoder)
+    gen = load_job_generator(
+        checkpoint, device, autoencoder, seismic, trace_steps, reference_store is not None
+    )
     steps = min(steps, gen.denoiser.schedule.timesteps)
     t_load = time.perf_counter() - t0
     tracer = None
@@ -408,19 +400,14 @@ def generate_and_validate(
     job.update(threshold=threshold, keep_quantile=keep_quantile)
     build_args = {
         "checkpoint": gen.info["checkpoint"],
-        "autoencoder_sha256": gen.info["autoencoder_sha256"],
+        "autoencoder_sha256": gen.info.get("autoencoder_sha256"),
         **job,
     }
     pairs_path = out / "pairs.h5"
     example = write_pairs(gen, pairs_path, first, keep, batch, build_args, compression, progress)
     timings["write"] = time.perf_counter() - t0
 
-    trace = None
-    if tracer is not None:
-        t0 = time.perf_counter()
-        trace = {"on": trace_on, "n": tracer.m, "steps": steps, "rows": tracer.rows}
-        plot_trace(trace, out / "residual_vs_step.png")
-        timings["trace"] = tracer.seconds + time.perf_counter() - t0
+    trace = _finish_trace(tracer, trace_on, steps, out, timings)
     reference = None
     if reference_store is not None:
         t0 = time.perf_counter()
@@ -440,6 +427,7 @@ def generate_and_validate(
     }
     job.update(threshold_used=used)
     job["baselines"] = reference_points(gen, first.latents[0][:32], seismic, timings)
+    job["velocity_structure"] = velocity_structure(gen, first.latents)
     summary = job_summary(gen, first, keep, job, outputs, trace, reference)
     atomic_write_json(out / "summary.json", summary)
     return summary

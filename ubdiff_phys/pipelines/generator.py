@@ -50,16 +50,27 @@ __all__ = [
     "package_checkpoint",
     "recorded_survey",
     "shipped_checkpoint",
+    "shipped_velocity_checkpoint",
 ]
 
 #: the checkpoint shipped inside the package (trained by docs/shipped_checkpoint.md's commands)
 SHIPPED_NAME = "flatvel_a_small"
+#: the velocity-space model shipped beside it (docs/shipped_checkpoint.md, "The velocity model")
+SHIPPED_VELOCITY_NAME = "flatvel_a_velocity"
+SHIPPED_VELOCITY_FILE = "velocity_diffusion.pt"
 BOUNDARIES = ("openfwi", "pml", "none")
 
 
 def shipped_checkpoint() -> Path:
     """Folder of the checkpoint shipped in the package (``ubdiff_phys/assets/flatvel_a_small``)."""
     return Path(__file__).resolve().parent.parent / "assets" / SHIPPED_NAME
+
+
+def shipped_velocity_checkpoint() -> Path:
+    """File of the velocity-space diffusion model shipped in the package
+    (``ubdiff_phys/assets/flatvel_a_velocity/velocity_diffusion.pt``): the main job's default
+    generator in its default seismic mode (``solver``)."""
+    return shipped_checkpoint().parent / SHIPPED_VELOCITY_NAME / SHIPPED_VELOCITY_FILE
 
 
 def batch_generator(seed: int, b: int) -> torch.Generator:
@@ -196,7 +207,7 @@ def _load_velocity_generator(path: Path, device: torch.device, weights: str, req
         "kind": "velocity",
         "diffusion_step": int(ckpt["state"]["step"]),
         "weights": weights,
-        "shipped": False,
+        "shipped": diff_path.resolve() == shipped_velocity_checkpoint().resolve(),
     }
     return VelocityGenerator(
         denoiser=den,

@@ -8,11 +8,13 @@ import os
 
 import torch
 
-from ubdiff_phys.pipelines.generator import Generator, load_generator
+from ubdiff_phys.pipelines.generator import Generator, VelocityGenerator, load_generator
+from ubdiff_phys.pipelines.seismic_modes import check_mode_for
+from ubdiff_phys.pipelines.shipped_velocity import job_checkpoint
 from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.files import check_output_folder
 
-__all__ = ["JOB_OUTPUTS", "check_job_outputs", "check_job_sizes", "load_decoder_generator"]
+__all__ = ["JOB_OUTPUTS", "check_job_outputs", "check_job_sizes", "load_job_generator"]
 
 
 #: the files the main job writes into its output folder
@@ -40,14 +42,21 @@ def check_job_sizes(
     return batch
 
 
-def load_decoder_generator(checkpoint, device, autoencoder) -> Generator:
-    """:func:`load_generator` for the main job: a velocity-space checkpoint is refused in one line
-    (its pairs take the solver's gathers and are exact by construction)."""
-    gen = load_generator(checkpoint, device, autoencoder=autoencoder)
+def load_job_generator(
+    checkpoint, device, autoencoder, seismic: str, trace_steps: int, reference: bool
+) -> Generator | VelocityGenerator:
+    """:func:`load_generator` for the main job (checkpoint None: :func:`.job_checkpoint`'s
+    default for ``seismic``). A velocity-space model makes solver pairs only (exact by
+    construction); the residual trace and the reference store's autoencoder floor need a
+    decoder, so they are refused with it in one line."""
+    path = job_checkpoint(checkpoint, seismic, autoencoder)
+    gen = load_generator(path, device, autoencoder=autoencoder)
     if not gen.has_seismic_decoder:
-        raise OptionError(
-            f"{str(checkpoint)!r} is a velocity-space model: its pairs are exact by construction, "
-            "there is nothing for this job to validate; make pairs with `ubdiff-phys sample "
-            "--checkpoint ... --seismic solver`"
-        )
+        check_mode_for(gen, seismic)
+        if trace_steps > 0 or reference:
+            raise OptionError(
+                f"{str(path)!r} is a velocity-space model: its pairs are exact at every step, so "
+                "--trace-steps and --reference (residuals of decoded pairs) need a UB-Diff "
+                "checkpoint (--checkpoint)"
+            )
     return gen
