@@ -273,3 +273,23 @@ def test_export_averages_the_weights_of_several_checkpoints(store, tmp_path, cap
     assert main(["export-velocity-diffusion", str(run), str(bad), "--average", str(other)]) == 2
     assert "another model config" in capsys.readouterr().err and not bad.exists()
     assert main(["export-velocity-diffusion", str(run), str(bad), "--average", str(store)]) == 2
+
+
+def test_keep_every_keeps_the_resume_points_of_those_steps(store, tmp_path):
+    """run.keep_every: step<N>.pt copies of the resume point; each equals the state an
+    uninterrupted run reaches at that step (oracle: a run stopped there)."""
+    d = _cfg(store, tmp_path / "a", steps=4).to_dict()
+    d["run"]["keep_every"] = 2
+    train_velocity_diffusion(VelocityDiffusionConfig.from_dict(d))
+    kept = sorted(p.name for p in (tmp_path / "a").glob("step*.pt"))
+    assert kept == ["step2.pt", "step4.pt"]
+    train_velocity_diffusion(_cfg(store, tmp_path / "b", steps=4), stop_after=2)
+    a = torch.load(tmp_path / "a" / "step2.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert a["state"]["step"] == b["state"]["step"] == 2
+    for k, v in b["ema"]["module"].items():
+        assert torch.equal(a["ema"]["module"][k], v), k
+    # it may be switched on when a run is extended
+    d["optim"]["steps"], d["run"]["keep_every"] = 6, 3
+    train_velocity_diffusion(VelocityDiffusionConfig.from_dict(d))
+    assert (tmp_path / "a" / "step6.pt").is_file() and not (tmp_path / "a" / "step3.pt").exists()

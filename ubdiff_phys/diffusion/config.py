@@ -44,6 +44,9 @@ class RunConfig:
     device: "cpu", "cuda" or "auto" (under torchrun each rank uses cuda:LOCAL_RANK).
     threads: torch intra-op threads (0: torch's default).
     checkpoint_every: write last.pt every N optimizer steps (0: only at the end).
+    keep_every: also keep a copy of the resume point as ``step<N>.pt`` every N optimizer steps
+        (0: off), e.g. for post-hoc averaging (``export-velocity-diffusion --average``); may be
+        changed when resuming.
     log_every: one metrics.jsonl line every N optimizer steps.
     progress: tqdm bar (rank 0).
     """
@@ -53,12 +56,16 @@ class RunConfig:
     device: str = "auto"
     threads: int = 0
     checkpoint_every: int = 1000
+    keep_every: int = 0
     log_every: int = 100
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.seed < 0 or self.threads < 0 or self.checkpoint_every < 0 or self.log_every < 1:
-            raise ValueError("run: seed, threads, checkpoint_every >= 0 and log_every >= 1")
+        counts = (self.seed, self.threads, self.checkpoint_every, self.keep_every)
+        if min(counts) < 0 or self.log_every < 1:
+            raise ValueError(
+                "run: seed, threads, checkpoint_every, keep_every >= 0 and log_every >= 1"
+            )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def resolve_config(cfg: DiffusionTrainConfig) -> DiffusionTrainConfig:
 
 #: options a resumed diffusion run may change: :data:`RESUME_FREE` and the number of steps (the
 #: learning rate is constant, so a finished run can be extended; see ``_Trainer._extend``)
-EXTENDABLE = RESUME_FREE | {("optim", "steps")}
+EXTENDABLE = RESUME_FREE | {("optim", "steps"), ("run", "keep_every")}
 
 
 class _Trainer:
@@ -219,6 +220,19 @@ class _Trainer:
             save(self.out / name, payload)
         self._barrier()
 
+    def _due(self, step: int) -> bool:
+        """Whether a resume point is written after ``step`` (checkpoint_every or keep_every)."""
+        run = self.cfg.run
+        return any(n and step % n == 0 for n in (run.checkpoint_every, run.keep_every))
+
+    def _keep(self, step: int) -> None:
+        """With ``run.keep_every``: copy the resume point just written to ``step<step>.pt``."""
+        keep = self.cfg.run.keep_every
+        if self.is_main and keep and step % keep == 0:
+            tmp = self.out / f".step{step}.pt.tmp"
+            shutil.copyfile(self.out / "last.pt", tmp)
+            tmp.replace(self.out / f"step{step}.pt")
+
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
         cfg, o = self.cfg, self.cfg.optim
         net: nn.Module = self.net
@@ -279,11 +293,12 @@ class _Trainer:
                         f.write(json.dumps(record) + "\n")
                 loss_sum, loss_n = 0.0, 0
                 self.state.update(loss_sum=0.0, loss_n=0)
-            every = cfg.run.checkpoint_every
-            if every and self.state["step"] % every == 0 and self.state["step"] < o.steps:
+            if self.state["step"] < o.steps and self._due(self.state["step"]):
                 self._checkpoint("last.pt")
+                self._keep(self.state["step"])
         bar.close()
         self._checkpoint("last.pt")
+        self._keep(self.state["step"])
         if self.state["step"] >= o.steps:
             self._checkpoint("final.pt", final=True)
         return {"out_dir": str(self.out), "step": self.state["step"]}
