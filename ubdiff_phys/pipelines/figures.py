@@ -57,9 +57,11 @@ def plot_pair(
     threshold: float | None,
     path: Path,
     floor: np.ndarray | None = None,
+    seismic: str = "decoder",
 ) -> None:
-    """The example pair (velocity, generated and simulated gathers, their difference) and the
-    histogram of all residuals (with the autoencoder's ``floor`` when given), to ``path``."""
+    """The example pair (velocity, the pair's and the simulated gathers, their difference) and the
+    histogram of all residuals (with the autoencoder's ``floor`` when given), to ``path``;
+    ``seismic``: where the pair's gathers came from (its panel's title)."""
     plt = _pyplot()
     sim = simulate(v.to(gen.device), gen.survey, boundary=gen.boundary)[0].cpu().numpy()
     vel = v[0, 0].cpu().numpy()
@@ -77,7 +79,7 @@ def plot_pair(
     axes[0].set_ylabel("z [m]")
     fig.colorbar(im, ax=axes[0], shrink=0.8)
     for ax, data, title in (
-        (axes[1], gath[shot], f"generated gather (shot {shot})"),
+        (axes[1], gath[shot], f"the pair's gather ({seismic}, shot {shot})"),
         (axes[2], sim[shot], f"simulated F(v) ({gen.boundary})"),
         (axes[3], gath[shot] - sim[shot], f"difference (rel L2 {example_rel:.3f})"),
     ):
@@ -93,9 +95,10 @@ def plot_pair(
         bins = np.logspace(np.log10(lo), np.log10(hi), 30)
         axes[4].set_xscale("log")
     else:
-        pad = max(0.05 * (hi - lo), 1e-3 * max(abs(hi), 1e-6))
+        pad = max(0.05 * (hi - lo), 1e-3)
         bins = np.linspace(lo - pad, hi + pad, 30)
-    axes[4].hist(finite, bins=bins, color="0.4", density=True, label="generated pairs")
+    dens = floor is not None  # two sets of different sizes: compare densities
+    axes[4].hist(finite, bins=bins, color="0.4", density=dens, label="generated pairs")
     if floor is not None:
         axes[4].hist(
             floor, bins=bins, color="tab:orange", alpha=0.6, density=True, label="AE reconstruction"
@@ -106,6 +109,6 @@ def plot_pair(
         axes[4].legend()
     axes[4].set_title(f"residual of all {rel.size} samples")
     axes[4].set_xlabel("relative L2 (physical)")
-    axes[4].set_ylabel("density")
+    axes[4].set_ylabel("density" if dens else "pairs")
     fig.savefig(path, dpi=90)
     plt.close(fig)

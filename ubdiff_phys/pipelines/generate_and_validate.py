@@ -260,7 +260,7 @@ def _figure(gen, first, batch, example, used, reference, path: Path, seismic: st
         v, s = decode_pairs(gen, first.latents[b][j : j + 1], seismic)
         example = (v.cpu(), s.cpu(), float(rel[i]))
     floor = np.asarray(reference["autoencoder_values"]) if reference else None
-    plot_pair(gen, example[0], example[1], rel, example[2], used, path, floor)
+    plot_pair(gen, example[0], example[1], rel, example[2], used, path, floor, seismic)
 
 
 def _criterion(threshold: float | None, keep_quantile: float | None) -> dict[str, Any]:
