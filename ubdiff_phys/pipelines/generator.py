@@ -308,6 +308,24 @@ def load_generator(
     )
 
 
+#: the training store's attributes a shipped checkpoint's manifest records
+MANIFEST_DATA_KEYS = ("family", "seed", "boundary", "survey", "normalization", "solver_version")
+
+
+def manifest_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """{name: {"bytes", "sha256"}} of every file in ``folder`` but its ``manifest.json``."""
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def manifest_data(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The training data a manifest records: :data:`MANIFEST_DATA_KEYS` of the store attributes."""
+    return {k: attrs.get(k) for k in MANIFEST_DATA_KEYS}
+
+
 def package_checkpoint(
     diffusion: str | os.PathLike,
     out: str | os.PathLike,
@@ -334,21 +352,14 @@ def package_checkpoint(
     attrs = gen.store_attrs
     manifest = {
         "name": out.name,
-        "files": {
-            p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
-            for p in sorted(out.iterdir())
-            if p.is_file() and p.name != "manifest.json"
-        },
+        "files": manifest_files(out),
         "parameters": {
             "autoencoder": sum(p.numel() for p in gen.autoencoder.parameters()),
             "diffusion_unet": sum(p.numel() for p in gen.denoiser.net.parameters()),
         },
         "diffusion_step": gen.info["diffusion_step"],
         "autoencoder_sha256": gen.info["autoencoder_sha256"],
-        "data": {
-            k: attrs.get(k)
-            for k in ("family", "seed", "boundary", "survey", "normalization", "solver_version")
-        },
+        "data": manifest_data(attrs),
         "notes": notes or {},
     }
     atomic_write_json(out / "manifest.json", manifest)

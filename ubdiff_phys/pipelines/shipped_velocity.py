@@ -22,10 +22,12 @@ from typing import Any
 from ubdiff_phys.diffusion.checkpoint import load_velocity_denoiser
 from ubdiff_phys.pipelines.generator import (
     SHIPPED_VELOCITY_FILE,
+    manifest_data,
+    manifest_files,
     shipped_checkpoint,
     shipped_velocity_checkpoint,
 )
-from ubdiff_phys.runtime.files import atomic_write_json, file_sha256
+from ubdiff_phys.runtime.files import atomic_write_json
 from ubdiff_phys.train.velocity_diffusion import export_velocity_checkpoint
 
 __all__ = ["job_checkpoint", "package_velocity_checkpoint", "write_velocity_manifest"]
@@ -58,18 +60,11 @@ def write_velocity_manifest(
     manifest = {
         "name": out.name,
         "kind": "velocity",
-        "files": {
-            p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
-            for p in sorted(out.iterdir())
-            if p.is_file() and p.name != "manifest.json"
-        },
+        "files": manifest_files(out),
         "parameters": {"velocity_unet": sum(p.numel() for p in den.parameters())},
         "diffusion_step": int(ckpt["state"]["step"]),
         "exported_from": ckpt.get("exported_from"),
-        "data": {
-            k: attrs.get(k)
-            for k in ("family", "seed", "boundary", "survey", "normalization", "solver_version")
-        },
+        "data": manifest_data(attrs),
         "notes": notes or {},
     }
     atomic_write_json(out / "manifest.json", manifest)
