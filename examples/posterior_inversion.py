@@ -8,7 +8,11 @@ added (two levels), and each record is inverted by:
   posterior mean is scored, and the 90 % interval's coverage of the true pixels); the prior is a
   UB-Diff checkpoint (latent model + velocity decoder) or a velocity-space model
   (``train-velocity-diffusion``), whichever ``--checkpoint`` holds;
-- ``fwi``: L-BFGS FWI from the truth smoothed with sigma = 10 cells (a benchmark start);
+- ``fwi``: L-BFGS FWI from the truth smoothed with sigma = 10 cells (a benchmark start that
+  a field survey does not have);
+- ``fwi_posterior`` and ``fwi_posterior_raw``: the same FWI started from the posterior mean
+  smoothed with the same sigma, and from the posterior mean itself (a start made from the data
+  alone: does the posterior give FWI what the smoothed truth gives it?);
 - ``inversionnet``: InversionNet (width 0.25, 500 AdamW steps of 16, lr 1e-3) trained on the
   prior's training store's paired rows (the data the prior's autoencoder saw);
 - ``prior_mean``: the mean of unconditional prior samples (the trivial reference).
@@ -203,6 +207,18 @@ def evaluate_one(
     start = smooth_velocity(truth, 10.0)
     f = fwi(obs1, survey, start, boundary=boundary, iterations=args.fwi_iterations, bounds=(lo, hi))
     fwi_seconds = time.perf_counter() - t0
+    from_posterior = {}
+    for name, sigma_start in (("fwi_posterior", 10.0), ("fwi_posterior_raw", 0.0)):
+        t0 = time.perf_counter()
+        fp = fwi(
+            obs1,
+            survey,
+            smooth_velocity(res.mean[None].float(), sigma_start),
+            boundary=boundary,
+            iterations=args.fwi_iterations,
+            bounds=(lo, hi),
+        )
+        from_posterior[name] = (fp, time.perf_counter() - t0)
     t0 = time.perf_counter()
     inv = predict(obs1)
     inv_seconds = time.perf_counter() - t0
@@ -211,6 +227,8 @@ def evaluate_one(
         ("posterior", res.mean[None]),
         ("fwi", f.velocity.float()),
         ("fwi_start", start),
+        ("fwi_posterior", from_posterior["fwi_posterior"][0].velocity.float()),
+        ("fwi_posterior_raw", from_posterior["fwi_posterior_raw"][0].velocity.float()),
         ("inversionnet", inv),
         ("prior_mean", prior_mean),
     ):
@@ -229,11 +247,21 @@ def evaluate_one(
         settings=res.settings,
     )
     out["fwi"].update(seconds=fwi_seconds, evaluations=f.evaluations)
+    for name, (fp, seconds) in from_posterior.items():
+        out[name].update(seconds=seconds, evaluations=fp.evaluations)
     out["inversionnet"].update(seconds=inv_seconds)
     return out
 
 
-METHODS = ("posterior", "fwi", "fwi_start", "inversionnet", "prior_mean")
+METHODS = (
+    "posterior",
+    "fwi",
+    "fwi_start",
+    "fwi_posterior",
+    "fwi_posterior_raw",
+    "inversionnet",
+    "prior_mean",
+)
 
 
 def summarise(rows: list[dict], levels: list[float]) -> dict:
