@@ -10,7 +10,8 @@ baselines.
 Presets (``configs/experiment/*.toml``): ``tiny`` (CI smoke run, < 60 s on CPU),
 ``small`` (2 CPU cores, about two hours with 2 InversionNet seeds), ``full`` (the issue's 24k
 velocity maps + 1k pairs with the paper configs; for a GPU, use ``--device cuda``). Re-running
-with the same work folder skips every step whose output exists. Writes WORKDIR/results.json and
+with the same work folder skips every step whose output exists; ``--settings`` trains InversionNet
+for some settings only (a later run without it adds the others). Writes WORKDIR/results.json and
 WORKDIR/results.md.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ubdiff_phys.pipelines.experiment import PRESETS, run_experiment
+from ubdiff_phys.pipelines.experiment import PRESETS, chosen_settings, run_experiment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,20 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with the base TOML configs (default: the copy installed with the package, "
         "else the repository's configs/)",
     )
+    ap.add_argument(
+        "--settings",
+        default=None,
+        help="comma-separated InversionNet settings to run (default: all of the preset's), "
+        "e.g. real,ubdiff_resim+real,majority_solver,guided+real",
+    )
     args = ap.parse_args(argv)
+    settings = None
+    if args.settings is not None:
+        settings = [s for s in args.settings.split(",") if s]
+        try:
+            chosen_settings(PRESETS[args.scale], settings)
+        except ValueError as e:
+            ap.error(f"--settings: {e}")
     results = run_experiment(
         args.workdir,
         args.scale,
@@ -43,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
         configs_dir=args.configs,
+        settings=settings,
     )
     print(f"{args.workdir}/results.md:\n")
     with open(f"{args.workdir}/results.md") as f:

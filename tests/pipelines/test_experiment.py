@@ -13,17 +13,36 @@ from helpers import child_env
 from torch.utils.data import ConcatDataset
 
 from ubdiff_phys.pipelines import validate_store
-from ubdiff_phys.pipelines.experiment import PRESETS, SETTINGS, default_configs_dir, training_set
+from ubdiff_phys.pipelines.experiment import (
+    PRESETS,
+    SETTINGS,
+    chosen_settings,
+    default_configs_dir,
+    training_set,
+)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "unbalanced_experiment.py"
 
 
-def _run(workdir: Path, cwd: Path) -> subprocess.CompletedProcess:
+def _run(workdir: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(SCRIPT), "--scale", "tiny", "--workdir", str(workdir)]
-    cmd += ["--device", "cpu", "--no-progress"]
+    cmd += ["--device", "cpu", "--no-progress", *extra]
     return subprocess.run(
         cmd, cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=300
     )
+
+
+def test_settings_subset_is_checked_before_any_work(tmp_path):
+    p = PRESETS["tiny"]
+    assert chosen_settings(p, None) == p.settings
+    assert chosen_settings(p, ["guided+real", "real"]) == ("real", "guided+real")  # preset order
+    for bad in (["real", "nope"], []):
+        with pytest.raises(ValueError):
+            chosen_settings(p, bad)
+    work = tmp_path / "exp"
+    proc = _run(work, tmp_path, "--settings", "real,nope")
+    assert proc.returncode == 2 and "--settings" in proc.stderr and "nope" in proc.stderr
+    assert not work.exists()  # refused before any work
 
 
 def test_presets_are_complete():
@@ -93,6 +112,16 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert (work / "results.md").read_text() == md
     again = json.loads((work / "timings.json").read_text())
     assert again["autoencoder_ubdiff"] == timings["autoencoder_ubdiff"]  # skipped: time kept
+    assert results["complete"] is True
+
+    # --settings: InversionNet for a subset only, reusing the results already there
+    proc = _run(work, tmp_path, "--settings", "guided+real,real")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "running" not in proc.stdout
+    part = json.loads((work / "results.json").read_text())
+    assert list(part["inversion"]) == ["real", "guided+real"] and part["complete"] is False
+    assert part["inversion"]["real"] == results["inversion"]["real"]
+    assert "Partial:" in (work / "results.md").read_text()
 
     # (c) is the union of the generated and the real pairs
     ds = training_set([work / "generated_ubdiff.h5", work / "data.h5"])

@@ -45,7 +45,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ from ubdiff_phys.pipelines.experiment_presets import (
     SETTINGS,
     VARIANTS,
     ExperimentPreset,
+    chosen_settings,
     default_configs_dir,
 )
 from ubdiff_phys.pipelines.experiment_report import (
@@ -91,6 +92,7 @@ __all__ = [
     "PRESETS",
     "SETTINGS",
     "ExperimentPreset",
+    "chosen_settings",
     "default_configs_dir",
     "render_results_markdown",
     "run_experiment",
@@ -385,11 +387,13 @@ def run_experiment(
     progress: bool = True,
     log: Callable[[str], None] = _print,
     configs_dir: str | os.PathLike | None = None,
+    settings: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment in ``workdir``; returns the results dict also written to
     ``workdir/results.json`` (and ``results.md``).
 
-    ``configs_dir`` holds the base TOML configs (default: :func:`default_configs_dir`)."""
+    ``configs_dir``: the base TOML configs (default: :func:`default_configs_dir`); ``settings``:
+    InversionNet for these settings only (:func:`chosen_settings`; then ``"complete": false``)."""
     configs = Path(configs_dir) if configs_dir is not None else default_configs_dir()
     if not configs.is_dir():
         raise FileNotFoundError(
@@ -397,6 +401,7 @@ def run_experiment(
             "configs/ folder)"
         )
     preset = PRESETS[scale] if isinstance(scale, str) else scale
+    chosen = chosen_settings(preset, settings)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -421,7 +426,7 @@ def run_experiment(
         setting: combine_seeds(
             [run.inversion_run(setting, k, sources, test_ds) for k in range(preset.protocol_seeds)]
         )
-        for setting in preset.settings
+        for setting in chosen
     }
     frechet = run.frechet(generated)
     results = {
@@ -431,6 +436,7 @@ def run_experiment(
         "device": device,
         "workdir": str(work),
         "inversion": inversion,
+        "complete": chosen == preset.settings,
         "frechet": frechet,
         "residuals": {v: residual_record(r, run.timings, v) for v, r in residuals.items()},
         "timings": run.timings,

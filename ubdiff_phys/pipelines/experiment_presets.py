@@ -7,6 +7,7 @@ The presets are TOML files in ``configs/experiment/<name>.toml`` (fields of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "SETTING_LABELS",
     "VARIANTS",
     "ExperimentPreset",
+    "chosen_settings",
     "default_configs_dir",
     "load_presets",
 ]
@@ -140,6 +142,19 @@ class ExperimentPreset:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def chosen_settings(preset: ExperimentPreset, settings: Sequence[str] | None) -> tuple[str, ...]:
+    """The InversionNet settings to run, in the preset's order: all of ``preset.settings`` when
+    ``settings`` is None. Raises ValueError for a setting the preset does not run."""
+    if settings is None:
+        return preset.settings
+    unknown = [s for s in settings if s not in preset.settings]
+    if unknown or not settings:
+        raise ValueError(
+            f"unknown or empty setting(s) {unknown}: this preset runs {', '.join(preset.settings)}"
+        )
+    return tuple(s for s in preset.settings if s in settings)
 
 
 def load_presets(configs_dir: str | Path | None = None) -> dict[str, ExperimentPreset]:

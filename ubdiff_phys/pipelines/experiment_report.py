@@ -76,6 +76,12 @@ def render_results_markdown(results: dict[str, Any]) -> str:
     seeds = next(iter(results["inversion"].values())).get("seeds")
     if seeds:
         lines += ["", f"Mean ± standard deviation over InversionNet seeds {seeds}."]
+    if not results.get("complete", True):
+        lines += [
+            "",
+            "Partial: InversionNet ran for the settings above only (`--settings`); a run "
+            "without `--settings` in the same work folder adds the others.",
+        ]
     lines += [
         "",
         "## Fréchet distance of velocity features to the real held-out maps",
