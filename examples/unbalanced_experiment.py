@@ -11,8 +11,9 @@ Presets (``configs/experiment/*.toml``): ``tiny`` (CI smoke run, < 60 s on CPU),
 ``small`` (2 CPU cores, about two hours with 2 InversionNet seeds), ``full`` (the issue's 24k
 velocity maps + 1k pairs with the paper configs; for a GPU, use ``--device cuda``). Re-running
 with the same work folder skips every step whose output exists; ``--settings`` trains InversionNet
-for some settings only (a later run without it adds the others). Writes WORKDIR/results.json and
-WORKDIR/results.md.
+for some settings only (a later run without it adds the others); ``--max-steps N --seeds K``
+trains InversionNet for another budget (results tagged ``_stepsN`` beside the preset's). Writes
+WORKDIR/results.json and WORKDIR/results.md (``results_stepsN.*`` for another budget).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ubdiff_phys.pipelines.experiment import PRESETS, chosen_settings, run_experiment
+from ubdiff_phys.pipelines.experiment import PRESETS, chosen_settings, run_experiment, with_budget
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,21 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated InversionNet settings to run (default: all of the preset's), "
         "e.g. real,ubdiff_resim+real,majority_solver,guided+real",
     )
+    ap.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="InversionNet optimiser steps per run (default: the preset's); another budget "
+        "writes inversion_<setting>_steps<N>*.json and results_steps<N>.md beside the preset's",
+    )
+    ap.add_argument(
+        "--seeds", type=int, default=None, help="InversionNet seeds per setting (default: preset's)"
+    )
     args = ap.parse_args(argv)
+    try:
+        _, tag = with_budget(PRESETS[args.scale], args.max_steps, args.seeds)
+    except ValueError as e:
+        ap.error(str(e))
     settings = None
     if args.settings is not None:
         settings = [s for s in args.settings.split(",") if s]
@@ -58,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         configs_dir=args.configs,
         settings=settings,
+        max_steps=args.max_steps,
+        seeds=args.seeds,
     )
-    print(f"{args.workdir}/results.md:\n")
-    with open(f"{args.workdir}/results.md") as f:
+    print(f"{args.workdir}/results{tag}.md:\n")
+    with open(f"{args.workdir}/results{tag}.md") as f:
         print(f.read())
     return 1 if results.get("non_finite") else 0
 

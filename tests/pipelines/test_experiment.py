@@ -19,6 +19,7 @@ from ubdiff_phys.pipelines.experiment import (
     chosen_settings,
     default_configs_dir,
     training_set,
+    with_budget,
 )
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "unbalanced_experiment.py"
@@ -42,6 +43,26 @@ def test_settings_subset_is_checked_before_any_work(tmp_path):
     work = tmp_path / "exp"
     proc = _run(work, tmp_path, "--settings", "real,nope")
     assert proc.returncode == 2 and "--settings" in proc.stderr and "nope" in proc.stderr
+    assert not work.exists()  # refused before any work
+
+
+def test_budget_override_is_tagged_and_checked_before_any_work(tmp_path):
+    p = PRESETS["tiny"]
+    assert with_budget(p) == (p, "")
+    q, tag = with_budget(p, p.protocol["max_steps"], 3)  # the preset's own steps: same files
+    assert tag == "" and q.protocol_seeds == 3 and q.protocol == p.protocol
+    q, tag = with_budget(p, p.protocol["max_steps"] + 5)
+    assert tag == f"_steps{p.protocol['max_steps'] + 5}"
+    assert q.protocol["max_steps"] == p.protocol["max_steps"] + 5
+    assert {k: v for k, v in q.protocol.items() if k != "max_steps"} == {
+        k: v for k, v in p.protocol.items() if k != "max_steps"
+    }
+    for bad in ((0, None), (None, 0)):
+        with pytest.raises(ValueError):
+            with_budget(p, *bad)
+    work = tmp_path / "exp"
+    proc = _run(work, tmp_path, "--max-steps", "0")
+    assert proc.returncode == 2 and "max_steps" in proc.stderr
     assert not work.exists()  # refused before any work
 
 
@@ -122,6 +143,21 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert list(part["inversion"]) == ["real", "guided+real"] and part["complete"] is False
     assert part["inversion"]["real"] == results["inversion"]["real"]
     assert "Partial:" in (work / "results.md").read_text()
+
+    # --max-steps: another InversionNet budget sits beside the preset's results
+    before = {f.name: f.read_bytes() for f in work.glob("inversion_*.json")}
+    steps = p.protocol["max_steps"] + 3
+    proc = _run(work, tmp_path, "--settings", "real", "--max-steps", str(steps), "--seeds", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {f.name: f.read_bytes() for f in work.glob("inversion_*.json") if f.name in before} == (
+        before
+    )
+    longer = json.loads((work / f"results_steps{steps}.json").read_text())
+    r = longer["inversion"]["real"]
+    assert r["steps"] == r["config"]["max_steps"] == steps and "seeds" not in r
+    assert (work / f"inversion_real_steps{steps}.json").exists()
+    assert f"Every run: {steps} optimiser steps" in (work / f"results_steps{steps}.md").read_text()
+    assert json.loads((work / "results.json").read_text()) == part
 
     # (c) is the union of the generated and the real pairs
     ds = training_set([work / "generated_ubdiff.h5", work / "data.h5"])

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -75,10 +74,12 @@ from ubdiff_phys.pipelines.experiment_presets import (
     ExperimentPreset,
     chosen_settings,
     default_configs_dir,
+    with_budget,
 )
 from ubdiff_phys.pipelines.experiment_report import (
     combine_seeds,
     describe_source,
+    non_finite_entries,
     render_results_markdown,
     residual_record,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "render_results_markdown",
     "run_experiment",
     "training_set",
+    "with_budget",
 ]
 
 
@@ -155,8 +157,8 @@ def _step(log: Callable[[str], None], name: str, done: bool) -> bool:
 class _Run:
     """One (resumed) run in a work folder: its settings, log and step timings."""
 
-    def __init__(self, work: Path, preset, configs: Path, seed, device, progress, log):
-        self.work, self.preset, self.configs = work, preset, configs
+    def __init__(self, work: Path, preset, configs: Path, seed, device, progress, log, tag=""):
+        self.work, self.preset, self.configs, self.tag = work, preset, configs, tag
         self.seed, self.device, self.progress, self.log = seed, device, progress, log
         self.data = work / "data.h5"
         # seconds of completed work per step, summed over resumed runs (timings.json)
@@ -309,7 +311,7 @@ class _Run:
         """6. InversionNet of one setting and seed, tested on the real held-out pairs"""
         srcs, seed = SETTINGS[setting], self.seed + k
         pcfg = ProtocolConfig.from_dict({**self.preset.protocol, "seed": seed})
-        name = f"inversion_{setting}" + (f"_seed{k}" if k else "")
+        name = f"inversion_{setting}{self.tag}" + (f"_seed{k}" if k else "")
         path = self.work / f"{name}.json"
         done = path.exists() and json.loads(path.read_text()).get("config") == pcfg.to_dict()
         label = f"inversionnet {setting}" + (f" (seed {seed})" if k else "")
@@ -368,16 +370,6 @@ class _Run:
         return frechet
 
 
-def _non_finite(inversion: dict[str, Any], frechet: dict[str, Any]) -> list[str]:
-    bad = [
-        k
-        for k, r in inversion.items()
-        for m in r.get("metrics_per_seed", [r["metrics"]])
-        if not all(map(math.isfinite, m.values()))
-    ]
-    return bad + [k for k, f in frechet.items() if not math.isfinite(f["fd"])]
-
-
 def run_experiment(
     workdir: str | os.PathLike,
     scale: str | ExperimentPreset = "small",
@@ -388,25 +380,30 @@ def run_experiment(
     log: Callable[[str], None] = _print,
     configs_dir: str | os.PathLike | None = None,
     settings: Sequence[str] | None = None,
+    max_steps: int | None = None,
+    seeds: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment in ``workdir``; returns the results dict also written to
     ``workdir/results.json`` (and ``results.md``).
 
     ``configs_dir``: the base TOML configs (default: :func:`default_configs_dir`); ``settings``:
-    InversionNet for these settings only (:func:`chosen_settings`; then ``"complete": false``)."""
+    InversionNet for these settings only (:func:`chosen_settings`; then ``"complete": false``);
+    ``max_steps``, ``seeds``: InversionNet's optimiser steps and seeds per setting instead of the
+    preset's (:func:`with_budget`: another step budget writes ``inversion_<setting>_steps<N>*.json``
+    and ``results_steps<N>.json``/``.md`` beside the preset's results)."""
     configs = Path(configs_dir) if configs_dir is not None else default_configs_dir()
     if not configs.is_dir():
         raise FileNotFoundError(
             f"config folder {str(configs)!r} not found: pass configs_dir= (the repository's "
             "configs/ folder)"
         )
-    preset = PRESETS[scale] if isinstance(scale, str) else scale
+    preset, tag = with_budget(PRESETS[scale] if isinstance(scale, str) else scale, max_steps, seeds)
     chosen = chosen_settings(preset, settings)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    run = _Run(work, preset, configs, seed, device, progress, log)
+    run = _Run(work, preset, configs, seed, device, progress, log, tag)
     run.make_data()
     generated: dict[str, Path] = {}
     for variant, paired_only in VARIANTS.items():
@@ -442,9 +439,9 @@ def run_experiment(
         "timings": run.timings,
         "seconds_this_run": time.perf_counter() - start,
     }
-    bad = _non_finite(inversion, frechet)
+    bad = non_finite_entries(inversion, frechet)
     if bad:
         results["non_finite"] = bad
-    atomic_write_json(work / "results.json", results)
-    atomic_write_text(work / "results.md", render_results_markdown(results))
+    atomic_write_json(work / f"results{tag}.json", results)
+    atomic_write_text(work / f"results{tag}.md", render_results_markdown(results))
     return results

@@ -25,6 +25,7 @@ __all__ = [
     "chosen_settings",
     "default_configs_dir",
     "load_presets",
+    "with_budget",
 ]
 
 _PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # in an installed wheel
@@ -155,6 +156,26 @@ def chosen_settings(preset: ExperimentPreset, settings: Sequence[str] | None) ->
             f"unknown or empty setting(s) {unknown}: this preset runs {', '.join(preset.settings)}"
         )
     return tuple(s for s in preset.settings if s in settings)
+
+
+def with_budget(
+    preset: ExperimentPreset, max_steps: int | None = None, seeds: int | None = None
+) -> tuple[ExperimentPreset, str]:
+    """``preset`` with InversionNet's optimiser steps per run (``protocol.max_steps``) and seeds
+    per setting (``protocol_seeds``) replaced where given, and the tag its results' file names
+    carry: ``""`` for the preset's own step budget, else ``"_steps<max_steps>"``, so that runs
+    with another budget sit beside the preset's results instead of replacing them.
+
+    Raises ValueError for ``max_steps`` or ``seeds`` < 1."""
+    if (max_steps is not None and max_steps < 1) or (seeds is not None and seeds < 1):
+        raise ValueError(f"max_steps and seeds must be >= 1, got {max_steps}, {seeds}")
+    changes: dict[str, Any] = {}
+    if max_steps is not None:
+        changes["protocol"] = {**preset.protocol, "max_steps": max_steps}
+    if seeds is not None:
+        changes["protocol_seeds"] = seeds
+    own = max_steps is None or max_steps == preset.protocol.get("max_steps")
+    return dataclasses.replace(preset, **changes), "" if own else f"_steps{max_steps}"
 
 
 def load_presets(configs_dir: str | Path | None = None) -> dict[str, ExperimentPreset]:

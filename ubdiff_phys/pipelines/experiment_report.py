@@ -3,11 +3,18 @@ Markdown table of ``results.md``."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["combine_seeds", "describe_source", "render_results_markdown", "residual_record"]
+__all__ = [
+    "combine_seeds",
+    "describe_source",
+    "non_finite_entries",
+    "render_results_markdown",
+    "residual_record",
+]
 
 
 def combine_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -42,6 +49,15 @@ def describe_source(src: Any) -> str:
     return str(src)
 
 
+def _budget(preset: dict[str, Any]) -> str:
+    """One sentence on InversionNet's training budget per run."""
+    prot = preset.get("protocol", {})
+    steps, batch = prot.get("max_steps"), prot.get("batch", 256)
+    if steps is None:
+        return f"Every run: {prot.get('epochs', 1)} epoch(s) of batch {batch}."
+    return f"Every run: {steps} optimiser steps of batch {batch} ({steps * batch} pairs seen)."
+
+
 def _metric_cell(run: dict[str, Any], key: str) -> str:
     if "metrics_mean" in run:
         return f"{run['metrics_mean'][key]:.4g} ± {run['metrics_std'][key]:.2g}"
@@ -65,7 +81,7 @@ def render_results_markdown(results: dict[str, Any]) -> str:
         "",
         "## InversionNet tested on the real held-out pairs",
         "",
-        "MAE / MSE / RMSE on normalised velocity in [-1, 1], SSIM on [0, 1].",
+        "MAE / MSE / RMSE on normalised velocity in [-1, 1], SSIM on [0, 1]. " + _budget(p),
         "",
         "| setting | train pairs | MAE | MSE | RMSE | SSIM |",
         "|---|---:|---:|---:|---:|---:|",
@@ -144,3 +160,14 @@ def _residual_lines(results: dict[str, Any], names: dict[str, str]) -> list[str]
             "pair (sampling + simulation).",
         ]
     return lines
+
+
+def non_finite_entries(inversion: dict[str, Any], frechet: dict[str, Any]) -> list[str]:
+    """The settings and Fréchet entries with a non-finite number (empty: all finite)."""
+    bad = [
+        k
+        for k, r in inversion.items()
+        for m in r.get("metrics_per_seed", [r["metrics"]])
+        if not all(map(math.isfinite, m.values()))
+    ]
+    return bad + [k for k, f in frechet.items() if not math.isfinite(f["fd"])]
