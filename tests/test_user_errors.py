@@ -105,6 +105,11 @@ def test_cli_input_mistakes_are_one_line(tmp_path: Path, capsys) -> None:
     argv = ["sample", "--checkpoint", str(truncated), "--autoencoder", ae, "--n", "2"]
     _one_line_error(capsys, [*argv, str(tmp_path / "o.h5")], "truncated or corrupted")
     assert not (tmp_path / "o.h5").exists()
+    for bad in ("0", "two"):
+        argv = ["sample", "--checkpoint", str(shipped_checkpoint()), "--n", "2", "--seismic"]
+        argv += ["guided", "--guidance-shots", bad, str(tmp_path / "g.h5")]
+        _one_line_error(capsys, argv, "--guidance-shots")
+    assert not (tmp_path / "g.h5").exists()
 
 
 def test_validate_checks_its_options_before_simulating(tmp_path: Path, capsys, monkeypatch):

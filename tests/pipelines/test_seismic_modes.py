@@ -6,12 +6,18 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from ubdiff_phys.data import open_store
 from ubdiff_phys.eval import layer_structure
 from ubdiff_phys.pipelines.generator import load_generator
 from ubdiff_phys.pipelines.sample import generate_store
-from ubdiff_phys.pipelines.seismic_modes import generate_pairs
+from ubdiff_phys.pipelines.seismic_modes import (
+    generate_pairs,
+    guidance_shot_cycle,
+    pair_misfit,
+    pair_misfit_guide,
+)
 from ubdiff_phys.pipelines.validate import validate_store
 
 
@@ -27,16 +33,37 @@ def test_solver_mode_pairs_are_exact(gen) -> None:
 
 
 @pytest.mark.slow
-def test_guided_mode_lowers_the_pair_residual(gen) -> None:
+@pytest.mark.parametrize("shots", [None, 1])
+def test_guided_mode_lowers_the_pair_residual(gen, shots) -> None:
     kw = dict(seed=0, b=0, steps=12)
     v0, s0, _ = generate_pairs(gen, 4, seismic="decoder", **kw)
     v1, s1, info = generate_pairs(
-        gen, 4, seismic="guided", guidance_scale=0.05, guidance_steps=6, **kw
+        gen, 4, seismic="guided", guidance_scale=0.05, guidance_steps=6, guidance_shots=shots, **kw
     )
     r0 = gen.residual(v0, s0).rel_l2.median()
     r1 = gen.residual(v1, s1).rel_l2.median()
-    assert len(info["log"]) == 6
+    assert len(info["log"]) == 6 and info["guidance_shots"] == shots
     assert float(r1) < float(r0), (float(r0), float(r1))
+
+
+def test_guidance_shot_cycle_covers_every_shot() -> None:
+    assert guidance_shot_cycle(5, None, 3) is None and guidance_shot_cycle(5, 5, 0) is None
+    assert [guidance_shot_cycle(5, 1, k) for k in range(6)] == [[0], [1], [2], [3], [4], [0]]
+    assert [guidance_shot_cycle(5, 2, k) for k in range(3)] == [[0, 1], [2, 3], [4, 0]]
+
+
+def test_pair_misfit_of_shot_subsets_matches_the_full_simulation(gen) -> None:
+    """Each shot simulated alone (its own one-source survey) must give that shot's slice of the
+    five-shot simulation: the squared misfit over all shots is the mean of the one-shot ones."""
+    z = gen.sample(3, seed=2, b=0, steps=4).float()
+    full = pair_misfit(gen, z)
+    single = torch.stack([pair_misfit(gen, z, [k]) for k in range(len(gen.survey.sources))])
+    torch.testing.assert_close(single.square().mean(0), full.square(), rtol=1e-4, atol=1e-7)
+    pair = pair_misfit(gen, z, [3, 1])
+    torch.testing.assert_close(pair.square(), (single[3] ** 2 + single[1] ** 2) / 2, rtol=1e-4,
+                               atol=1e-7)  # fmt: skip
+    with pytest.raises(ValueError, match="shots"):
+        pair_misfit_guide(gen, scale=0.05, guidance_steps=2, total_steps=4, shots=0)
 
 
 def test_mode_recorded_in_the_store(tmp_path, gen) -> None:

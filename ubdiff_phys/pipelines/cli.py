@@ -10,7 +10,11 @@ from pathlib import Path
 
 from ubdiff_phys.pipelines.resimulate import ROW_CHOICES, resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
-from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES
+from ubdiff_phys.pipelines.seismic_modes import (
+    SEISMIC_MODES,
+    add_guidance_shots_option,
+    parse_guidance_shots,
+)
 from ubdiff_phys.pipelines.validate import validate_store
 from ubdiff_phys.runtime.device import resolve_device
 from ubdiff_phys.runtime.files import atomic_write_text
@@ -47,6 +51,7 @@ def _sample(args: argparse.Namespace, device) -> dict:
         seismic=args.seismic,
         guidance_scale=args.guidance_scale,
         guidance_steps=args.guidance_steps,
+        guidance_shots=parse_guidance_shots(args.guidance_shots),
         overwrite=args.overwrite,
     )
 
@@ -126,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--guidance-steps", type=int, default=10, help="guided: guide the last N sampler steps"
     )
+    add_guidance_shots_option(s)
     s.set_defaults(func=sample_main)
 
     p = subparsers.add_parser(

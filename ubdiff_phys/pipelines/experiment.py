@@ -85,6 +85,7 @@ from ubdiff_phys.pipelines.experiment_report import (
 )
 from ubdiff_phys.pipelines.resimulate import resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
+from ubdiff_phys.pipelines.seismic_modes import GUIDANCE_KEYS
 from ubdiff_phys.pipelines.validate import validate_store
 from ubdiff_phys.runtime.files import atomic_write_json, atomic_write_text
 from ubdiff_phys.train import load_config, train_autoencoder, train_diffusion
@@ -248,8 +249,7 @@ class _Run:
         # UB-Diff as published: the decoder's gathers (settings b-e), or guided (setting i)
         mode: dict[str, Any] = {"seismic": "decoder"}
         if guided:
-            mode = {"seismic": "guided", "guidance_scale": p.guidance_scale,
-                    "guidance_steps": p.guidance_steps}  # fmt: skip
+            mode = {"seismic": "guided", **{k: getattr(p, k) for k in GUIDANCE_KEYS}}
         self.timed_store(
             f"sample_{name}",
             gen,

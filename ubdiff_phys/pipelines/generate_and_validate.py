@@ -56,7 +56,13 @@ from ubdiff_phys.pipelines.job_checks import (
     load_job_generator,
 )
 from ubdiff_phys.pipelines.job_report import reference_points, velocity_structure
-from ubdiff_phys.pipelines.seismic_modes import decode_pairs, mode_options, sample_for_mode
+from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_SHOTS,
+    GUIDANCE_KEYS,
+    decode_pairs,
+    mode_options,
+    sample_for_mode,
+)
 from ubdiff_phys.pipelines.trace import Tracer, trace_indices
 from ubdiff_phys.runtime.device import resolve_device
 from ubdiff_phys.runtime.files import atomic_write_json
@@ -323,7 +329,7 @@ def job_summary(
         },
         "outputs": outputs,
         "trace": trace,
-        "seismic": {k: job[k] for k in ("seismic", "guidance_scale", "guidance_steps") if k in job},
+        "seismic": {k: job[k] for k in ("seismic", *GUIDANCE_KEYS) if k in job},
         "baselines": job["baselines"],
         "velocity_structure": job["velocity_structure"],
         "reference": None
@@ -356,6 +362,7 @@ def generate_and_validate(
     seismic: str = "solver",
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
+    guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` pairs, validate them, keep the physical ones; write ``out/pairs.h5``,
@@ -365,12 +372,12 @@ def generate_and_validate(
     give the reference residuals (real pairs, autoencoder reconstructions: the floor), reported
     next to the samples' (summary ``reference``, and in the histogram). Returns the summary (also
     written as JSON). ``seismic``: "solver" (default: exact pairs), "decoder" (UB-Diff's own
-    gathers) or "guided" (:mod:`.seismic_modes`).
+    gathers) or "guided" (:mod:`.seismic_modes`; ``guidance_shots``: shots per guided step).
     ``overwrite``: replace the outputs of an earlier run in ``out`` (refused otherwise, before
     any work)."""
     check_keep_criterion(threshold, keep_quantile)
     check_job_outputs(out, overwrite)
-    mode = mode_options(seismic, guidance_scale, guidance_steps)
+    mode = mode_options(seismic, guidance_scale, guidance_steps, guidance_shots)
     device = str(resolve_device(device))
     batch = check_job_sizes(n, batch, steps, trace_steps, trace_max, device)
     out = Path(out)

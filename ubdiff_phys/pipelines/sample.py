@@ -25,7 +25,13 @@ import numpy as np
 from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.diffusion.samplers import SAMPLERS
 from ubdiff_phys.pipelines.generator import Generator, VelocityGenerator, load_generator
-from ubdiff_phys.pipelines.seismic_modes import SEISMIC_MODES, check_mode_for, generate_pairs
+from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_SHOTS,
+    SEISMIC_MODES,
+    check_guidance,
+    check_mode_for,
+    generate_pairs,
+)
 from ubdiff_phys.runtime.progress import commit_batches
 
 __all__ = ["generate_store"]
@@ -93,19 +99,20 @@ def generate_store(
     seismic: str = "solver",
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
+    guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` generated pairs to the store ``out`` (resumable); returns a summary with
     pairs/s. ``autoencoder`` overrides the checkpoint recorded in the run's config (its sha256
     must match the one the latents were encoded with). ``seismic``: "solver" (default: the
     gathers simulated from each generated velocity), "decoder" (UB-Diff's own gathers) or
-    "guided" (:mod:`.seismic_modes`; recorded in the file's ``seismic_mode`` attribute)."""
+    "guided" (:mod:`.seismic_modes`; recorded in the file's ``seismic_mode`` attribute;
+    ``guidance_shots``: shots simulated per guided step, None = all)."""
     if n < 1 or batch < 1:
         raise ValueError("n and batch must be >= 1")
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
-    if not (0 <= guidance_scale < float("inf")) or guidance_steps < 0:
-        raise ValueError("guidance scale must be finite and >= 0, guidance steps >= 0")
+    check_guidance(guidance_scale, guidance_steps, guidance_shots)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     gen = load_generator(
@@ -123,8 +130,8 @@ def generate_store(
         "weights": weights,
         "eta": eta,
         "seismic": seismic,
-        **({"guidance_scale": guidance_scale, "guidance_steps": guidance_steps}
-           if seismic == "guided" else {}),
+        **({"guidance_scale": guidance_scale, "guidance_steps": guidance_steps,
+            "guidance_shots": guidance_shots} if seismic == "guided" else {}),
     }  # fmt: skip
     out = Path(out)
     _prepare_store(gen, out, n, build_args, overwrite)
@@ -136,7 +143,7 @@ def generate_store(
             v, s, _ = generate_pairs(
                 gen, b - a, seed=seed, b=a // batch, seismic=seismic, sampler=sampler,
                 steps=steps, guidance_scale=guidance_scale, guidance_steps=guidance_steps,
-                **kwargs,
+                guidance_shots=guidance_shots, **kwargs,
             )  # fmt: skip
             v, s = v.cpu().numpy(), s.cpu().numpy()
             if w.progress.n_velocity_committed == a:

@@ -14,6 +14,8 @@ the solver.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,16 +26,26 @@ from ubdiff_phys.physics import simulate
 from ubdiff_phys.runtime.errors import OptionError
 
 __all__ = [
+    "DEFAULT_GUIDANCE_SHOTS",
+    "GUIDANCE_KEYS",
     "SEISMIC_MODES",
+    "add_guidance_shots_option",
+    "check_guidance",
     "check_mode_for",
     "decode_pairs",
     "generate_pairs",
+    "guidance_shot_cycle",
     "mode_options",
     "pair_misfit_guide",
+    "parse_guidance_shots",
     "sample_for_mode",
 ]
 
 SEISMIC_MODES = ("decoder", "solver", "guided")
+#: shots simulated per guided step by default (None: all); see :func:`pair_misfit_guide`
+DEFAULT_GUIDANCE_SHOTS: int | None = 1
+#: the guided mode's options, as recorded in files and summaries
+GUIDANCE_KEYS = ("guidance_scale", "guidance_steps", "guidance_shots")
 
 
 def _decode_differentiable(gen, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,17 +57,39 @@ def _decode_differentiable(gen, z: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return v[:, 0], s_n.float()
 
 
-def pair_misfit(gen, z: torch.Tensor) -> torch.Tensor:
-    """(B,) RMS of D_s(z) − n(F(D_v(z))) in normalised seismic units, differentiable in z."""
+def pair_misfit(gen, z: torch.Tensor, shots: Sequence[int] | None = None) -> torch.Tensor:
+    """(B,) RMS of D_s(z) − n(F(D_v(z))) in normalised seismic units, differentiable in z.
+
+    ``shots``: simulate and compare these shots (indices into the survey's sources) only; None:
+    all of them."""
     v, s_n = _decode_differentiable(gen, z)
-    sim = simulate(v, gen.survey, boundary=gen.boundary)
+    survey = gen.survey
+    if shots is not None:
+        survey = dataclasses.replace(survey, sources=tuple(survey.sources[k] for k in shots))
+        s_n = s_n[:, list(shots)]
+    sim = simulate(v, survey, boundary=gen.boundary)
     lo, hi = gen.normalizer.s_log_min, gen.normalizer.s_log_max
     r = s_n - openfwi_normalise(sim, lo, hi)
     return r.square().mean(dim=(1, 2, 3)).sqrt()
 
 
+def guidance_shot_cycle(n_sources: int, shots: int | None, k: int) -> list[int] | None:
+    """The shots the ``k``-th guided step simulates: ``shots`` consecutive sources starting at
+    ``k * shots`` (mod ``n_sources``), so that successive steps cycle through the survey; None
+    (all sources) when ``shots`` is None or covers them all."""
+    if shots is None or shots >= n_sources:
+        return None
+    return [(k * shots + q) % n_sources for q in range(shots)]
+
+
 def pair_misfit_guide(
-    gen, *, scale: float, guidance_steps: int, total_steps: int, log: list | None = None
+    gen,
+    *,
+    scale: float,
+    guidance_steps: int,
+    total_steps: int,
+    log: list | None = None,
+    shots: int | None = None,
 ) -> Guide:
     """The sampler ``guide`` of the ``guided`` mode (see the module docstring).
 
@@ -65,12 +99,18 @@ def pair_misfit_guide(
         guidance_steps: guide only the last this-many sampler steps (the early ẑ0 are blurry).
         total_steps: the sampler's number of steps.
         log: if given, receives (step, median misfit before the correction) per guided step.
+        shots: simulate this many of the survey's shots per guided step, cycling through them
+            (:func:`guidance_shot_cycle`; stochastic-source FWI's saving: the solver's cost per
+            step falls with the shots); None: every shot at every step.
     """
     if gen.survey is None:
         raise ValueError("guided seismic needs a generator whose training data records a survey")
     if not (scale >= 0 and scale < float("inf")):
         raise ValueError(f"guidance scale must be finite and >= 0, got {scale}")
+    if shots is not None and shots < 1:
+        raise ValueError(f"guidance shots must be >= 1 or None, got {shots}")
     first = max(total_steps - guidance_steps, 0)
+    n_sources = len(gen.survey.sources)
 
     def guide(x0: torch.Tensor, i: int, t: int) -> torch.Tensor:
         if i < first or scale == 0:
@@ -78,7 +118,7 @@ def pair_misfit_guide(
         shape = x0.shape
         with torch.enable_grad():
             z = x0.detach().reshape(shape[0], -1).float().requires_grad_()
-            misfit = pair_misfit(gen, z)
+            misfit = pair_misfit(gen, z, guidance_shot_cycle(n_sources, shots, i - first))
             (grad,) = torch.autograd.grad(misfit.sum(), z)
         if log is not None:
             log.append((i, float(misfit.detach().median())))
@@ -87,6 +127,32 @@ def pair_misfit_guide(
         return (x0 - step.reshape(shape).to(x0.dtype)).clamp(-1, 1)
 
     return guide
+
+
+def parse_guidance_shots(text: str) -> int | None:
+    """``--guidance-shots``'s value: None for "all", else an integer >= 1 (OptionError: one line,
+    exit 2, otherwise)."""
+    if text == "all":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise OptionError(f"--guidance-shots must be 'all' or an integer >= 1, got {text!r}")
+    return k
+
+
+def add_guidance_shots_option(parser: Any) -> None:
+    """Add ``--guidance-shots`` ('all' or k >= 1; default :data:`DEFAULT_GUIDANCE_SHOTS`), a
+    string for :func:`parse_guidance_shots`."""
+    default = "all" if DEFAULT_GUIDANCE_SHOTS is None else str(DEFAULT_GUIDANCE_SHOTS)
+    parser.add_argument(
+        "--guidance-shots",
+        default=default,
+        help=f"guided: shots simulated per guided step, cycling through the survey's ('all' or "
+        f"k; default {default}: same residual as all shots at a fraction of the solver time)",
+    )
 
 
 def check_mode_for(gen, seismic: str) -> None:
@@ -99,15 +165,34 @@ def check_mode_for(gen, seismic: str) -> None:
         )
 
 
-def mode_options(seismic: str, guidance_scale: float, guidance_steps: int) -> dict[str, Any]:
+def mode_options(
+    seismic: str,
+    guidance_scale: float,
+    guidance_steps: int,
+    guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
+) -> dict[str, Any]:
     """The checked options of a seismic mode, as :func:`sample_for_mode` keyword arguments."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     if seismic != "guided":
         return {"seismic": seismic}
-    if not (0 <= guidance_scale < float("inf")) or guidance_steps < 0:
-        raise ValueError("the guidance scale must be finite and >= 0, the guidance steps >= 0")
-    return {"seismic": seismic, "guidance_scale": guidance_scale, "guidance_steps": guidance_steps}
+    check_guidance(guidance_scale, guidance_steps, guidance_shots)
+    return {
+        "seismic": seismic,
+        "guidance_scale": guidance_scale,
+        "guidance_steps": guidance_steps,
+        "guidance_shots": guidance_shots,
+    }
+
+
+def check_guidance(scale: float, steps: int, shots: int | None) -> None:
+    """Raise ValueError unless the guidance scale is finite and >= 0, the guided steps >= 0 and
+    the shots per guided step None or >= 1."""
+    if not (0 <= scale < float("inf")) or steps < 0 or (shots is not None and shots < 1):
+        raise ValueError(
+            "the guidance scale must be finite and >= 0, the guidance steps >= 0 and the "
+            f"guidance shots >= 1 (got {scale}, {steps}, {shots})"
+        )
 
 
 def sample_for_mode(
@@ -121,10 +206,12 @@ def sample_for_mode(
     steps: int | None = 50,
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
+    guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Batch ``b``'s co-latents (m, latent_dim) for a seismic mode (guided sampling for
-    "guided"), and a dict of what was done (mode, parameters, guidance log)."""
+    "guided"; ``guidance_shots``: shots simulated per guided step, :func:`pair_misfit_guide`),
+    and a dict of what was done (mode, parameters, guidance log)."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     check_mode_for(gen, seismic)
@@ -134,9 +221,19 @@ def sample_for_mode(
         total = gen.denoiser.schedule.timesteps
         total = min(steps or (total if sampler == "ddpm" else 50), total)
         kwargs["guide"] = pair_misfit_guide(
-            gen, scale=guidance_scale, guidance_steps=guidance_steps, total_steps=total, log=log
+            gen,
+            scale=guidance_scale,
+            guidance_steps=guidance_steps,
+            total_steps=total,
+            log=log,
+            shots=guidance_shots,
         )
-        info.update(guidance_scale=guidance_scale, guidance_steps=guidance_steps, log=log)
+        info.update(
+            guidance_scale=guidance_scale,
+            guidance_steps=guidance_steps,
+            guidance_shots=guidance_shots,
+            log=log,
+        )
     z = gen.sample(m, seed=seed, b=b, sampler=sampler, steps=steps, **kwargs)
     return z, info
 
