@@ -89,7 +89,7 @@ def _likelihood_step(
                 cap = trust * ((1.0 - ab_t) / ab_t) ** 0.5
                 step = step * (cap / rms).clamp(max=1.0).view(-1, *([1] * (step.dim() - 1)))
             return x0.detach() - step, torch.zeros_like(g), r.detach()
-        norm = (2.0 * r).clamp(min=0).sqrt()
+        norm = (2.0 * r).clamp(min=1e-300).sqrt()  # at an exact fit: gradient 0, not NaN
         (g,) = torch.autograd.grad(norm.sum(), x)
     return x0.detach(), g, r.detach()
 
@@ -141,6 +141,7 @@ def sample_posterior(
     state_variance: Callable[[int], float] | None = None,
     inner: int = 5,
     perturbed_misfit: Callable[[torch.Generator | None], DataMisfit] | None = None,
+    t_start: int | None = None,
 ) -> torch.Tensor:
     """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit
     and its gradient).
@@ -170,6 +171,10 @@ def sample_posterior(
             mean; the ancestral step then samples exactly for a linear forward operator and a
             Gaussian prior, where plugging in the mean makes the spread too narrow.
 
+        t_start: the timestep ``z`` is at (None: T − 1, pure noise): with a clean map x noised
+            to it, ``√ᾱ x + √(1 − ᾱ) ε``, the sampler refines x (SDEdit) instead of drawing from
+            scratch; the ``steps`` timesteps are then spread over [0, t_start].
+
     Returns:
         (B, ...) float64 samples.
     """
@@ -185,7 +190,11 @@ def sample_posterior(
         raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
     sched = model.schedule
     ab_all = sched.alphas_cumprod.tolist()
-    seq = timestep_sequence(sched.timesteps, steps)
+    if t_start is None:
+        t_start = sched.timesteps - 1
+    if not (isinstance(t_start, int) and 0 <= t_start < sched.timesteps):
+        raise ValueError(f"t_start must be an integer in [0, {sched.timesteps}), got {t_start!r}")
+    seq = timestep_sequence(t_start + 1, steps)
     x = z.to(torch.float64)
     for i, t in enumerate(seq):
         s = seq[i + 1] if i + 1 < len(seq) else -1
