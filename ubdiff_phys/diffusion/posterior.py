@@ -125,6 +125,30 @@ def _proximal_step(
         return x0, misfit(x0).detach()
 
 
+def _check_arguments(method, data_variance, state_variance, inner, step_size) -> None:
+    """ValueError for a choice of :func:`sample_posterior` that cannot run."""
+    if method not in POSTERIOR_METHODS:
+        raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
+    if method == "noise_aware" and data_variance is None:
+        raise ValueError("method 'noise_aware' needs data_variance(t) = sigma_y^2 + r_t^2")
+    if method == "proximal" and (data_variance is None or state_variance is None):
+        raise ValueError("method 'proximal' needs data_variance(t) and state_variance(t)")
+    if not (isinstance(inner, int) and inner >= 0):
+        raise ValueError(f"inner must be an integer >= 0, got {inner!r}")
+    if method == "dps" and not (0 <= step_size < float("inf")):
+        raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
+
+
+def _first_timestep(t_start: int | None, timesteps: int) -> int:
+    """The timestep the sampler starts at: ``t_start``, or T − 1 when None (ValueError outside
+    [0, T))."""
+    if t_start is None:
+        return timesteps - 1
+    if not (isinstance(t_start, int) and 0 <= t_start < timesteps):
+        raise ValueError(f"t_start must be an integer in [0, {timesteps}), got {t_start!r}")
+    return t_start
+
+
 def sample_posterior(
     model,
     z: torch.Tensor,
@@ -178,23 +202,10 @@ def sample_posterior(
     Returns:
         (B, ...) float64 samples.
     """
-    if method not in POSTERIOR_METHODS:
-        raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
-    if method == "noise_aware" and data_variance is None:
-        raise ValueError("method 'noise_aware' needs data_variance(t) = sigma_y^2 + r_t^2")
-    if method == "proximal" and (data_variance is None or state_variance is None):
-        raise ValueError("method 'proximal' needs data_variance(t) and state_variance(t)")
-    if not (isinstance(inner, int) and inner >= 0):
-        raise ValueError(f"inner must be an integer >= 0, got {inner!r}")
-    if method == "dps" and not (0 <= step_size < float("inf")):
-        raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
+    _check_arguments(method, data_variance, state_variance, inner, step_size)
     sched = model.schedule
     ab_all = sched.alphas_cumprod.tolist()
-    if t_start is None:
-        t_start = sched.timesteps - 1
-    if not (isinstance(t_start, int) and 0 <= t_start < sched.timesteps):
-        raise ValueError(f"t_start must be an integer in [0, {sched.timesteps}), got {t_start!r}")
-    seq = timestep_sequence(t_start + 1, steps)
+    seq = timestep_sequence(_first_timestep(t_start, sched.timesteps) + 1, steps)
     x = z.to(torch.float64)
     for i, t in enumerate(seq):
         s = seq[i + 1] if i + 1 < len(seq) else -1
