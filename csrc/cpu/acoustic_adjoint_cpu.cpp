@@ -50,6 +50,14 @@ namespace ubd {
 namespace {
 
 constexpr int64_t kHalo = 2;
+constexpr int64_t kVec = 8;  // C-PML segment boundaries are multiples of this (see the forward)
+
+inline int64_t round_up(int64_t n, int64_t m) {
+  return (n + m - 1) / m * m;
+}
+inline int64_t round_down(int64_t n, int64_t m) {
+  return n / m * m;
+}
 
 template <typename T>
 struct Geometry {
@@ -133,8 +141,12 @@ struct CpmlSegments {
 template <typename T>
 CpmlSegments cpml_segments(const Shot<T>& s) {
   const AcousticForwardParams& p = *s.p;
-  const int64_t x0 = std::min(p.pad + kHalo, s.g.nx);
-  const int64_t x1 = std::max(x0, p.pad + p.nxm - kHalo);
+  const int64_t nx = s.g.nx;
+  // as in the forward kernel: the x-strips are widened into the model to multiples of kVec, so no
+  // SIMD loop has a scalar remainder (there a = b = db = Psi = zeta = 0 and every term reduces
+  // exactly to the plain one)
+  const int64_t x0 = std::min(round_up(p.pad + kHalo, kVec), nx);
+  const int64_t x1 = x0 + round_down(std::max<int64_t>(nx - p.pad - kHalo - x0, 0), kVec);
   const int64_t z0 = std::min(p.pad + kHalo, s.g.nz);
   const int64_t z1 = std::max(z0, p.pad + p.nzm - kHalo);
   return {x0, x1, z0, z1};
@@ -261,8 +273,11 @@ struct CpmlStrips {
 template <typename T>
 CpmlStrips cpml_strips(const Shot<T>& s) {
   const CpmlSegments c = cpml_segments(s);
-  const int64_t xa = std::min(c.x0 + kHalo, s.g.nx), za = std::min(c.z0 + kHalo, s.g.nz);
-  return {xa, std::max(c.x1 - kHalo, xa), za, std::max(c.z1 - kHalo, za)};
+  const int64_t nx = s.g.nx, za = std::min(c.z0 + kHalo, s.g.nz);
+  // rounded out to multiples of kVec like the segments (extra cells get u's values, unread)
+  const int64_t xa = std::min(round_up(c.x0 + kHalo, kVec), nx);
+  const int64_t xb = std::max(nx - round_up(std::max<int64_t>(nx - c.x1 + kHalo, 0), kVec), xa);
+  return {xa, xb, za, std::max(c.z1 - kHalo, za)};
 }
 
 // Pass 1 on row i: gradient, u and, with C-PML, the temporaries where pass 2 reads them.
