@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import child_env
 from torch.utils.data import ConcatDataset
@@ -116,8 +117,12 @@ def test_tiny_experiment_end_to_end(tmp_path):
     for f in results["frechet"].values():
         assert math.isfinite(f["fd"]) and f["fd"] >= 0 and f["n_real"] == p.n_test
     assert results["frechet"]["ubdiff"]["n_generated"] == p.n_generated
+    # the trivial predictor beside them: the mean paired training map
+    assert results["trivial"]["n_train"] == p.n_paired
+    assert all(math.isfinite(v) for v in results["trivial"]["metrics"].values())
     md = (work / "results.md").read_text()
     assert "| setting | train pairs | MAE | MSE | RMSE | SSIM |" in md
+    assert "| reference: the mean real training map" in md
     assert md.count("| (") == len(SETTINGS)
     assert " ± " in md and "seeds [0, 1]" in md
     for name in ("ae_ubdiff", "ae_wo_opt", "diffusion_ubdiff", "diffusion_wo_opt"):
@@ -209,3 +214,26 @@ def test_training_set_refuses_mismatched_normalisation(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "training_pairs", lambda s: _View(stores[s]))
     with pytest.raises(ValueError, match="normalised"):
         experiment.training_set(["a", "b"])
+
+
+def test_mean_map_reference_scores_the_constant_predictor(tmp_path):
+    """Oracle: the trivial predictor's MAE / MSE are those of the mean paired training map
+    against every held-out map, computed here from the store's velocities directly."""
+    from helpers import small_store
+
+    from ubdiff_phys.data.store import open_store
+    from ubdiff_phys.eval.protocol import heldout_pairs
+    from ubdiff_phys.pipelines.experiment_report import mean_map_reference
+
+    path = small_store(tmp_path / "s.h5", n_velocity=12, n_paired=6, n_test=4)
+    ref = mean_map_reference(path, heldout_pairs(path))
+    with open_store(path) as st:
+        norm = st.normalizer
+        paired = [i for i in st.train_index if st.seismic_row[i] >= 0]
+        train = np.stack([norm.velocity(st.velocity(int(i))) for i in paired]).astype(np.float64)
+        test = np.stack([norm.velocity(st.velocity(int(i))) for i in st.test_index])
+    d = test.astype(np.float64) - train.mean(0)
+    assert ref["n_train"] == len(paired) == 6
+    assert ref["metrics"]["mae"] == pytest.approx(np.abs(d).mean(), rel=1e-5)
+    assert ref["metrics"]["mse"] == pytest.approx(np.square(d).mean(), rel=1e-5)
+    assert 0 < ref["metrics"]["ssim"] < 1

@@ -79,6 +79,7 @@ from ubdiff_phys.pipelines.experiment_presets import (
 from ubdiff_phys.pipelines.experiment_report import (
     combine_seeds,
     describe_source,
+    mean_map_reference,
     non_finite_entries,
     render_results_markdown,
     residual_record,
@@ -433,6 +434,7 @@ def run_experiment(
         "device": device,
         "workdir": str(work),
         "inversion": inversion,
+        "trivial": mean_map_reference(run.data, test_ds),
         "complete": chosen == preset.settings,
         "frechet": frechet,
         "residuals": {v: residual_record(r, run.timings, v) for v, r in residuals.items()},

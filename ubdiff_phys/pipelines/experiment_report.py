@@ -7,10 +7,15 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
+
+from ubdiff_phys.data.datasets import VelocityDataset
+from ubdiff_phys.eval.protocol import evaluate_inversion, training_pairs
 
 __all__ = [
     "combine_seeds",
     "describe_source",
+    "mean_map_reference",
     "non_finite_entries",
     "render_results_markdown",
     "residual_record",
@@ -41,6 +46,18 @@ def residual_record(summary: dict[str, Any], timings: dict[str, float], name: st
     sampled = timings.get(f"sample_{name}")
     rec["sample_seconds_per_pair"] = sampled / summary["n_pairs"] if sampled else None
     return rec
+
+
+def mean_map_reference(store: Any, test_ds: Any) -> dict[str, Any]:
+    """The trivial predictor InversionNet must beat: the mean of ``store``'s paired training
+    velocity maps (normalised), returned for every held-out gather; scored on ``test_ds`` with
+    InversionNet's metrics (:func:`~ubdiff_phys.eval.protocol.evaluate_inversion`)."""
+    pairs = training_pairs(store)
+    maps = VelocityDataset(pairs.store, pairs.rows)
+    mean = torch.stack([maps[i] for i in range(len(maps))]).double().mean(0).float()
+    metrics = evaluate_inversion(lambda s: mean.expand(s.shape[0], *mean.shape), test_ds)
+    label = "reference: the mean real training map, whatever the gathers (no training)"
+    return {"label": label, "n_train": len(pairs), "metrics": metrics}
 
 
 def describe_source(src: Any) -> str:
@@ -87,6 +104,10 @@ def render_results_markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results["inversion"].values():
+        cells = [_metric_cell(r, k) for k in ("mae", "mse", "rmse", "ssim")]
+        lines.append(f"| {r['label']} | {r['n_train']} | " + " | ".join(cells) + " |")
+    if results.get("trivial"):
+        r = results["trivial"]
         cells = [_metric_cell(r, k) for k in ("mae", "mse", "rmse", "ssim")]
         lines.append(f"| {r['label']} | {r['n_train']} | " + " | ".join(cells) + " |")
     seeds = next(iter(results["inversion"].values())).get("seeds")
