@@ -65,21 +65,31 @@ struct Geometry {
   int64_t at(int64_t i, int64_t j) const { return (i + kHalo) * ld + (j + kHalo); }
 };
 
-// Periodic copy of the interior into the halo (OpenFWI's wrap), as in the forward.
+// Periodic copy of the interior into the halo (OpenFWI's wrap), as in the forward: the halo rows
+// (interior columns only; the stencils never read the corners) and each row's column halo.
 template <typename T>
-void fill_periodic_halo(const Geometry<T>& g, T* f) {
+void fill_periodic_halo_rows(const Geometry<T>& g, T* f) {
   const int64_t nz = g.nz, nx = g.nx;
   for (int64_t h = 1; h <= kHalo; ++h) {
     std::copy(f + g.at(nz - h, 0), f + g.at(nz - h, 0) + nx, f + g.at(-h, 0));
     std::copy(f + g.at(h - 1, 0), f + g.at(h - 1, 0) + nx, f + g.at(nz + h - 1, 0));
   }
-  for (int64_t i = 0; i < nz; ++i) {
-    T* r = f + g.at(i, 0);
-    r[-1] = r[nx - 1];
-    r[-2] = r[nx - 2];
-    r[nx] = r[0];
-    r[nx + 1] = r[1];
-  }
+}
+
+template <typename T>
+inline void fill_periodic_halo_columns(const Geometry<T>& g, T* f, int64_t i) {
+  const int64_t nx = g.nx;
+  T* r = f + g.at(i, 0);
+  r[-1] = r[nx - 1];
+  r[-2] = r[nx - 2];
+  r[nx] = r[0];
+  r[nx + 1] = r[1];
+}
+
+template <typename T>
+void fill_periodic_halo(const Geometry<T>& g, T* f) {
+  fill_periodic_halo_rows(g, f);
+  for (int64_t i = 0; i < g.nz; ++i) fill_periodic_halo_columns(g, f, i);
 }
 
 // One (model, shot) task's inputs on the padded grid.
@@ -374,11 +384,39 @@ inline void adjoint_pass2(const Shot<T>& s, Adjoint<T>& a, int64_t i) {
   }
 }
 
+// The periodic wrap (sponge modes only: the C-PML temporaries have no periodic halo) with the
+// passes interleaved: pass 1 first on the rows the halo rows copy (the last and first kHalo), the
+// halo rows filled, then the rest as without the wrap, each row's column halo filled right after
+// its pass 1, and the last kHalo rows' pass 2 at the end (they read the halo copy of the first).
+template <typename T, bool Kappa>
+void adjoint_passes_wrapped(const Shot<T>& s, Adjoint<T>& a, const T* L, T* grad) {
+  const Geometry<T>& g = s.g;
+  const int64_t nz = g.nz;
+  T* u = a.u.data();
+  const CpmlStrips none{0, 0, 0, 0};
+  auto pass1 = [&](int64_t i) {
+    adjoint_pass1<T, false>(s, a, i, L, grad, none);
+    fill_periodic_halo_columns(g, u, i);
+  };
+  const int64_t edge = std::min(kHalo, nz);
+  for (int64_t i = std::max(nz - kHalo, edge); i < nz; ++i) pass1(i);
+  for (int64_t i = 0; i < edge; ++i) pass1(i);
+  fill_periodic_halo_rows(g, u);
+  for (int64_t i = edge; i < nz; ++i) {
+    if (i < nz - kHalo) pass1(i);
+    adjoint_pass2<T, false, Kappa>(s, a, i - kHalo);
+  }
+  for (int64_t i = std::max(nz - kHalo, int64_t{0}); i < nz; ++i) {
+    adjoint_pass2<T, false, Kappa>(s, a, i);
+  }
+}
+
 // One adjoint step n (backward in time): inject g_n, accumulate dJ/dV, lambda_{n+1} -> lambda_n.
-// Pass 2 of row i reads pass 1's fields of rows up to i + kHalo only, so without the periodic wrap
-// (which needs all of u before its halo is filled) the two passes run interleaved, pass 2 kHalo
-// rows behind pass 1: each row's fields are reused while still in cache. Same operations, same
-// order per cell: the result is bit-identical to running the passes one after the other.
+// Pass 2 of row i reads pass 1's fields of rows up to i + kHalo only, so the two passes run
+// interleaved, pass 2 kHalo rows behind pass 1: each row's fields are reused while still in cache
+// (with the periodic wrap, adjoint_passes_wrapped orders the rows so that the halo is filled before
+// it is read). Same operations, same order per cell: the result is bit-identical to running the
+// passes one after the other.
 template <typename T, bool Cpml, bool Kappa>
 void adjoint_step(const Shot<T>& s, Adjoint<T>& a, int64_t n, const T* L, const T* g_n, T* grad) {
   const Geometry<T>& g = s.g;
@@ -388,6 +426,12 @@ void adjoint_step(const Shot<T>& s, Adjoint<T>& a, int64_t n, const T* L, const 
   grad[s.src_cell] += lam[s.src] * s.wavelet[n];
   const CpmlStrips c = Cpml ? cpml_strips(s) : CpmlStrips{0, 0, 0, 0};
   if (s.wrap) {
+    if constexpr (!Cpml) {  // the wrap is refused with C-PML (acoustic_forward_cpu's checks)
+      if (g.nz > 2 * kHalo) {
+        adjoint_passes_wrapped<T, Kappa>(s, a, L, grad);
+        return;
+      }
+    }
     for (int64_t i = 0; i < g.nz; ++i) adjoint_pass1<T, Cpml>(s, a, i, L, grad, c);
     fill_periodic_halo(g, a.u.data());
     for (int64_t i = 0; i < g.nz; ++i) adjoint_pass2<T, Cpml, Kappa>(s, a, i);
