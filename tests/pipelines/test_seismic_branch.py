@@ -86,3 +86,42 @@ def test_rebind_a_velocity_branch_only_when_asked(tmp_path):
     assert load_generator(tmp_path / "rebound", "cpu").info["autoencoder_sha256"] == file_sha256(
         velocity
     )
+
+
+def _token_branch(tmp_path: Path) -> Path:
+    """The shipped autoencoder with its seismic branch replaced by a (random) token decoder."""
+    from ubdiff_phys.models.autoencoder import AutoencoderConfig, build_autoencoder
+
+    ckpt = load_autoencoder_checkpoint(SHIPPED / "autoencoder.pt")
+    model_cfg = {**ckpt["config"]["model"], "seismic_decoder": "token", "seismic_head_dim": 16}
+    model_cfg.update(token_dim=32, token_depth=2, token_heads=2, token_refine_channels=4)
+    torch.manual_seed(0)
+    state = build_autoencoder(AutoencoderConfig.from_dict(model_cfg)).state_dict()
+    seismic = ("head_s", "dec_s")
+    state.update({k: v for k, v in ckpt["model"].items() if k.split(".")[0] not in seismic})
+    ckpt["model"] = state
+    ckpt["config"] = {**ckpt["config"], "model": model_cfg}
+    return save_checkpoint(tmp_path / "token.pt", ckpt)
+
+
+def test_a_seismic_branch_of_another_architecture_is_accepted(tmp_path):
+    token = _token_branch(tmp_path)
+    gen = load_generator(None, "cpu")
+    z = torch.zeros(2, gen.autoencoder.config.latent_dim)
+    with torch.no_grad():
+        v0, s0 = gen.autoencoder.decode(z)
+    swap_seismic_branch(gen, token)
+    assert gen.autoencoder.config.seismic_decoder == "token"
+    assert gen.autoencoder_config.model.seismic_decoder == "token"
+    with torch.no_grad():
+        v1, s1 = gen.autoencoder.decode(z)
+    assert torch.equal(v0, v1) and s1.shape == s0.shape and not torch.equal(s0, s1)
+    rebind_diffusion(SHIPPED / "diffusion.pt", SHIPPED / "autoencoder.pt", token, tmp_path / "r")
+    rebound = load_generator(tmp_path / "r", "cpu")
+    assert rebound.autoencoder.config.seismic_decoder == "token"
+    # a token branch on another encoder is still refused
+    ckpt = load_autoencoder_checkpoint(token)
+    ckpt["model"]["encoder.blocks.0.0.weight"] += 0.5
+    other = save_checkpoint(tmp_path / "token_other_encoder.pt", ckpt)
+    with pytest.raises(ValueError, match="changes more than the seismic branch"):
+        swap_seismic_branch(gen, other)

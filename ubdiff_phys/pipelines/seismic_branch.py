@@ -30,6 +30,7 @@ from ubdiff_phys.pipelines.generator import Generator
 from ubdiff_phys.runtime.checkpoint import save_checkpoint
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.files import atomic_write_text, file_sha256
+from ubdiff_phys.train.checkpoint import load_autoencoder
 
 __all__ = ["SEISMIC_PARTS", "check_only_seismic_differs", "rebind_diffusion", "swap_seismic_branch"]
 
@@ -45,14 +46,15 @@ def check_only_seismic_differs(
     what: str = "autoencoder",
     branch: str = "seismic",
 ) -> int:
-    """Raise ``ValueError`` unless two autoencoder state dicts have the same tensor names and
-    every tensor outside ``branch``'s parts (:data:`BRANCH_PARTS`) is identical; return how many
-    tensors are shared."""
+    """Raise ``ValueError`` unless every tensor outside ``branch``'s parts (:data:`BRANCH_PARTS`)
+    has the same name and is identical in the two autoencoder state dicts; return how many
+    tensors are shared. Inside the branch anything may differ, its architecture included (e.g.
+    the token seismic decoder in place of the paper's)."""
     if branch not in BRANCH_PARTS:
         raise ValueError(f"branch must be one of {tuple(BRANCH_PARTS)}, got {branch!r}")
-    if own.keys() != new.keys():
-        raise ValueError(f"{what} has other tensors than the checkpoint's autoencoder")
     shared = [k for k in own if k.split(".")[0] not in BRANCH_PARTS[branch]]
+    if set(shared) != {k for k in new if k.split(".")[0] not in BRANCH_PARTS[branch]}:
+        raise ValueError(f"{what} has other tensors than the checkpoint's autoencoder")
     changed = [k for k in shared if own[k].shape != new[k].shape or not torch.equal(own[k], new[k])]
     if changed:
         raise ValueError(
@@ -65,10 +67,14 @@ def check_only_seismic_differs(
 def swap_seismic_branch(gen: Generator, path: str | os.PathLike) -> None:
     """Load the seismic branch of the autoencoder checkpoint ``path`` into ``gen`` (in place);
     refused (``ValueError``) unless everything else is identical."""
-    other = load_autoencoder_model(path, "cpu")
+    other, other_config = load_autoencoder(path, "cpu")
     new = {k: v.to(gen.device) for k, v in other.state_dict().items()}
     check_only_seismic_differs(gen.autoencoder.state_dict(), new, str(path))
-    gen.autoencoder.load_state_dict(new)
+    if other.config == gen.autoencoder.config:
+        gen.autoencoder.load_state_dict(new)
+    else:  # another seismic architecture: the other model, whose other tensors are identical
+        gen.autoencoder = other.to(gen.device).eval()
+        gen.autoencoder_config = other_config
     gen.info["seismic_from"] = str(path)
 
 
