@@ -48,3 +48,36 @@ def test_reconstruction_loss_weights() -> None:
 def test_negative_gradient_weight_is_refused() -> None:
     with pytest.raises(ValueError, match="gamma_grad"):
         StepConfig(gamma_grad=-1.0)
+
+
+def test_physical_term_is_the_squared_relative_residual_in_amplitude() -> None:
+    """Oracle: the library's own inverse normalisation and the residual's definition."""
+    from ubdiff_phys.data.normalize import Normalizer
+    from ubdiff_phys.train.losses import physical_relative_l2
+
+    nm = Normalizer()
+    g = torch.Generator().manual_seed(2)
+    amp = torch.randn(3, 2, 50, 7, generator=g, dtype=torch.float64) * 20
+    t = nm.seismic(amp).float()
+    p = (t + 0.05 * torch.randn(t.shape, generator=g)).clamp(-1, 1)
+    bounds = (nm.s_log_min, nm.s_log_max)
+    pa, ta = nm.seismic_inverse(p.double()), nm.seismic_inverse(t.double())
+    rel = ((pa - ta).flatten(1).norm(dim=1) / ta.flatten(1).norm(dim=1)).square().mean()
+    assert float(physical_relative_l2(p, t, bounds)) == pytest.approx(float(rel), rel=1e-4)
+    assert float(physical_relative_l2(t, t, bounds)) == 0.0
+    paper = reconstruction_loss(p, t, gamma_l1=1.0, gamma_l2=1.0)
+    both = reconstruction_loss(
+        p, t, gamma_l1=1.0, gamma_l2=1.0, gamma_physical=0.5, log_bounds=bounds
+    )
+    assert float(both) == pytest.approx(float(paper) + 0.5 * float(rel), rel=1e-4)
+    with pytest.raises(ValueError, match="gamma_physical"):
+        reconstruction_loss(p, t, gamma_l1=1.0, gamma_l2=1.0, gamma_physical=0.5)
+
+
+def test_physical_term_is_refused_on_a_velocity_step() -> None:
+    from ubdiff_phys.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="step1.gamma_physical"):
+        TrainConfig.from_dict({"data": {"store": "x.h5"}, "step1": {"gamma_physical": 1.0}})
+    cfg = TrainConfig.from_dict({"data": {"store": "x.h5"}, "step2": {"gamma_physical": 1.0}})
+    assert cfg.step2.gamma_physical == 1.0

@@ -279,3 +279,29 @@ def test_full_scale_config_is_valid():
     cfg = load_config(REPO / "configs" / "ae_flatvel_a_full.toml")
     assert cfg.step1.epochs == 500 and cfg.step1.batch_size == 64
     assert cfg.model.width == 1.0 and cfg.model.latent_dim == 128
+
+
+def test_step2_physical_term_uses_the_store_bounds(tiny_store, tmp_path):
+    """The step-2 loss with ``gamma_physical`` is the paper's plus that weight times the squared
+    relative residual in amplitude, the gathers' inverse normalisation taken from the store."""
+    from ubdiff_phys.data import open_store
+    from ubdiff_phys.train.loop import _Trainer
+    from ubdiff_phys.train.losses import physical_relative_l2, reconstruction_loss
+
+    cfg = _cfg(tiny_store, tmp_path / "phys", step2={"gamma_physical": 0.7, "freeze": 1})
+    trainer = _Trainer(cfg, resume=False)
+    try:
+        items = [trainer.views.paired[i] for i in range(4)]
+        v, s = torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+        trainer.model.eval()
+        with torch.no_grad():
+            loss = trainer._batch_loss("step2", trainer.model, (v, s))
+            pred = trainer.model(v, outputs=("seismic",))["seismic"]
+    finally:
+        trainer.close()
+    with open_store(tiny_store) as st:
+        bounds = (st.normalizer.s_log_min, st.normalizer.s_log_max)
+    paper = reconstruction_loss(pred, s, gamma_l1=cfg.step2.gamma_l1, gamma_l2=cfg.step2.gamma_l2)
+    expected = float(paper) + 0.7 * float(physical_relative_l2(pred, s, bounds))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(loss) > float(paper)

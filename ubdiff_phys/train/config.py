@@ -132,6 +132,7 @@ class StepConfig:
     gamma_l1: float = 1.0
     gamma_l2: float = 1.0
     gamma_grad: float = 0.0
+    gamma_physical: float = 0.0
     freeze: int = 1
     freeze_encoder: bool = False
 
@@ -148,6 +149,7 @@ class StepConfig:
                 "gamma_l1": self.gamma_l1,
                 "gamma_l2": self.gamma_l2,
                 "gamma_grad": self.gamma_grad,
+                "gamma_physical": self.gamma_physical,
             },
         )
 
@@ -165,6 +167,9 @@ class TrainConfig(SectionedConfig):
             raise ValueError("step2.freeze_encoder is a step-1 option (step 2 has step2.freeze)")
         if self.step1.freeze_encoder and self.step1.epochs and not self.run.init_from:
             raise ValueError("step1.freeze_encoder needs run.init_from (a trained encoder)")
+        velocity_step = "step1" if self.model.majority == "velocity" else "step2"
+        if getattr(self, velocity_step).gamma_physical:
+            raise ValueError(f"{velocity_step}.gamma_physical: that step's target is velocity")
 
 
 def load_config(path: str | Path) -> TrainConfig:

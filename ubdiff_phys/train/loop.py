@@ -54,7 +54,7 @@ from ubdiff_phys.train.losses import reconstruction_loss
 __all__ = ["evaluate_autoencoder", "resolve_config", "train_autoencoder"]
 
 PHASES = ("step1", "step2", "done")
-# config entries that may differ between a run and its resumption
+_LOSS_WEIGHTS = ("gamma_l1", "gamma_l2", "gamma_grad", "gamma_physical")  # StepConfig's
 _DEBUG_SLEEP_ENV = "UBDIFF_PHYS_TEST_STEP_SLEEP"  # tests only: seconds to sleep per step
 
 
@@ -67,10 +67,10 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     return cfg.replace(model=replace(cfg.model, seismic_shape=shape))
 
 
-def _recon_loss(pred: torch.Tensor, target: torch.Tensor, step: StepConfig) -> torch.Tensor:
-    return reconstruction_loss(
-        pred, target, gamma_l1=step.gamma_l1, gamma_l2=step.gamma_l2, gamma_grad=step.gamma_grad
-    )
+def _recon_loss(pred, target, step: StepConfig, bounds=None) -> torch.Tensor:
+    """The step's loss (``bounds``: the seismic log bounds, for its physical term)."""
+    weights = {k: getattr(step, k) for k in _LOSS_WEIGHTS}
+    return reconstruction_loss(pred, target, **weights, log_bounds=bounds)
 
 
 @torch.no_grad()
@@ -301,16 +301,21 @@ class _Trainer:
         if phase == "step1":
             x = batch.to(self.device)
             out = net(x, outputs=(maj,))
-            return _recon_loss(out[maj], x, cfg.step1)
+            return _recon_loss(out[maj], x, cfg.step1, self._bounds(maj))
         v, s = (t.to(self.device) for t in batch)
         data = {"velocity": v, "seismic": s}
         if step.freeze:
             out = net(data[maj], outputs=(mino,))
-            return _recon_loss(out[mino], data[mino], step)
+            return _recon_loss(out[mino], data[mino], step, self._bounds(mino))
         out = net(data[maj], outputs=(maj, mino))
-        return _recon_loss(out[maj], data[maj], cfg.step1) + _recon_loss(
-            out[mino], data[mino], step
+        return _recon_loss(out[maj], data[maj], cfg.step1, self._bounds(maj)) + _recon_loss(
+            out[mino], data[mino], step, self._bounds(mino)
         )
+
+    def _bounds(self, modality: str) -> tuple[float, float] | None:
+        """The store's seismic log bounds for the seismic modality (its physical loss term)."""
+        nm = self.store.normalizer
+        return (nm.s_log_min, nm.s_log_max) if modality == "seismic" else None
 
     def _run_phase(self, phase: str) -> None:
         cfg, step = self.cfg, self.step_cfg(phase)
