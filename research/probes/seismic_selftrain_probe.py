@@ -1,0 +1,146 @@
+"""Probe: train a generator's seismic branch on its own samples' solver gathers as well as on real
+pairs, so that it learns the solver's map where the diffusion model's latents lie.
+
+Why: the seismic branch is trained on encoder latents of real maps (step 2). The diffusion model's
+samples lie off them, and a branch that fits real pairs better can fit the samples worse
+(docs/shipped_checkpoint.md: the 16-epoch paper branch, and the token branch: held-out residual
+0.288 -> 0.243, on 32 samples 0.280 -> 0.311). Here each batch mixes real pairs (z = E(v), the
+solver's gathers from the store) with the generator's own co-latents z ~ p(z) (DDIM, seeds other
+than the evaluation's) and the solver's gathers of their decoded velocity F(D_v(z)): the loss
+on the latter is exactly the pair residual the library reports, in normalised units. Encoder,
+velocity branch and diffusion model are untouched (only ``head_s``, ``dec_s`` train), so the
+result re-binds to the diffusion model like any step-2 branch.
+
+    PYTHONPATH=. python research/probes/seismic_selftrain_probe.py \
+        --checkpoint runs/diffusion_shipped_token --n-generated 2000 --steps 2000 \
+        --out runs/ae_shipped_seismic_selftrain
+
+Writes ``OUT/final.pt`` (an autoencoder checkpoint: the checkpoint's autoencoder with the
+trained seismic branch), ``OUT/metrics.jsonl`` and caches the generated pairs in
+``OUT/generated.pt`` (reused when present with the same seed and size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from ubdiff_phys.models.checkpoint import load_autoencoder_checkpoint
+from ubdiff_phys.physics import simulate
+from ubdiff_phys.pipelines.generator import load_generator
+from ubdiff_phys.runtime.checkpoint import save_checkpoint
+from ubdiff_phys.runtime.files import run_record
+from ubdiff_phys.train.losses import reconstruction_loss
+
+
+def generated_pairs(gen, n: int, seed: int, batch: int, cache: Path) -> tuple[torch.Tensor, ...]:
+    """(co-latents (n, latent_dim), normalised solver gathers (n, S, nt, R) float16) of ``n``
+    samples (DDIM 50, batches of ``batch``, job seed ``seed``), cached in ``cache``."""
+    if cache.exists():
+        data = torch.load(cache, weights_only=True)
+        if data["seed"] == seed and len(data["z"]) == n:
+            return data["z"], data["s"]
+    zs, ss = [], []
+    for b in range(-(-n // batch)):
+        z = gen.sample(min(batch, n - b * batch), seed=seed, b=b)
+        v, _ = gen.decode(z)
+        with torch.no_grad():
+            s = simulate(v, gen.survey, boundary=gen.boundary)
+        zs.append(z)
+        ss.append(gen.normalizer.seismic(s.double()).to(torch.float16))
+        print(f"generated {min((b + 1) * batch, n)}/{n}", flush=True)
+    z, s = torch.cat(zs), torch.cat(ss)
+    torch.save({"seed": seed, "z": z, "s": s}, cache)
+    return z, s
+
+
+def real_batch(f, ae, gen, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E(v) co-latents, normalised gathers) of store rows ``rows`` (sorted for h5py)."""
+    rows = np.sort(rows)
+    v = torch.from_numpy(f["velocity"][rows])
+    s = torch.from_numpy(f["seismic"][rows])
+    with torch.no_grad():
+        z = ae.encode(gen.normalizer.velocity(v.double()).float())
+    return z, gen.normalizer.seismic(s.double()).float()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="UB-Diff checkpoint (diffusion + AE)")
+    ap.add_argument("--pairs", type=Path, default=Path("data/shipped_allpairs.h5"))
+    ap.add_argument("--n-generated", type=int, default=2000)
+    ap.add_argument("--gen-seed", type=int, default=1, help="job seed of the generated pairs")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=8, help="half real, half generated")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--gamma-physical", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    gen = load_generator(args.checkpoint, "cpu")
+    ae = gen.autoencoder
+    t0 = time.perf_counter()
+    z_gen, s_gen = generated_pairs(
+        gen, args.n_generated, args.gen_seed, 64, args.out / "generated.pt"
+    )
+    t_gen = time.perf_counter() - t0
+    params = [*ae.head_s.parameters(), *ae.dec_s.parameters()]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
+    nm = gen.normalizer
+    bounds = (nm.s_log_min, nm.s_log_max)
+    rng = np.random.default_rng(args.seed)
+    half = args.batch // 2
+    log = (args.out / "metrics.jsonl").open("a")
+    ae.eval()
+    ae.head_s.train()
+    ae.dec_s.train()
+    with h5py.File(args.pairs, "r") as f:
+        n_real = len(f["velocity"])
+        for step in range(1, args.steps + 1):
+            zr, sr = real_batch(f, ae, gen, rng.choice(n_real, half, replace=False))
+            pick = torch.from_numpy(rng.choice(len(z_gen), args.batch - half, replace=False))
+            z = torch.cat([zr, z_gen[pick]])
+            target = torch.cat([sr, s_gen[pick].float()])
+            pred = ae.decode_seismic(z)
+            loss = reconstruction_loss(
+                pred,
+                target,
+                gamma_l1=1.0,
+                gamma_l2=1.0,
+                gamma_physical=args.gamma_physical,
+                log_bounds=bounds,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % 50 == 0 or step == args.steps:
+                rec = {
+                    "step": step,
+                    "loss": float(loss),
+                    "lr": sched.get_last_lr()[0],
+                    "seconds": time.perf_counter() - t0,
+                }
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(rec, flush=True)
+    ckpt = load_autoencoder_checkpoint(gen.info["autoencoder"])
+    ckpt["model"] = {k: v.detach().clone() for k, v in ae.state_dict().items()}
+    record = {**vars(args), "generation_seconds": t_gen, **run_record()}
+    ckpt["selftrain"] = json.loads(json.dumps(record, default=str))  # plain types: weights_only
+    save_checkpoint(args.out / "final.pt", ckpt)
+    print("wrote", args.out / "final.pt")
+
+
+if __name__ == "__main__":
+    main()
