@@ -25,7 +25,8 @@ def _variant(tmp_path: Path, name: str, key: str) -> Path:
 
 
 def test_swap_takes_the_seismic_branch_and_refuses_anything_else(tmp_path):
-    seismic = _variant(tmp_path, "seismic.pt", "dec_s.out.weight")
+    ckpt = load_autoencoder_checkpoint(SHIPPED / "autoencoder.pt")
+    seismic = _variant(tmp_path, "seismic.pt", next(k for k in ckpt["model"] if "dec_s." in k))
     encoder = _variant(tmp_path, "encoder.pt", "encoder.blocks.0.0.weight")
     gen = load_generator(None, "cpu")
     z = torch.zeros(2, gen.autoencoder.config.latent_dim)
