@@ -1,16 +1,22 @@
-"""Guided seismic: residual and time per pair against the decoder mode, by shots per guided step.
+"""Guided seismic: residual, velocity change and time per pair against the decoder mode.
 
 Samples the same pairs (same checkpoint, seed, batches and DDIM steps) with ``--seismic
-decoder`` and with ``--seismic guided`` for each ``--shots`` value (``all``: every shot at every
-guided step, the published DPS-style guide; ``k``: k of the survey's shots per guided step,
-cycling through them, :func:`ubdiff_phys.pipelines.seismic_modes.guidance_shot_cycle`). It checks
+decoder`` and with ``--seismic guided`` for each combination of ``--noise`` (how the sampler
+carries the correction: ``keep``, ``recompute``), ``--scale`` and ``--shots`` (``all``: every shot
+at every guided step, the published DPS-style guide; ``k``: k of the survey's shots per guided
+step, cycling through them, :func:`ubdiff_phys.pipelines.seismic_modes.guidance_shot_cycle`).
+Beside the residuals it reports what guidance did to the velocity maps: their median relative
+change from the decoder mode's maps of the same seeds and the FlatVel-A layer tests. It checks
 first that each guided set's pairs are scored the way ``validate`` scores them (physical relative
 L2 against the solver's gathers of their own velocity, with the shuffled and direct-wave
 baselines), then reports each variant's median residual and seconds per pair (after one untimed
-decoder batch) as ratios to the decoder mode's, measured in the same run. Appends JSON to
+decoder batch; the modes interleaved batch by batch, so that a shared machine's slow spells fall
+on all of them) as ratios to the decoder mode's, measured in the same run. Appends JSON to
 ``benchmarks/results/guided_<dev>.json``.
 
     PYTHONPATH=. python benchmarks/bench_guided.py --n 32 --shots all,1
+    PYTHONPATH=. python benchmarks/bench_guided.py --n 64 --shots 1 --noise keep,recompute \
+        --scale 0.02,0.05
 """
 
 from __future__ import annotations
@@ -21,31 +27,48 @@ from typing import Any
 
 import torch
 
+from ubdiff_phys.eval.structure import layer_structure
 from ubdiff_phys.physics.baselines import baselines
 from ubdiff_phys.pipelines.generator import load_generator, shipped_checkpoint
 from ubdiff_phys.pipelines.seismic_modes import check_guidance, generate_pairs
 from ubdiff_phys.runtime.files import append_json_record, run_record
 
 
-def run_mode(gen, n: int, batch: int, seed: int, **mode: Any) -> dict[str, Any]:
-    """Sample n pairs in batches of ``batch`` with one seismic mode; residuals, baselines, time."""
-    t0 = time.perf_counter()
-    vs, ss = [], []
+def run_modes(gen, modes: list[dict[str, Any]], n: int, batch: int, seed: int) -> list[dict]:
+    """Sample n pairs in batches of ``batch`` with each seismic mode, the modes interleaved batch
+    by batch (a shared machine's slow spells then fall on every mode alike); per mode: residuals,
+    baselines, seconds per pair."""
+    seconds = [0.0] * len(modes)
+    vs: list[list[torch.Tensor]] = [[] for _ in modes]
+    ss: list[list[torch.Tensor]] = [[] for _ in modes]
     for b in range(n // batch):
-        v, s, _ = generate_pairs(gen, batch, seed=seed, b=b, **mode)
-        vs.append(v)
-        ss.append(s)
-    seconds = time.perf_counter() - t0
-    v, s = torch.cat(vs), torch.cat(ss)
-    rel = gen.residual(v, s).rel_l2
-    base = baselines(v[: min(n, 32)], s[: min(n, 32)], gen.survey, boundary=gen.boundary)
-    return {
-        "mode": mode,
-        "median_residual": float(rel.median()),
-        "p95_residual": float(rel.quantile(0.95)),
-        "baselines_first32": base.to_dict(),
-        "seconds_per_pair": seconds / n,
-    }
+        for k, mode in enumerate(modes):
+            t0 = time.perf_counter()
+            v, s, _ = generate_pairs(gen, batch, seed=seed, b=b, **mode)
+            seconds[k] += time.perf_counter() - t0
+            vs[k].append(v)
+            ss[k].append(s)
+    rows = []
+    v_first = torch.cat(vs[0])
+    for k, mode in enumerate(modes):
+        v, s = torch.cat(vs[k]), torch.cat(ss[k])
+        rel = gen.residual(v, s).rel_l2
+        base = baselines(v[: min(n, 32)], s[: min(n, 32)], gen.survey, boundary=gen.boundary)
+        moved = (v - v_first).flatten(1).norm(dim=1) / v_first.flatten(1).norm(dim=1)
+        rows.append(
+            {
+                "mode": mode,
+                "median_residual": float(rel.median()),
+                "p95_residual": float(rel.quantile(0.95)),
+                "baselines_first32": base.to_dict(),
+                "seconds_per_pair": seconds[k] / n,
+                # how far the velocity maps moved from the first mode's (same seeds), and how
+                # much of their layering they keep (FlatVel-A tests; decoder mode as reference)
+                "velocity_change_median": float(moved.median()),
+                "velocity_structure": layer_structure(v[:, 0]).summary(),
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -55,39 +78,57 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    ap.add_argument("--scale", type=float, default=0.05, help="guidance scale")
+    ap.add_argument("--scale", default="0.05", help="comma-separated guidance scales")
     ap.add_argument("--guidance-steps", type=int, default=10)
     ap.add_argument("--shots", default="all,1", help="comma-separated: 'all' or k per step")
+    ap.add_argument(
+        "--noise", default="recompute", help="comma-separated guidance_noise: recompute, keep"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=None, help="JSON file (default results/guided_<dev>.json)")
     args = ap.parse_args()
     if args.n < 1 or args.batch < 1 or args.n % args.batch:
         ap.error("--n must be a positive multiple of --batch")
     shots = [None if k == "all" else int(k) for k in args.shots.split(",") if k]
+    noises = [w for w in args.noise.split(",") if w]
     try:
+        scales = [float(a) for a in args.scale.split(",") if a]
         for k in shots:
-            check_guidance(args.scale, args.guidance_steps, k)
+            for w in noises:
+                for a in scales:
+                    check_guidance(a, args.guidance_steps, k, w)
     except ValueError as e:
         ap.error(str(e))
     ckpt = args.checkpoint or shipped_checkpoint()
     gen = load_generator(ckpt, device=args.device)
     common = {"steps": args.steps}
     generate_pairs(gen, args.batch, seed=args.seed + 1, b=0, seismic="decoder", **common)  # warm-up
-    decoder = run_mode(gen, args.n, args.batch, args.seed, seismic="decoder", **common)
-    rows = [decoder]
-    for k in shots:
-        guided = {"guidance_scale": args.scale, "guidance_steps": args.guidance_steps}
-        r = run_mode(
-            gen, args.n, args.batch, args.seed, seismic="guided", guidance_shots=k,
-            **guided, **common,
-        )  # fmt: skip
+    modes = [{"seismic": "decoder", **common}]
+    modes += [
+        {
+            "seismic": "guided",
+            "guidance_shots": k,
+            "guidance_noise": w,
+            "guidance_scale": a,
+            "guidance_steps": args.guidance_steps,
+            **common,
+        }
+        for w in noises
+        for a in scales
+        for k in shots
+    ]
+    rows = run_modes(gen, modes, args.n, args.batch, args.seed)
+    decoder = rows[0]
+    for r in rows[1:]:
         r["residual_ratio"] = r["median_residual"] / decoder["median_residual"]
         r["time_ratio"] = r["seconds_per_pair"] / decoder["seconds_per_pair"]
-        rows.append(r)
     for r in rows:
         mode = r["mode"]
         name = mode["seismic"] + (
-            f" shots={mode.get('guidance_shots') or 'all'}" if mode["seismic"] == "guided" else ""
+            f" {mode['guidance_scale']} shots={mode.get('guidance_shots') or 'all'}"
+            f" {mode['guidance_noise']}"
+            if mode["seismic"] == "guided"
+            else ""
         )
         b = r["baselines_first32"]
         extra = (
@@ -96,8 +137,11 @@ def main() -> None:
             else ""
         )
         print(
-            f"{name:18s} median {r['median_residual']:.3f}  shuffled {b['shuffled']:.3f}"
-            f"  direct {b['direct_wave']:.3f}  {r['seconds_per_pair']:.3f} s/pair{extra}"
+            f"{name:31s} median {r['median_residual']:.3f}  shuffled {b['shuffled']:.3f}"
+            f"  direct {b['direct_wave']:.3f}  diversity {b['diversity']:.3f}"
+            f"  v moved {r['velocity_change_median']:.3f}"
+            f"  flatvel-like {r['velocity_structure']['share_flatvel_like']:.2f}"
+            f"  {r['seconds_per_pair']:.3f} s/pair{extra}"
         )
     record = {
         "benchmark": "guided_shots",

@@ -38,7 +38,11 @@ from pathlib import Path
 import torch
 
 from ubdiff_phys.pipelines import generate_and_validate
-from ubdiff_phys.pipelines.seismic_modes import add_guidance_shots_option, parse_guidance_shots
+from ubdiff_phys.pipelines.seismic_modes import (
+    add_guidance_noise_option,
+    add_guidance_shots_option,
+    parse_guidance_shots,
+)
 from ubdiff_phys.runtime.errors import UserError
 
 
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance-scale", type=float, default=0.05, help="guided: step size")
     p.add_argument("--guidance-steps", type=int, default=10, help="guided: last N steps")
     add_guidance_shots_option(p)
+    add_guidance_noise_option(p)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -142,6 +147,7 @@ def run(args: argparse.Namespace) -> dict:
         guidance_scale=args.guidance_scale,
         guidance_steps=args.guidance_steps,
         guidance_shots=parse_guidance_shots(args.guidance_shots),
+        guidance_noise=args.guidance_noise,
         overwrite=args.overwrite,
     )
 

@@ -34,21 +34,25 @@ import torch
 from ubdiff_phys.models.checkpoint import load_autoencoder_checkpoint
 from ubdiff_phys.physics import simulate
 from ubdiff_phys.pipelines.generator import load_generator
+from ubdiff_phys.pipelines.seismic_modes import sample_for_mode
 from ubdiff_phys.runtime.checkpoint import save_checkpoint
 from ubdiff_phys.runtime.files import run_record
 from ubdiff_phys.train.losses import reconstruction_loss
 
 
-def generated_pairs(gen, n: int, seed: int, batch: int, cache: Path) -> tuple[torch.Tensor, ...]:
+def generated_pairs(
+    gen, n: int, seed: int, batch: int, cache: Path, seismic: str = "decoder"
+) -> tuple[torch.Tensor, ...]:
     """(co-latents (n, latent_dim), normalised solver gathers (n, S, nt, R) float16) of ``n``
-    samples (DDIM 50, batches of ``batch``, job seed ``seed``), cached in ``cache``."""
+    samples (DDIM 50, batches of ``batch``, job seed ``seed``; ``seismic="guided"``: the guided
+    mode's co-latents with its default settings), cached in ``cache``."""
     if cache.exists():
         data = torch.load(cache, weights_only=True)
         if data["seed"] == seed and len(data["z"]) == n:
             return data["z"], data["s"]
     zs, ss = [], []
     for b in range(-(-n // batch)):
-        z = gen.sample(min(batch, n - b * batch), seed=seed, b=b)
+        z, _ = sample_for_mode(gen, min(batch, n - b * batch), seed=seed, b=b, seismic=seismic)
         v, _ = gen.decode(z)
         with torch.no_grad():
             s = simulate(v, gen.survey, boundary=gen.boundary)
@@ -76,6 +80,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=Path, default=Path("data/shipped_allpairs.h5"))
     ap.add_argument("--n-generated", type=int, default=2000)
     ap.add_argument("--gen-seed", type=int, default=1, help="job seed of the generated pairs")
+    ap.add_argument("--n-guided", type=int, default=0, help="guided-mode samples added")
+    ap.add_argument("--guided-seed", type=int, default=2, help="job seed of the guided samples")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=8, help="half real, half generated")
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -92,6 +98,11 @@ def main() -> None:
     z_gen, s_gen = generated_pairs(
         gen, args.n_generated, args.gen_seed, 64, args.out / "generated.pt"
     )
+    if args.n_guided:
+        z_g, s_g = generated_pairs(
+            gen, args.n_guided, args.guided_seed, 64, args.out / "guided.pt", seismic="guided"
+        )
+        z_gen, s_gen = torch.cat([z_gen, z_g]), torch.cat([s_gen, s_g])
     t_gen = time.perf_counter() - t0
     params = [*ae.head_s.parameters(), *ae.dec_s.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
@@ -127,7 +138,7 @@ def main() -> None:
             if step % 50 == 0 or step == args.steps:
                 rec = {
                     "step": step,
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                     "lr": sched.get_last_lr()[0],
                     "seconds": time.perf_counter() - t0,
                 }

@@ -33,16 +33,18 @@ def test_solver_mode_pairs_are_exact(gen) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shots", [None, 1])
-def test_guided_mode_lowers_the_pair_residual(gen, shots) -> None:
+@pytest.mark.parametrize(("shots", "noise"), [(None, "keep"), (1, "keep"), (1, "recompute")])
+def test_guided_mode_lowers_the_pair_residual(gen, shots, noise) -> None:
     kw = dict(seed=0, b=0, steps=12)
     v0, s0, _ = generate_pairs(gen, 4, seismic="decoder", **kw)
     v1, s1, info = generate_pairs(
-        gen, 4, seismic="guided", guidance_scale=0.05, guidance_steps=6, guidance_shots=shots, **kw
-    )
+        gen, 4, seismic="guided", guidance_scale=0.05, guidance_steps=6, guidance_shots=shots,
+        guidance_noise=noise, **kw,
+    )  # fmt: skip
     r0 = gen.residual(v0, s0).rel_l2.median()
     r1 = gen.residual(v1, s1).rel_l2.median()
     assert len(info["log"]) == 6 and info["guidance_shots"] == shots
+    assert info["guidance_noise"] == noise
     assert float(r1) < float(r0), (float(r0), float(r1))
 
 

@@ -18,6 +18,14 @@ last one the state is the clean estimate.
 - :func:`sample_ddim`: DDIM (Song et al. 2021): x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma^2)
   eps + sigma noise with eps recomputed from the clamped x0, sigma = eta sqrt((1-ab_s)/(1-ab_t))
   sqrt(1 - ab_t/ab_s); eta = 0 (default) is deterministic given z.
+
+A ``guide`` corrects x0 before the step. DDIM can then carry the correction two ways
+(``guide_noise``): "recompute" derives eps from the current state and the corrected x0, so the
+step stays consistent with x_t and only a fraction of the correction, sqrt(ab_s) - sqrt(1 - ab_s)
+sqrt(ab_t / (1 - ab_t)), reaches x_s (about 0.3 near the end of a 50-step schedule); "keep" uses
+the network's own eps (from the uncorrected, clamped x0), so x_s = sqrt(ab_s) x0' + ... carries all
+of it, as manifold-preserving guidance does (He et al. 2024: an x0 update re-noised with the
+predicted noise). Without a guide the two are the same.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import torch
 from ubdiff_phys.diffusion.targets import x0_from_v
 
 __all__ = [
+    "GUIDE_NOISE",
     "SAMPLERS",
     "sample",
     "sample_ddim",
@@ -43,6 +52,8 @@ Callback = Callable[[dict[str, Any]], None]
 #: ``guide(x0, i, t) -> x0``: a correction of the predicted clean sample at step i (timestep t);
 #: the samplers run under ``torch.no_grad``, so a guide that differentiates enables grad itself
 Guide = Callable[[torch.Tensor, int, int], torch.Tensor]
+#: how DDIM carries a guide's correction (module docstring)
+GUIDE_NOISE = ("recompute", "keep")
 
 
 def timestep_sequence(timesteps: int, steps: int) -> list[int]:
@@ -87,24 +98,38 @@ def sample_ddpm(
     callback: Callback | None = None,
     clip: float | None = 1.0,
     guide: Guide | None = None,
+    guide_noise: str = "recompute",
 ) -> torch.Tensor:
     """Ancestral DDPM from noise ``z``; ``steps=None`` means all T (the paper). Returns x0 in
-    float64. ``guide(x0, i, t) -> x0``: corrects the predicted clean sample before each step."""
+    float64. ``guide(x0, i, t) -> x0``: corrects the predicted clean sample before each step;
+    ``guide_noise``: as for :func:`sample_ddim` (the posterior mean c0 x0 + ct x_t is DDIM's
+    step with sigma^2 the posterior variance; "keep" adds the correction's share that the
+    recomputed noise takes away, so the mean moves by sqrt(ab_s) times it)."""
+    _check_guide_noise(guide_noise)
     x = z.to(torch.float64)
     for i, t, s, ab_t, ab_s in _steps(model.schedule, steps):
         x0 = _predict_x0(model, x, t, ab_t, clip)
-        if guide is not None:
-            x0 = guide(x0, i, t)
         alpha = ab_t / ab_s
         beta = 1.0 - alpha
+        var = beta * (1.0 - ab_s) / (1.0 - ab_t)
+        mean = 0.0
+        if guide is not None:
+            x0_net, x0 = x0, guide(x0, i, t)
+            if guide_noise == "keep":
+                keep = max(1.0 - ab_s - var, 0.0) ** 0.5 * (ab_t / (1.0 - ab_t)) ** 0.5
+                mean = keep * (x0 - x0_net)
         c0 = ab_s**0.5 * beta / (1.0 - ab_t)
         ct = alpha**0.5 * (1.0 - ab_s) / (1.0 - ab_t)
-        mean = c0 * x0 + ct * x
-        var = beta * (1.0 - ab_s) / (1.0 - ab_t)
+        mean = mean + c0 * x0 + ct * x
         x = mean + var**0.5 * _noise(x, generator) if s >= 0 else mean
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0": x0})
     return x
+
+
+def _check_guide_noise(guide_noise: str) -> None:
+    if guide_noise not in GUIDE_NOISE:
+        raise ValueError(f"guide_noise must be one of {GUIDE_NOISE}, got {guide_noise!r}")
 
 
 @torch.no_grad()
@@ -118,19 +143,25 @@ def sample_ddim(
     eta: float = 0.0,
     clip: float | None = 1.0,
     guide: Guide | None = None,
+    guide_noise: str = "recompute",
 ) -> torch.Tensor:
     """DDIM from noise ``z`` in ``steps`` evaluations (default 50); returns x0 in float64.
-    ``guide(x0, i, t) -> x0``: corrects the predicted clean sample before each step (the noise
-    direction is then recomputed from the corrected x0, as in posterior sampling on x0)."""
+    ``guide(x0, i, t) -> x0``: corrects the predicted clean sample before each step;
+    ``guide_noise``: "recompute" (the noise direction recomputed from the corrected x0) or
+    "keep" (the network's noise direction kept: the whole correction reaches the next state);
+    see the module docstring."""
+    _check_guide_noise(guide_noise)
     x = z.to(torch.float64)
     for i, t, s, ab_t, ab_s in _steps(model.schedule, steps):
         x0 = _predict_x0(model, x, t, ab_t, clip)
+        eps = (x - ab_t**0.5 * x0) / (1.0 - ab_t) ** 0.5
         if guide is not None:
             x0 = guide(x0, i, t)
+            if guide_noise == "recompute":
+                eps = (x - ab_t**0.5 * x0) / (1.0 - ab_t) ** 0.5
         if s < 0:
             x = x0
         else:
-            eps = (x - ab_t**0.5 * x0) / (1.0 - ab_t) ** 0.5
             sigma = eta * ((1 - ab_s) / (1 - ab_t)) ** 0.5 * (1 - ab_t / ab_s) ** 0.5
             x = ab_s**0.5 * x0 + max(1 - ab_s - sigma**2, 0.0) ** 0.5 * eps
             if sigma > 0:

@@ -12,6 +12,7 @@ from ubdiff_phys.pipelines.resimulate import ROW_CHOICES, resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import (
     SEISMIC_MODES,
+    add_guidance_noise_option,
     add_guidance_shots_option,
     parse_guidance_shots,
 )
@@ -52,6 +53,7 @@ def _sample(args: argparse.Namespace, device) -> dict:
         guidance_scale=args.guidance_scale,
         guidance_steps=args.guidance_steps,
         guidance_shots=parse_guidance_shots(args.guidance_shots),
+        guidance_noise=args.guidance_noise,
         overwrite=args.overwrite,
     )
 
@@ -132,6 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--guidance-steps", type=int, default=10, help="guided: guide the last N sampler steps"
     )
     add_guidance_shots_option(s)
+    add_guidance_noise_option(s)
     s.set_defaults(func=sample_main)
 
     p = subparsers.add_parser(

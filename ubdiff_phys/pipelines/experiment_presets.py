@@ -99,8 +99,9 @@ class ExperimentPreset:
         filter_keep: fraction of the UB-Diff pairs that setting (e) keeps (lowest residual).
         guided_settings: also run setting (i): UB-Diff pairs sampled with pair-misfit guidance
             (``seismic="guided"``, :mod:`ubdiff_phys.pipelines.seismic_modes`) with
-            ``guidance_scale``, ``guidance_steps`` and ``guidance_shots`` (shots per guided
-            step; None, the presets' default: all, as the committed results were made);
+            ``guidance_scale``, ``guidance_steps``, ``guidance_shots`` (shots per guided
+            step; None, the presets' default: all, as the committed results were made) and
+            ``guidance_noise`` (the presets' default "recompute", as they were made);
             ``n_guided`` of them (default
             ``n_generated``: guided sampling costs about 16 times the decoder's time per pair).
     """
@@ -126,6 +127,7 @@ class ExperimentPreset:
     guidance_scale: float = 0.05
     guidance_steps: int = 10
     guidance_shots: int | None = None
+    guidance_noise: str = "recompute"
     n_guided: int | None = None
 
     def __post_init__(self) -> None:

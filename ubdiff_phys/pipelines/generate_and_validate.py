@@ -57,6 +57,7 @@ from ubdiff_phys.pipelines.job_checks import (
 )
 from ubdiff_phys.pipelines.job_report import reference_points, velocity_structure
 from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_NOISE,
     DEFAULT_GUIDANCE_SHOTS,
     GUIDANCE_KEYS,
     decode_pairs,
@@ -363,6 +364,7 @@ def generate_and_validate(
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
+    guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` pairs, validate them, keep the physical ones; write ``out/pairs.h5``,
@@ -372,12 +374,13 @@ def generate_and_validate(
     give the reference residuals (real pairs, autoencoder reconstructions: the floor), reported
     next to the samples' (summary ``reference``, and in the histogram). Returns the summary (also
     written as JSON). ``seismic``: "solver" (default: exact pairs), "decoder" (UB-Diff's own
-    gathers) or "guided" (:mod:`.seismic_modes`; ``guidance_shots``: shots per guided step).
+    gathers) or "guided" (:mod:`.seismic_modes`; ``guidance_shots``: shots per guided step;
+    ``guidance_noise``: how the sampler carries the correction).
     ``overwrite``: replace the outputs of an earlier run in ``out`` (refused otherwise, before
     any work)."""
     check_keep_criterion(threshold, keep_quantile)
     check_job_outputs(out, overwrite)
-    mode = mode_options(seismic, guidance_scale, guidance_steps, guidance_shots)
+    mode = mode_options(seismic, guidance_scale, guidance_steps, guidance_shots, guidance_noise)
     device = str(resolve_device(device))
     batch = check_job_sizes(n, batch, steps, trace_steps, trace_max, device)
     out = Path(out)

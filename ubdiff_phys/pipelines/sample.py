@@ -26,6 +26,7 @@ from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.diffusion.samplers import SAMPLERS
 from ubdiff_phys.pipelines.generator import Generator, VelocityGenerator, load_generator
 from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_NOISE,
     DEFAULT_GUIDANCE_SHOTS,
     SEISMIC_MODES,
     check_guidance,
@@ -100,6 +101,7 @@ def generate_store(
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
+    guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` generated pairs to the store ``out`` (resumable); returns a summary with
@@ -107,12 +109,13 @@ def generate_store(
     must match the one the latents were encoded with). ``seismic``: "solver" (default: the
     gathers simulated from each generated velocity), "decoder" (UB-Diff's own gathers) or
     "guided" (:mod:`.seismic_modes`; recorded in the file's ``seismic_mode`` attribute;
-    ``guidance_shots``: shots simulated per guided step, None = all)."""
+    ``guidance_shots``: shots simulated per guided step, None = all; ``guidance_noise``: how the
+    sampler carries the correction)."""
     if n < 1 or batch < 1:
         raise ValueError("n and batch must be >= 1")
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
-    check_guidance(guidance_scale, guidance_steps, guidance_shots)
+    check_guidance(guidance_scale, guidance_steps, guidance_shots, guidance_noise)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     gen = load_generator(
@@ -131,7 +134,8 @@ def generate_store(
         "eta": eta,
         "seismic": seismic,
         **({"guidance_scale": guidance_scale, "guidance_steps": guidance_steps,
-            "guidance_shots": guidance_shots} if seismic == "guided" else {}),
+            "guidance_shots": guidance_shots, "guidance_noise": guidance_noise}
+           if seismic == "guided" else {}),
     }  # fmt: skip
     out = Path(out)
     _prepare_store(gen, out, n, build_args, overwrite)
@@ -143,7 +147,7 @@ def generate_store(
             v, s, _ = generate_pairs(
                 gen, b - a, seed=seed, b=a // batch, seismic=seismic, sampler=sampler,
                 steps=steps, guidance_scale=guidance_scale, guidance_steps=guidance_steps,
-                guidance_shots=guidance_shots, **kwargs,
+                guidance_shots=guidance_shots, guidance_noise=guidance_noise, **kwargs,
             )  # fmt: skip
             v, s = v.cpu().numpy(), s.cpu().numpy()
             if w.progress.n_velocity_committed == a:

@@ -9,7 +9,10 @@ the solver.
   lowers the pair misfit ‖D_s(ẑ0) − n(F(D_v(ẑ0)))‖ (normalised units, through both decoders and
   the solver's native adjoint), as diffusion posterior sampling does with an observation; here the
   "observation" is the pair's own consistency. ``guidance_scale`` is the step on ẑ0 per unit of
-  RMS misfit gradient.
+  RMS misfit gradient. ``guidance_noise`` says how the sampler carries the corrected ẑ0 to its
+  next state (:mod:`ubdiff_phys.diffusion.samplers`): "recompute" (default) recomputes the noise
+  from the corrected ẑ0, which keeps about a third of the correction; "keep" re-noises it with
+  the network's own noise prediction, so the whole correction persists.
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ from typing import Any
 
 import torch
 
-from ubdiff_phys.diffusion.samplers import Guide
+from ubdiff_phys.diffusion.samplers import GUIDE_NOISE, Guide
 from ubdiff_phys.ops.reference.acoustic import openfwi_normalise
 from ubdiff_phys.physics import simulate
 from ubdiff_phys.runtime.errors import OptionError
 
 __all__ = [
+    "DEFAULT_GUIDANCE_NOISE",
     "DEFAULT_GUIDANCE_SHOTS",
     "GUIDANCE_KEYS",
     "SEISMIC_MODES",
+    "add_guidance_noise_option",
     "add_guidance_shots_option",
     "check_guidance",
     "check_mode_for",
@@ -44,8 +49,10 @@ __all__ = [
 SEISMIC_MODES = ("decoder", "solver", "guided")
 #: shots simulated per guided step by default (None: all); see :func:`pair_misfit_guide`
 DEFAULT_GUIDANCE_SHOTS: int | None = 1
+#: how the sampler carries a guided correction by default (module docstring)
+DEFAULT_GUIDANCE_NOISE = "recompute"
 #: the guided mode's options, as recorded in files and summaries
-GUIDANCE_KEYS = ("guidance_scale", "guidance_steps", "guidance_shots")
+GUIDANCE_KEYS = ("guidance_scale", "guidance_steps", "guidance_shots", "guidance_noise")
 
 
 def _decode_differentiable(gen, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,6 +162,19 @@ def add_guidance_shots_option(parser: Any) -> None:
     )
 
 
+def add_guidance_noise_option(parser: Any) -> None:
+    """Add ``--guidance-noise`` (:data:`GUIDE_NOISE`; default :data:`DEFAULT_GUIDANCE_NOISE`)."""
+    parser.add_argument(
+        "--guidance-noise",
+        choices=GUIDE_NOISE,
+        default=DEFAULT_GUIDANCE_NOISE,
+        help="guided: how the sampler carries the corrected latent to its next state: "
+        "'recompute' the noise from the corrected latent (about a third of the correction "
+        f"persists) or 'keep' the network's noise prediction (all of it); default "
+        f"{DEFAULT_GUIDANCE_NOISE}",
+    )
+
+
 def check_mode_for(gen, seismic: str) -> None:
     """Refuse a mode the generator cannot make: "decoder" and "guided" need a seismic decoder (a
     velocity-space model has none)."""
@@ -170,29 +190,35 @@ def mode_options(
     guidance_scale: float,
     guidance_steps: int,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
+    guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
 ) -> dict[str, Any]:
     """The checked options of a seismic mode, as :func:`sample_for_mode` keyword arguments."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     if seismic != "guided":
         return {"seismic": seismic}
-    check_guidance(guidance_scale, guidance_steps, guidance_shots)
+    check_guidance(guidance_scale, guidance_steps, guidance_shots, guidance_noise)
     return {
         "seismic": seismic,
         "guidance_scale": guidance_scale,
         "guidance_steps": guidance_steps,
         "guidance_shots": guidance_shots,
+        "guidance_noise": guidance_noise,
     }
 
 
-def check_guidance(scale: float, steps: int, shots: int | None) -> None:
-    """Raise ValueError unless the guidance scale is finite and >= 0, the guided steps >= 0 and
-    the shots per guided step None or >= 1."""
+def check_guidance(
+    scale: float, steps: int, shots: int | None, noise: str = DEFAULT_GUIDANCE_NOISE
+) -> None:
+    """Raise ValueError unless the guidance scale is finite and >= 0, the guided steps >= 0, the
+    shots per guided step None or >= 1 and ``noise`` one of the samplers' ``GUIDE_NOISE``."""
     if not (0 <= scale < float("inf")) or steps < 0 or (shots is not None and shots < 1):
         raise ValueError(
             "the guidance scale must be finite and >= 0, the guidance steps >= 0 and the "
             f"guidance shots >= 1 (got {scale}, {steps}, {shots})"
         )
+    if noise not in GUIDE_NOISE:
+        raise ValueError(f"guidance noise must be one of {GUIDE_NOISE}, got {noise!r}")
 
 
 def sample_for_mode(
@@ -207,11 +233,13 @@ def sample_for_mode(
     guidance_scale: float = 0.05,
     guidance_steps: int = 10,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
+    guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Batch ``b``'s co-latents (m, latent_dim) for a seismic mode (guided sampling for
-    "guided"; ``guidance_shots``: shots simulated per guided step, :func:`pair_misfit_guide`),
-    and a dict of what was done (mode, parameters, guidance log)."""
+    "guided"; ``guidance_shots``: shots simulated per guided step, :func:`pair_misfit_guide`;
+    ``guidance_noise``: the sampler's ``guide_noise``), and a dict of what was done (mode,
+    parameters, guidance log)."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     check_mode_for(gen, seismic)
@@ -228,10 +256,12 @@ def sample_for_mode(
             log=log,
             shots=guidance_shots,
         )
+        kwargs["guide_noise"] = guidance_noise
         info.update(
             guidance_scale=guidance_scale,
             guidance_steps=guidance_steps,
             guidance_shots=guidance_shots,
+            guidance_noise=guidance_noise,
             log=log,
         )
     z = gen.sample(m, seed=seed, b=b, sampler=sampler, steps=steps, **kwargs)
