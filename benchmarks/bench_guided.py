@@ -78,11 +78,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    ap.add_argument("--scale", default="0.05", help="comma-separated guidance scales")
+    ap.add_argument("--scale", default="0.02", help="comma-separated guidance scales")
     ap.add_argument("--guidance-steps", type=int, default=10)
     ap.add_argument("--shots", default="all,1", help="comma-separated: 'all' or k per step")
     ap.add_argument(
-        "--noise", default="recompute", help="comma-separated guidance_noise: recompute, keep"
+        "--noise", default="keep", help="comma-separated guidance_noise: keep, recompute"
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=None, help="JSON file (default results/guided_<dev>.json)")

@@ -39,6 +39,7 @@ import torch
 
 from ubdiff_phys.pipelines import generate_and_validate
 from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_SCALE,
     add_guidance_noise_option,
     add_guidance_shots_option,
     parse_guidance_shots,
@@ -102,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         "default), the decoder (UB-Diff as published) or the decoder with solver guidance "
         "during sampling",
     )
-    p.add_argument("--guidance-scale", type=float, default=0.05, help="guided: step size")
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=DEFAULT_GUIDANCE_SCALE,
+        help=f"guided: step per RMS gradient (default {DEFAULT_GUIDANCE_SCALE})",
+    )
     p.add_argument("--guidance-steps", type=int, default=10, help="guided: last N steps")
     add_guidance_shots_option(p)
     add_guidance_noise_option(p)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ubdiff_phys.pipelines.resimulate import ROW_CHOICES, resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_SCALE,
     SEISMIC_MODES,
     add_guidance_noise_option,
     add_guidance_shots_option,
@@ -128,7 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "solver guidance on the predicted clean latent during sampling)",
     )
     s.add_argument(
-        "--guidance-scale", type=float, default=0.05, help="guided: step per RMS gradient"
+        "--guidance-scale",
+        type=float,
+        default=DEFAULT_GUIDANCE_SCALE,
+        help=f"guided: step per RMS gradient (default {DEFAULT_GUIDANCE_SCALE})",
     )
     s.add_argument(
         "--guidance-steps", type=int, default=10, help="guided: guide the last N sampler steps"

@@ -58,6 +58,7 @@ from ubdiff_phys.pipelines.job_checks import (
 from ubdiff_phys.pipelines.job_report import reference_points, velocity_structure
 from ubdiff_phys.pipelines.seismic_modes import (
     DEFAULT_GUIDANCE_NOISE,
+    DEFAULT_GUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SHOTS,
     GUIDANCE_KEYS,
     decode_pairs,
@@ -361,7 +362,7 @@ def generate_and_validate(
     figure: bool = True,
     progress: bool = True,
     seismic: str = "solver",
-    guidance_scale: float = 0.05,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     guidance_steps: int = 10,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
@@ -374,8 +375,7 @@ def generate_and_validate(
     give the reference residuals (real pairs, autoencoder reconstructions: the floor), reported
     next to the samples' (summary ``reference``, and in the histogram). Returns the summary (also
     written as JSON). ``seismic``: "solver" (default: exact pairs), "decoder" (UB-Diff's own
-    gathers) or "guided" (:mod:`.seismic_modes`; ``guidance_shots``: shots per guided step;
-    ``guidance_noise``: how the sampler carries the correction).
+    gathers) or "guided" (``guidance_*``: :func:`.seismic_modes.sample_for_mode`'s options).
     ``overwrite``: replace the outputs of an earlier run in ``out`` (refused otherwise, before
     any work)."""
     check_keep_criterion(threshold, keep_quantile)

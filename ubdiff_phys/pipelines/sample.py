@@ -27,6 +27,7 @@ from ubdiff_phys.diffusion.samplers import SAMPLERS
 from ubdiff_phys.pipelines.generator import Generator, VelocityGenerator, load_generator
 from ubdiff_phys.pipelines.seismic_modes import (
     DEFAULT_GUIDANCE_NOISE,
+    DEFAULT_GUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SHOTS,
     SEISMIC_MODES,
     check_guidance,
@@ -98,7 +99,7 @@ def generate_store(
     progress: bool = True,
     eta: float = 0.0,
     seismic: str = "solver",
-    guidance_scale: float = 0.05,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     guidance_steps: int = 10,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
