@@ -195,5 +195,8 @@ class TokenSeismicDecoder(nn.Module):
         patches = self.to_patch(self.norm(x))  # (B, S, T, window * R)
         out = patches.view(b, n_shots, n_win * self.window, nr)[:, :, :nt]
         if self.refine is not None:
-            out = out + self.refine(out)
+            # channels-last input: oneDNN's convolutions over (time, receiver) with 5-16 channels
+            # run 1.7x faster forward + backward that way on CPU (measured, batch 8, 2 cores)
+            x = out.contiguous(memory_format=torch.channels_last)
+            out = out + self.refine(x).contiguous()
         return out
