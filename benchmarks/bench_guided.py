@@ -2,9 +2,11 @@
 
 Samples the same pairs (same checkpoint, seed, batches and DDIM steps) with ``--seismic
 decoder`` and with ``--seismic guided`` for each combination of ``--noise`` (how the sampler
-carries the correction: ``keep``, ``recompute``), ``--scale`` and ``--shots`` (``all``: every shot
-at every guided step, the published DPS-style guide; ``k``: k of the survey's shots per guided
-step, cycling through them, :func:`ubdiff_phys.pipelines.seismic_modes.guidance_shot_cycle`).
+carries the correction: ``keep``, ``recompute``), ``--scale``, ``--guidance-steps``, ``--gradient``
+(what the misfit's gradient passes through: ``full``, ``no_refine``) and ``--shots`` (``all``:
+every shot at every guided step, the published DPS-style guide; ``k``: k of the survey's shots per
+guided step, cycling through them,
+:func:`ubdiff_phys.pipelines.seismic_modes.guidance_shot_cycle`).
 Beside the residuals it reports what guidance did to the velocity maps: their median relative
 change from the decoder mode's maps of the same seeds and the FlatVel-A layer tests. It checks
 first that each guided set's pairs are scored the way ``validate`` scores them (physical relative
@@ -17,11 +19,14 @@ on all of them) as ratios to the decoder mode's, measured in the same run. Appen
     PYTHONPATH=. python benchmarks/bench_guided.py --n 32 --shots all,1
     PYTHONPATH=. python benchmarks/bench_guided.py --n 64 --shots 1 --noise keep,recompute \
         --scale 0.02,0.05
+    PYTHONPATH=. python benchmarks/bench_guided.py --n 64 --shots 1 --gradient full,no_refine \
+        --guidance-steps 10,11,12
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from typing import Any
 
@@ -79,7 +84,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
     ap.add_argument("--scale", default="0.02", help="comma-separated guidance scales")
-    ap.add_argument("--guidance-steps", type=int, default=10)
+    ap.add_argument("--guidance-steps", default="10", help="comma-separated guided steps")
+    ap.add_argument(
+        "--gradient", default="full", help="comma-separated guidance_gradient: full, no_refine"
+    )
     ap.add_argument("--shots", default="all,1", help="comma-separated: 'all' or k per step")
     ap.add_argument(
         "--noise", default="keep", help="comma-separated guidance_noise: keep, recompute"
@@ -91,12 +99,13 @@ def main() -> None:
         ap.error("--n must be a positive multiple of --batch")
     shots = [None if k == "all" else int(k) for k in args.shots.split(",") if k]
     noises = [w for w in args.noise.split(",") if w]
+    gradients = [g for g in args.gradient.split(",") if g]
     try:
         scales = [float(a) for a in args.scale.split(",") if a]
-        for k in shots:
-            for w in noises:
-                for a in scales:
-                    check_guidance(a, args.guidance_steps, k, w)
+        g_steps = [int(m) for m in args.guidance_steps.split(",") if m]
+        variants = list(itertools.product(noises, scales, shots, gradients, g_steps))
+        for w, a, k, g, m in variants:
+            check_guidance(a, m, k, w, g)
     except ValueError as e:
         ap.error(str(e))
     ckpt = args.checkpoint or shipped_checkpoint()
@@ -110,12 +119,11 @@ def main() -> None:
             "guidance_shots": k,
             "guidance_noise": w,
             "guidance_scale": a,
-            "guidance_steps": args.guidance_steps,
+            "guidance_steps": m,
+            "guidance_gradient": g,
             **common,
         }
-        for w in noises
-        for a in scales
-        for k in shots
+        for w, a, k, g, m in variants
     ]
     rows = run_modes(gen, modes, args.n, args.batch, args.seed)
     decoder = rows[0]
@@ -126,7 +134,7 @@ def main() -> None:
         mode = r["mode"]
         name = mode["seismic"] + (
             f" {mode['guidance_scale']} shots={mode.get('guidance_shots') or 'all'}"
-            f" {mode['guidance_noise']}"
+            f" {mode['guidance_noise']} {mode['guidance_gradient']} x{mode['guidance_steps']}"
             if mode["seismic"] == "guided"
             else ""
         )
@@ -137,7 +145,7 @@ def main() -> None:
             else ""
         )
         print(
-            f"{name:31s} median {r['median_residual']:.3f}  shuffled {b['shuffled']:.3f}"
+            f"{name:46s} median {r['median_residual']:.3f}  shuffled {b['shuffled']:.3f}"
             f"  direct {b['direct_wave']:.3f}  diversity {b['diversity']:.3f}"
             f"  v moved {r['velocity_change_median']:.3f}"
             f"  flatvel-like {r['velocity_structure']['share_flatvel_like']:.2f}"

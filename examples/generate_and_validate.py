@@ -38,12 +38,7 @@ from pathlib import Path
 import torch
 
 from ubdiff_phys.pipelines import generate_and_validate
-from ubdiff_phys.pipelines.seismic_modes import (
-    DEFAULT_GUIDANCE_SCALE,
-    add_guidance_noise_option,
-    add_guidance_shots_option,
-    parse_guidance_shots,
-)
+from ubdiff_phys.pipelines.seismic_modes import add_guidance_options, guidance_options
 from ubdiff_phys.runtime.errors import UserError
 
 
@@ -103,15 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "default), the decoder (UB-Diff as published) or the decoder with solver guidance "
         "during sampling",
     )
-    p.add_argument(
-        "--guidance-scale",
-        type=float,
-        default=DEFAULT_GUIDANCE_SCALE,
-        help=f"guided: step per RMS gradient (default {DEFAULT_GUIDANCE_SCALE})",
-    )
-    p.add_argument("--guidance-steps", type=int, default=10, help="guided: last N steps")
-    add_guidance_shots_option(p)
-    add_guidance_noise_option(p)
+    add_guidance_options(p)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -150,10 +137,7 @@ def run(args: argparse.Namespace) -> dict:
         reference_store=args.reference,
         progress=not args.quiet,
         seismic=args.seismic,
-        guidance_scale=args.guidance_scale,
-        guidance_steps=args.guidance_steps,
-        guidance_shots=parse_guidance_shots(args.guidance_shots),
-        guidance_noise=args.guidance_noise,
+        **guidance_options(args),
         overwrite=args.overwrite,
     )
 

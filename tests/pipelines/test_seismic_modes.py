@@ -10,6 +10,7 @@ import torch
 
 from ubdiff_phys.data import open_store
 from ubdiff_phys.eval import layer_structure
+from ubdiff_phys.models.decoders import TokenSeismicDecoder
 from ubdiff_phys.pipelines.generator import load_generator
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import (
@@ -33,18 +34,22 @@ def test_solver_mode_pairs_are_exact(gen) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("shots", "noise"), [(None, "keep"), (1, "keep"), (1, "recompute")])
-def test_guided_mode_lowers_the_pair_residual(gen, shots, noise) -> None:
+@pytest.mark.parametrize(
+    ("shots", "noise", "gradient"),
+    [(None, "keep", "full"), (1, "keep", "full"), (1, "recompute", "full"),
+     (1, "keep", "no_refine")],
+)  # fmt: skip
+def test_guided_mode_lowers_the_pair_residual(gen, shots, noise, gradient) -> None:
     kw = dict(seed=0, b=0, steps=12)
     v0, s0, _ = generate_pairs(gen, 4, seismic="decoder", **kw)
     v1, s1, info = generate_pairs(
         gen, 4, seismic="guided", guidance_scale=0.05, guidance_steps=6, guidance_shots=shots,
-        guidance_noise=noise, **kw,
+        guidance_noise=noise, guidance_gradient=gradient, **kw,
     )  # fmt: skip
     r0 = gen.residual(v0, s0).rel_l2.median()
     r1 = gen.residual(v1, s1).rel_l2.median()
     assert len(info["log"]) == 6 and info["guidance_shots"] == shots
-    assert info["guidance_noise"] == noise
+    assert info["guidance_noise"] == noise and info["guidance_gradient"] == gradient
     assert float(r1) < float(r0), (float(r0), float(r1))
 
 
@@ -66,6 +71,49 @@ def test_pair_misfit_of_shot_subsets_matches_the_full_simulation(gen) -> None:
                                atol=1e-7)  # fmt: skip
     with pytest.raises(ValueError, match="shots"):
         pair_misfit_guide(gen, scale=0.05, guidance_steps=2, total_steps=4, shots=0)
+
+
+def test_no_refine_gradient_skips_only_the_refinement(gen) -> None:
+    """The "no_refine" guidance gradient: the same misfit; its gradient is the full one minus the
+    part that flows through the seismic decoder's refinement convolutions (oracle: the gradient
+    with the refinement's correction added as a detached tensor by hand)."""
+    z = gen.sample(2, seed=3, b=0, steps=4).float().reshape(2, -1)
+    shots = [2]
+    z_full = z.clone().requires_grad_()
+    m_full = pair_misfit(gen, z_full, shots, gradient="full")
+    (g_full,) = torch.autograd.grad(m_full.sum(), z_full)
+    z_nr = z.clone().requires_grad_()
+    m_nr = pair_misfit(gen, z_nr, shots, gradient="no_refine")
+    (g_nr,) = torch.autograd.grad(m_nr.sum(), z_nr)
+    torch.testing.assert_close(m_nr, m_full, rtol=0, atol=0)
+    dec = next(m for m in gen.autoencoder.modules() if isinstance(m, TokenSeismicDecoder))
+    assert dec.refine_in_graph  # restored after the guided decode
+    refine = dec.refine
+    z_o = z.clone().requires_grad_()
+    dec.refine = None  # the token path only; the refinement's correction added detached below
+    try:
+        correction: dict[str, torch.Tensor] = {}
+
+        def add_correction(module, inputs, out):
+            with torch.no_grad():
+                x = out.detach().contiguous(memory_format=torch.channels_last)
+                correction["c"] = refine(x).contiguous()
+            return out + correction["c"]
+
+        handle = dec.register_forward_hook(add_correction)
+        try:
+            m_o = pair_misfit(gen, z_o, shots, gradient="full")
+        finally:
+            handle.remove()
+    finally:
+        dec.refine = refine
+    (g_o,) = torch.autograd.grad(m_o.sum(), z_o)
+    torch.testing.assert_close(m_o, m_full, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(g_nr, g_o, rtol=1e-4, atol=1e-7)
+    # the refinement does carry gradient in the shipped decoder: the two gradients differ
+    assert float((g_full - g_nr).norm() / g_full.norm()) > 1e-3
+    with pytest.raises(ValueError, match="gradient"):
+        pair_misfit_guide(gen, scale=0.05, guidance_steps=2, total_steps=4, gradient="none")
 
 
 def test_mode_recorded_in_the_store(tmp_path, gen) -> None:

@@ -25,14 +25,22 @@ explain them.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from ubdiff_phys.models.blocks import ConvBlock, DeconvBlock, scaled
 
-__all__ = ["PaperSeismicDecoder", "TokenSeismicDecoder", "TransformerBlock", "VelocityDecoder"]
+__all__ = [
+    "PaperSeismicDecoder",
+    "TokenSeismicDecoder",
+    "TransformerBlock",
+    "VelocityDecoder",
+    "refine_gradient",
+]
 
 
 class VelocityDecoder(nn.Module):
@@ -129,7 +137,15 @@ class TokenSeismicDecoder(nn.Module):
     axial blocks alternate attention along time (within a shot) and across shots. Each token is
     mapped linearly to its (window x R) patch; a residual 2-layer 5 x 5 convolution over
     (time, receiver), shots as channels, removes patch seams.
+
+    ``refine_in_graph`` (default True; set it with :func:`refine_gradient`): when False and
+    autograd is on, the refinement's correction is added as a constant, so gradients skip its
+    convolutions (their Jacobian taken as zero, the residual path's identity kept): the same
+    output, a cheaper and approximate gradient (physics guidance uses it,
+    :mod:`ubdiff_phys.pipelines.seismic_modes`).
     """
+
+    refine_in_graph: bool = True
 
     def __init__(
         self,
@@ -198,5 +214,26 @@ class TokenSeismicDecoder(nn.Module):
             # channels-last input: oneDNN's convolutions over (time, receiver) with 5-16 channels
             # run 1.7x faster forward + backward that way on CPU (measured, batch 8, 2 cores)
             x = out.contiguous(memory_format=torch.channels_last)
-            out = out + self.refine(x).contiguous()
+            if self.refine_in_graph or not torch.is_grad_enabled():
+                out = out + self.refine(x).contiguous()
+            else:
+                with torch.no_grad():
+                    correction = self.refine(x.detach()).contiguous()
+                out = out + correction
         return out
+
+
+@contextlib.contextmanager
+def refine_gradient(module: nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block, every :class:`TokenSeismicDecoder` in ``module`` passes gradients
+    through its refinement convolutions (``enabled``) or not (their correction a constant: same
+    outputs); restored on exit. No effect on other decoders."""
+    decoders = [m for m in module.modules() if isinstance(m, TokenSeismicDecoder)]
+    before = [d.refine_in_graph for d in decoders]
+    try:
+        for d in decoders:
+            d.refine_in_graph = enabled
+        yield
+    finally:
+        for d, b in zip(decoders, before, strict=True):
+            d.refine_in_graph = b

@@ -11,11 +11,9 @@ from pathlib import Path
 from ubdiff_phys.pipelines.resimulate import ROW_CHOICES, resimulate_store
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import (
-    DEFAULT_GUIDANCE_SCALE,
     SEISMIC_MODES,
-    add_guidance_noise_option,
-    add_guidance_shots_option,
-    parse_guidance_shots,
+    add_guidance_options,
+    guidance_options,
 )
 from ubdiff_phys.pipelines.validate import validate_store
 from ubdiff_phys.runtime.device import resolve_device
@@ -51,10 +49,7 @@ def _sample(args: argparse.Namespace, device) -> dict:
         progress=not args.no_progress,
         eta=args.eta,
         seismic=args.seismic,
-        guidance_scale=args.guidance_scale,
-        guidance_steps=args.guidance_steps,
-        guidance_shots=parse_guidance_shots(args.guidance_shots),
-        guidance_noise=args.guidance_noise,
+        **guidance_options(args),
         overwrite=args.overwrite,
     )
 
@@ -128,17 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "exact pairs; default), the decoder (UB-Diff as published) or guided (the decoder, with "
         "solver guidance on the predicted clean latent during sampling)",
     )
-    s.add_argument(
-        "--guidance-scale",
-        type=float,
-        default=DEFAULT_GUIDANCE_SCALE,
-        help=f"guided: step per RMS gradient (default {DEFAULT_GUIDANCE_SCALE})",
-    )
-    s.add_argument(
-        "--guidance-steps", type=int, default=10, help="guided: guide the last N sampler steps"
-    )
-    add_guidance_shots_option(s)
-    add_guidance_noise_option(s)
+    add_guidance_options(s)
     s.set_defaults(func=sample_main)
 
     p = subparsers.add_parser(

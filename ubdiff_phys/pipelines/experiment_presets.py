@@ -101,7 +101,8 @@ class ExperimentPreset:
             (``seismic="guided"``, :mod:`ubdiff_phys.pipelines.seismic_modes`) with
             ``guidance_scale``, ``guidance_steps``, ``guidance_shots`` (shots per guided
             step; None, the presets' default: all, as the committed results were made) and
-            ``guidance_noise`` (the presets' default "recompute", as they were made);
+            ``guidance_noise`` (the presets' default "recompute", as they were made) and
+            ``guidance_gradient`` (the presets' default "full", as they were made);
             ``n_guided`` of them (default
             ``n_generated``: guided sampling costs about 16 times the decoder's time per pair).
     """
@@ -128,6 +129,7 @@ class ExperimentPreset:
     guidance_steps: int = 10
     guidance_shots: int | None = None
     guidance_noise: str = "recompute"
+    guidance_gradient: str = "full"
     n_guided: int | None = None
 
     def __post_init__(self) -> None:

@@ -57,9 +57,11 @@ from ubdiff_phys.pipelines.job_checks import (
 )
 from ubdiff_phys.pipelines.job_report import reference_points, velocity_structure
 from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_GRADIENT,
     DEFAULT_GUIDANCE_NOISE,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SHOTS,
+    DEFAULT_GUIDANCE_STEPS,
     GUIDANCE_KEYS,
     decode_pairs,
     mode_options,
@@ -363,9 +365,10 @@ def generate_and_validate(
     progress: bool = True,
     seismic: str = "solver",
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
-    guidance_steps: int = 10,
+    guidance_steps: int = DEFAULT_GUIDANCE_STEPS,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
+    guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` pairs, validate them, keep the physical ones; write ``out/pairs.h5``,
@@ -380,14 +383,13 @@ def generate_and_validate(
     any work)."""
     check_keep_criterion(threshold, keep_quantile)
     check_job_outputs(out, overwrite)
-    mode = mode_options(seismic, guidance_scale, guidance_steps, guidance_shots, guidance_noise)
+    guidance = (guidance_scale, guidance_steps, guidance_shots, guidance_noise, guidance_gradient)
+    mode = mode_options(seismic, *guidance)
     device = str(resolve_device(device))
     batch = check_job_sizes(n, batch, steps, trace_steps, trace_max, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t_all = time.perf_counter()
-
-    t0 = time.perf_counter()
+    t_all = t0 = time.perf_counter()
     gen = load_job_generator(
         checkpoint, device, autoencoder, seismic, trace_steps, reference_store is not None
     )

@@ -26,9 +26,11 @@ from ubdiff_phys.data.store import StoreWriter, create_store
 from ubdiff_phys.diffusion.samplers import SAMPLERS
 from ubdiff_phys.pipelines.generator import Generator, VelocityGenerator, load_generator
 from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_GRADIENT,
     DEFAULT_GUIDANCE_NOISE,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SHOTS,
+    DEFAULT_GUIDANCE_STEPS,
     SEISMIC_MODES,
     check_guidance,
     check_mode_for,
@@ -100,9 +102,10 @@ def generate_store(
     eta: float = 0.0,
     seismic: str = "solver",
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
-    guidance_steps: int = 10,
+    guidance_steps: int = DEFAULT_GUIDANCE_STEPS,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
+    guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` generated pairs to the store ``out`` (resumable); returns a summary with
@@ -111,12 +114,20 @@ def generate_store(
     gathers simulated from each generated velocity), "decoder" (UB-Diff's own gathers) or
     "guided" (:mod:`.seismic_modes`; recorded in the file's ``seismic_mode`` attribute;
     ``guidance_shots``: shots simulated per guided step, None = all; ``guidance_noise``: how the
-    sampler carries the correction)."""
+    sampler carries the correction; ``guidance_gradient``: what the misfit's gradient passes
+    through)."""
     if n < 1 or batch < 1:
         raise ValueError("n and batch must be >= 1")
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
-    check_guidance(guidance_scale, guidance_steps, guidance_shots, guidance_noise)
+    guidance = {
+        "guidance_scale": guidance_scale,
+        "guidance_steps": guidance_steps,
+        "guidance_shots": guidance_shots,
+        "guidance_noise": guidance_noise,
+        "guidance_gradient": guidance_gradient,
+    }
+    check_guidance(*guidance.values())
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     gen = load_generator(
@@ -134,9 +145,7 @@ def generate_store(
         "weights": weights,
         "eta": eta,
         "seismic": seismic,
-        **({"guidance_scale": guidance_scale, "guidance_steps": guidance_steps,
-            "guidance_shots": guidance_shots, "guidance_noise": guidance_noise}
-           if seismic == "guided" else {}),
+        **(guidance if seismic == "guided" else {}),
     }  # fmt: skip
     out = Path(out)
     _prepare_store(gen, out, n, build_args, overwrite)
@@ -147,8 +156,7 @@ def generate_store(
         def pairs(a: int, b: int) -> None:
             v, s, _ = generate_pairs(
                 gen, b - a, seed=seed, b=a // batch, seismic=seismic, sampler=sampler,
-                steps=steps, guidance_scale=guidance_scale, guidance_steps=guidance_steps,
-                guidance_shots=guidance_shots, guidance_noise=guidance_noise, **kwargs,
+                steps=steps, **guidance, **kwargs,
             )  # fmt: skip
             v, s = v.cpu().numpy(), s.cpu().numpy()
             if w.progress.n_velocity_committed == a:

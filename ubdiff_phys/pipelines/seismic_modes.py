@@ -17,6 +17,12 @@ the solver.
   takes the median residual from 0.120 to 0.095 (decoder mode 0.165) at the same cost, with the
   velocity maps moved about as far as before (median 3.7 % against 3.4 %) but fewer of them
   keeping FlatVel-A's layering (0.05 against 0.09); ``benchmarks/bench_guided.py`` measures it.
+  ``guidance_gradient`` says what the misfit's gradient passes through: "full" (both decoders
+  and the solver, exactly) or "no_refine" (default since 2026-11-30): the token seismic decoder's
+  refinement convolutions add their correction to D_s(ẑ0) as a constant, so the gradient skips
+  them (their Jacobian dropped, the residual path's identity kept; the misfit itself is exact).
+  That backward is the most expensive part of a guided step after the solver's, so a step costs
+  less and one more fits in the same time.
 """
 
 from __future__ import annotations
@@ -28,22 +34,26 @@ from typing import Any
 import torch
 
 from ubdiff_phys.diffusion.samplers import GUIDE_NOISE, Guide
+from ubdiff_phys.models.decoders import refine_gradient
 from ubdiff_phys.ops.reference.acoustic import openfwi_normalise
 from ubdiff_phys.physics import simulate
 from ubdiff_phys.runtime.errors import OptionError
 
 __all__ = [
+    "DEFAULT_GUIDANCE_GRADIENT",
     "DEFAULT_GUIDANCE_NOISE",
     "DEFAULT_GUIDANCE_SCALE",
     "DEFAULT_GUIDANCE_SHOTS",
+    "DEFAULT_GUIDANCE_STEPS",
+    "GUIDANCE_GRADIENTS",
     "GUIDANCE_KEYS",
     "SEISMIC_MODES",
-    "add_guidance_noise_option",
-    "add_guidance_shots_option",
+    "add_guidance_options",
     "check_guidance",
     "check_mode_for",
     "decode_pairs",
     "generate_pairs",
+    "guidance_options",
     "guidance_shot_cycle",
     "mode_options",
     "pair_misfit_guide",
@@ -58,25 +68,42 @@ DEFAULT_GUIDANCE_SHOTS: int | None = 1
 DEFAULT_GUIDANCE_NOISE = "keep"
 #: the guided mode's default step on ẑ0 per unit RMS gradient (see :func:`pair_misfit_guide`)
 DEFAULT_GUIDANCE_SCALE = 0.02
+#: guided steps (the last sampler steps that are guided) by default
+DEFAULT_GUIDANCE_STEPS = 11
+#: what the guidance gradient passes through (module docstring)
+GUIDANCE_GRADIENTS = ("full", "no_refine")
+DEFAULT_GUIDANCE_GRADIENT = "no_refine"
 #: the guided mode's options, as recorded in files and summaries
-GUIDANCE_KEYS = ("guidance_scale", "guidance_steps", "guidance_shots", "guidance_noise")
+GUIDANCE_KEYS = (
+    "guidance_scale",
+    "guidance_steps",
+    "guidance_shots",
+    "guidance_noise",
+    "guidance_gradient",
+)
 
 
-def _decode_differentiable(gen, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """z (B, latent_dim) -> (velocity [m/s] (B, nz, nx) float32, normalised seismic), with grad."""
+def _decode_differentiable(
+    gen, z: torch.Tensor, gradient: str = "full"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """z (B, latent_dim) -> (velocity [m/s] (B, nz, nx) float32, normalised seismic), with grad
+    (``gradient``: one of :data:`GUIDANCE_GRADIENTS`, module docstring)."""
     p = next(gen.autoencoder.parameters())
-    v_n, s_n = gen.autoencoder.decode(z.to(p.device, p.dtype))
+    with refine_gradient(gen.autoencoder, gradient == "full"):
+        v_n, s_n = gen.autoencoder.decode(z.to(p.device, p.dtype))
     nm = gen.normalizer
     v = nm.v_min + (v_n.float().clamp(-1, 1) + 1) * (0.5 * (nm.v_max - nm.v_min))
     return v[:, 0], s_n.float()
 
 
-def pair_misfit(gen, z: torch.Tensor, shots: Sequence[int] | None = None) -> torch.Tensor:
+def pair_misfit(
+    gen, z: torch.Tensor, shots: Sequence[int] | None = None, gradient: str = "full"
+) -> torch.Tensor:
     """(B,) RMS of D_s(z) − n(F(D_v(z))) in normalised seismic units, differentiable in z.
 
     ``shots``: simulate and compare these shots (indices into the survey's sources) only; None:
-    all of them."""
-    v, s_n = _decode_differentiable(gen, z)
+    all of them. ``gradient``: what its gradient passes through (:data:`GUIDANCE_GRADIENTS`)."""
+    v, s_n = _decode_differentiable(gen, z, gradient)
     survey = gen.survey
     if shots is not None:
         survey = dataclasses.replace(survey, sources=tuple(survey.sources[k] for k in shots))
@@ -104,6 +131,7 @@ def pair_misfit_guide(
     total_steps: int,
     log: list | None = None,
     shots: int | None = None,
+    gradient: str = "full",
 ) -> Guide:
     """The sampler ``guide`` of the ``guided`` mode (see the module docstring).
 
@@ -116,6 +144,7 @@ def pair_misfit_guide(
         shots: simulate this many of the survey's shots per guided step, cycling through them
             (:func:`guidance_shot_cycle`; stochastic-source FWI's saving: the solver's cost per
             step falls with the shots); None: every shot at every step.
+        gradient: what the misfit's gradient passes through (:data:`GUIDANCE_GRADIENTS`).
     """
     if gen.survey is None:
         raise ValueError("guided seismic needs a generator whose training data records a survey")
@@ -123,6 +152,8 @@ def pair_misfit_guide(
         raise ValueError(f"guidance scale must be finite and >= 0, got {scale}")
     if shots is not None and shots < 1:
         raise ValueError(f"guidance shots must be >= 1 or None, got {shots}")
+    if gradient not in GUIDANCE_GRADIENTS:
+        raise ValueError(f"guidance gradient must be one of {GUIDANCE_GRADIENTS}, got {gradient!r}")
     first = max(total_steps - guidance_steps, 0)
     n_sources = len(gen.survey.sources)
 
@@ -132,7 +163,8 @@ def pair_misfit_guide(
         shape = x0.shape
         with torch.enable_grad():
             z = x0.detach().reshape(shape[0], -1).float().requires_grad_()
-            misfit = pair_misfit(gen, z, guidance_shot_cycle(n_sources, shots, i - first))
+            cycle = guidance_shot_cycle(n_sources, shots, i - first)
+            misfit = pair_misfit(gen, z, cycle, gradient)
             (grad,) = torch.autograd.grad(misfit.sum(), z)
         if log is not None:
             log.append((i, float(misfit.detach().median())))
@@ -157,20 +189,30 @@ def parse_guidance_shots(text: str) -> int | None:
     return k
 
 
-def add_guidance_shots_option(parser: Any) -> None:
-    """Add ``--guidance-shots`` ('all' or k >= 1; default :data:`DEFAULT_GUIDANCE_SHOTS`), a
-    string for :func:`parse_guidance_shots`."""
-    default = "all" if DEFAULT_GUIDANCE_SHOTS is None else str(DEFAULT_GUIDANCE_SHOTS)
+def add_guidance_options(parser: Any) -> None:
+    """Add the guided mode's options to an argparse parser: ``--guidance-scale``,
+    ``--guidance-steps``, ``--guidance-shots`` ('all' or k >= 1, a string for
+    :func:`parse_guidance_shots`), ``--guidance-noise`` and ``--guidance-gradient``, with this
+    module's defaults; :func:`guidance_options` turns the parsed values into keyword arguments."""
+    shots = "all" if DEFAULT_GUIDANCE_SHOTS is None else str(DEFAULT_GUIDANCE_SHOTS)
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=DEFAULT_GUIDANCE_SCALE,
+        help=f"guided: step per RMS gradient (default {DEFAULT_GUIDANCE_SCALE})",
+    )
+    parser.add_argument(
+        "--guidance-steps",
+        type=int,
+        default=DEFAULT_GUIDANCE_STEPS,
+        help=f"guided: guide the last N sampler steps (default {DEFAULT_GUIDANCE_STEPS})",
+    )
     parser.add_argument(
         "--guidance-shots",
-        default=default,
+        default=shots,
         help=f"guided: shots simulated per guided step, cycling through the survey's ('all' or "
-        f"k; default {default}: same residual as all shots at a fraction of the solver time)",
+        f"k; default {shots}: same residual as all shots at a fraction of the solver time)",
     )
-
-
-def add_guidance_noise_option(parser: Any) -> None:
-    """Add ``--guidance-noise`` (:data:`GUIDE_NOISE`; default :data:`DEFAULT_GUIDANCE_NOISE`)."""
     parser.add_argument(
         "--guidance-noise",
         choices=GUIDE_NOISE,
@@ -180,6 +222,27 @@ def add_guidance_noise_option(parser: Any) -> None:
         f"the noise from the corrected latent (about a third of it; the rule before "
         f"2026-11-30); default {DEFAULT_GUIDANCE_NOISE}",
     )
+    parser.add_argument(
+        "--guidance-gradient",
+        choices=GUIDANCE_GRADIENTS,
+        default=DEFAULT_GUIDANCE_GRADIENT,
+        help="guided: what the misfit's gradient passes through: 'full' (both decoders and the "
+        "solver) or 'no_refine' (the seismic decoder's refinement convolutions as a constant: "
+        f"a cheaper, approximate gradient; the misfit stays exact); default "
+        f"{DEFAULT_GUIDANCE_GRADIENT}",
+    )
+
+
+def guidance_options(args: Any) -> dict[str, Any]:
+    """The ``guidance_*`` keyword arguments of parsed :func:`add_guidance_options` values
+    (OptionError for a bad ``--guidance-shots``)."""
+    return {
+        "guidance_scale": args.guidance_scale,
+        "guidance_steps": args.guidance_steps,
+        "guidance_shots": parse_guidance_shots(args.guidance_shots),
+        "guidance_noise": args.guidance_noise,
+        "guidance_gradient": args.guidance_gradient,
+    }
 
 
 def check_mode_for(gen, seismic: str) -> None:
@@ -198,27 +261,36 @@ def mode_options(
     guidance_steps: int,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
+    guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
 ) -> dict[str, Any]:
     """The checked options of a seismic mode, as :func:`sample_for_mode` keyword arguments."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     if seismic != "guided":
         return {"seismic": seismic}
-    check_guidance(guidance_scale, guidance_steps, guidance_shots, guidance_noise)
+    check_guidance(
+        guidance_scale, guidance_steps, guidance_shots, guidance_noise, guidance_gradient
+    )
     return {
         "seismic": seismic,
         "guidance_scale": guidance_scale,
         "guidance_steps": guidance_steps,
         "guidance_shots": guidance_shots,
         "guidance_noise": guidance_noise,
+        "guidance_gradient": guidance_gradient,
     }
 
 
 def check_guidance(
-    scale: float, steps: int, shots: int | None, noise: str = DEFAULT_GUIDANCE_NOISE
+    scale: float,
+    steps: int,
+    shots: int | None,
+    noise: str = DEFAULT_GUIDANCE_NOISE,
+    gradient: str = DEFAULT_GUIDANCE_GRADIENT,
 ) -> None:
     """Raise ValueError unless the guidance scale is finite and >= 0, the guided steps >= 0, the
-    shots per guided step None or >= 1 and ``noise`` one of the samplers' ``GUIDE_NOISE``."""
+    shots per guided step None or >= 1, ``noise`` one of the samplers' ``GUIDE_NOISE`` and
+    ``gradient`` one of :data:`GUIDANCE_GRADIENTS`."""
     if not (0 <= scale < float("inf")) or steps < 0 or (shots is not None and shots < 1):
         raise ValueError(
             "the guidance scale must be finite and >= 0, the guidance steps >= 0 and the "
@@ -226,6 +298,8 @@ def check_guidance(
         )
     if noise not in GUIDE_NOISE:
         raise ValueError(f"guidance noise must be one of {GUIDE_NOISE}, got {noise!r}")
+    if gradient not in GUIDANCE_GRADIENTS:
+        raise ValueError(f"guidance gradient must be one of {GUIDANCE_GRADIENTS}, got {gradient!r}")
 
 
 def sample_for_mode(
@@ -238,14 +312,16 @@ def sample_for_mode(
     sampler: str = "ddim",
     steps: int | None = 50,
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
-    guidance_steps: int = 10,
+    guidance_steps: int = DEFAULT_GUIDANCE_STEPS,
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
+    guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Batch ``b``'s co-latents (m, latent_dim) for a seismic mode (guided sampling for
     "guided"; ``guidance_shots``: shots simulated per guided step, :func:`pair_misfit_guide`;
-    ``guidance_noise``: the sampler's ``guide_noise``), and a dict of what was done (mode,
+    ``guidance_noise``: the sampler's ``guide_noise``; ``guidance_gradient``: what the misfit's
+    gradient passes through), and a dict of what was done (mode,
     parameters, guidance log)."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
@@ -262,6 +338,7 @@ def sample_for_mode(
             total_steps=total,
             log=log,
             shots=guidance_shots,
+            gradient=guidance_gradient,
         )
         kwargs["guide_noise"] = guidance_noise
         info.update(
@@ -269,6 +346,7 @@ def sample_for_mode(
             guidance_steps=guidance_steps,
             guidance_shots=guidance_shots,
             guidance_noise=guidance_noise,
+            guidance_gradient=guidance_gradient,
             log=log,
         )
     z = gen.sample(m, seed=seed, b=b, sampler=sampler, steps=steps, **kwargs)
