@@ -35,7 +35,14 @@ import torch
 from ubdiff_phys.eval.structure import layer_structure
 from ubdiff_phys.physics.baselines import baselines
 from ubdiff_phys.pipelines.generator import load_generator, shipped_checkpoint
-from ubdiff_phys.pipelines.seismic_modes import check_guidance, generate_pairs
+from ubdiff_phys.pipelines.seismic_modes import (
+    DEFAULT_GUIDANCE_GRADIENT,
+    DEFAULT_GUIDANCE_NOISE,
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_GUIDANCE_STEPS,
+    check_guidance,
+    generate_pairs,
+)
 from ubdiff_phys.runtime.files import append_json_record, run_record
 
 
@@ -83,14 +90,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    ap.add_argument("--scale", default="0.02", help="comma-separated guidance scales")
-    ap.add_argument("--guidance-steps", default="10", help="comma-separated guided steps")
     ap.add_argument(
-        "--gradient", default="full", help="comma-separated guidance_gradient: full, no_refine"
+        "--scale", default=str(DEFAULT_GUIDANCE_SCALE), help="comma-separated guidance scales"
+    )
+    ap.add_argument(
+        "--guidance-steps",
+        default=str(DEFAULT_GUIDANCE_STEPS),
+        help="comma-separated guided steps",
+    )
+    ap.add_argument(
+        "--gradient",
+        default=DEFAULT_GUIDANCE_GRADIENT,
+        help="comma-separated guidance_gradient: full, no_refine",
     )
     ap.add_argument("--shots", default="all,1", help="comma-separated: 'all' or k per step")
     ap.add_argument(
-        "--noise", default="keep", help="comma-separated guidance_noise: keep, recompute"
+        "--noise",
+        default=DEFAULT_GUIDANCE_NOISE,
+        help="comma-separated guidance_noise: keep, recompute",
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=None, help="JSON file (default results/guided_<dev>.json)")
