@@ -123,7 +123,15 @@ class Attention2D(nn.Module):
 
 
 class UNet2D(nn.Module):
-    """``net(x (B, 1, nz, nx), t (B,) int64) -> v (B, 1, nz, nx)`` (see the module docstring)."""
+    """``net(x (B, 1, nz, nx), t (B,) int64) -> v (B, 1, nz, nx)`` (see the module docstring).
+
+    ``channels_last`` (default True): on the CPU the feature maps run in channels-last memory
+    format, where oneDNN's convolutions are faster (the shipped model's DDIM sampling 1.65 ->
+    1.20 s for 64 maps x 5 steps, a training step about 10 % faster; 2 cores); the same
+    arithmetic up to float rounding. Other devices keep the default format.
+    """
+
+    channels_last: bool = True
 
     def __init__(self, config: UNet2DConfig | None = None):
         super().__init__()
@@ -159,6 +167,8 @@ class UNet2D(nn.Module):
         temb = self.temb(timestep_embedding(t, cfg.dim))
         left, right, top, bottom = cfg.padding
         h = self.inp(F.pad(x, cfg.padding, mode="replicate"))
+        if self.channels_last and h.device.type == "cpu":
+            h = h.contiguous(memory_format=torch.channels_last)
         skips = []
         for i, block in enumerate(self.down):
             h = block(h, temb)
@@ -171,7 +181,7 @@ class UNet2D(nn.Module):
             if j < len(self.unpool):
                 h = self.unpool[j](F.interpolate(h, scale_factor=2, mode="nearest"))
         h = self.out(h)
-        return h[..., top : h.shape[-2] - bottom, left : h.shape[-1] - right]
+        return h[..., top : h.shape[-2] - bottom, left : h.shape[-1] - right].contiguous()
 
 
 def build_unet2d(config: UNet2DConfig | None = None, device=None) -> UNet2D:
