@@ -126,9 +126,10 @@ class UNet2D(nn.Module):
     """``net(x (B, 1, nz, nx), t (B,) int64) -> v (B, 1, nz, nx)`` (see the module docstring).
 
     ``channels_last`` (default True): on the CPU the feature maps run in channels-last memory
-    format, where oneDNN's convolutions are faster (the shipped model's DDIM sampling 1.65 ->
-    1.20 s for 64 maps x 5 steps, a training step about 10 % faster; 2 cores); the same
-    arithmetic up to float rounding. Other devices keep the default format.
+    format, where oneDNN's convolutions are faster (the shipped model's DDIM sampling 1.19x
+    faster, ``benchmarks/bench_velocity_sampling.py``; a training step about 10 % faster in an ad
+    hoc timing; 2 cores); the same arithmetic up to float rounding. Other devices keep the
+    default format (not measured there).
     """
 
     channels_last: bool = True
