@@ -266,3 +266,28 @@ def test_inversionnet_checkpoint_of_another_kind_is_refused(real_store, tmp_path
     ckpt.write_bytes(ckpt.read_bytes()[:64])
     with pytest.raises(UserError, match="truncated or corrupted"):
         train_inversionnet(base, cfg, progress=False, checkpoint=ckpt)
+
+
+def test_inversionnet_channels_last_matches_the_default_layout():
+    """The CPU channels-last path computes the same function and gradients as the default memory
+    format (oracle: the same weights with ``channels_last`` off), in float64 so that only
+    rounding (~1e-13) can differ; the layout does change inside the network."""
+    torch.manual_seed(0)
+    net = InversionNet(width=0.25).double().train()
+    s = torch.randn(3, 5, 1000, 70, dtype=torch.float64)
+    outs, grads, layouts = [], [], []
+    first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_pre_hook(
+        lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    for cl in (False, True):
+        net.channels_last = cl
+        net.zero_grad()
+        y = net(s)
+        assert y.is_contiguous()
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        outs.append(y.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert layouts == [False, True]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-9, atol=1e-10)
+    assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 1e-9

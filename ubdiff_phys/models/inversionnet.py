@@ -19,7 +19,15 @@ __all__ = ["InversionNet"]
 
 
 class InversionNet(nn.Module):
-    """Normalised gathers (B, S, nt, R) -> normalised velocity (B, 1, 70, 70) in [-1, 1]."""
+    """Normalised gathers (B, S, nt, R) -> normalised velocity (B, 1, 70, 70) in [-1, 1].
+
+    ``channels_last`` (default True): on the CPU the gathers enter in channels-last memory format,
+    where oneDNN's convolutions are faster for the full-width network
+    (``benchmarks/bench_channels_last.py``); the same arithmetic up to float rounding. Other
+    devices keep the default format (not measured there).
+    """
+
+    channels_last: bool = True
 
     def __init__(self, seismic_shape=(5, 1000, 70), code_dim: int = 512, width: float = 1.0):
         super().__init__()
@@ -29,4 +37,6 @@ class InversionNet(nn.Module):
         self.decoder = VelocityDecoder(code_dim, width, first_width=code_dim, act="leaky")
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(s))
+        if self.channels_last and s.device.type == "cpu" and s.ndim == 4:
+            s = s.contiguous(memory_format=torch.channels_last)
+        return self.decoder(self.encoder(s)).contiguous()

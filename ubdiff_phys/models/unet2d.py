@@ -127,7 +127,7 @@ class UNet2D(nn.Module):
 
     ``channels_last`` (default True): on the CPU the feature maps run in channels-last memory
     format, where oneDNN's convolutions are faster (the shipped model's DDIM sampling 1.19x
-    faster, ``benchmarks/bench_velocity_sampling.py``; a training step about 10 % faster in an ad
+    faster, ``benchmarks/bench_channels_last.py``; a training step about 10 % faster in an ad
     hoc timing; 2 cores); the same arithmetic up to float rounding. Other devices keep the
     default format (not measured there).
     """
