@@ -132,3 +132,25 @@ def test_fid_variant_matches_pytorch_fid():
         for name in order:
             h = getattr(net, name)(h)
         torch.testing.assert_close(ours.double().features(x), h.flatten(1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fid", [False, True])
+def test_channels_last_matches_the_default_layout(fid):
+    """The CPU channels-last path gives the same features as the default memory format (oracle:
+    the same weights with ``channels_last`` off), in float64 so that only rounding can differ;
+    the layout does change inside the network."""
+    torch.manual_seed(0)
+    net = InceptionV3(fid=fid).double().eval()
+    x = torch.rand(2, 3, 96, 96, dtype=torch.float64) * 2 - 1
+    layouts = []
+    net.Conv2d_2a_3x3.register_forward_pre_hook(
+        lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    feats = []
+    for cl in (False, True):
+        net.channels_last = cl
+        with torch.no_grad():
+            feats.append(net.features(x))
+    assert layouts == [False, True]
+    torch.testing.assert_close(feats[1], feats[0], rtol=1e-10, atol=1e-12)
+    assert float(feats[0].abs().max()) > 0

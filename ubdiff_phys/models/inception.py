@@ -197,7 +197,13 @@ class InceptionV3(nn.Module):
         num_classes: classifier outputs (1000 torchvision, 1008 the FID network).
         aux_logits: build the auxiliary classifier (torchvision's weights include it).
         fid: the TensorFlow FID variant of the blocks (see the module docstring).
+
+    ``channels_last`` (default True): on the CPU the images enter in channels-last memory format,
+    where oneDNN's convolutions are faster (``benchmarks/bench_channels_last.py``); the same
+    features up to float rounding. Other devices keep the default format (not measured there).
     """
+
+    channels_last: bool = True
 
     def __init__(self, num_classes: int = TORCHVISION_CLASSES, aux_logits: bool = False,
                  fid: bool = False):  # fmt: skip
@@ -228,6 +234,8 @@ class InceptionV3(nn.Module):
             raise ValueError(f"expected (B, 3, H, W) images, got {tuple(x.shape)}")
         if min(x.shape[-2:]) < 75:
             raise ValueError(f"Inception-v3 needs images of at least 75 x 75, got {x.shape[-2:]}")
+        if self.channels_last and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
