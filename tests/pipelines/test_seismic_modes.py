@@ -3,6 +3,8 @@ pairs are more consistent than the decoder's on the same seed, and the mode is r
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -128,6 +130,31 @@ def test_mode_recorded_in_the_store(tmp_path, gen) -> None:
     with pytest.raises(ValueError, match="seismic"):
         generate_store(gen.info["checkpoint"], tmp_path / "x.h5", 2, seismic="magic")
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_guided_store_written_before_an_option_existed_resumes(tmp_path, gen) -> None:
+    """A guided store whose build_args predate ``guidance_shots``/``_noise``/``_gradient`` is the
+    same job as one asking for those options' earlier behaviour (all shots, recompute, full), and
+    another job for any other value (refused, the file kept)."""
+    out = tmp_path / "old.h5"
+    ckpt = gen.info["checkpoint"]
+    old = dict(seismic="guided", guidance_scale=0.05, guidance_steps=2, guidance_shots=None,
+               guidance_noise="recompute", guidance_gradient="full")  # fmt: skip
+    kw = dict(sampler="ddim", steps=4, progress=False)
+    generate_store(ckpt, out, 2, **kw, **old)
+    with h5py.File(out, "r+") as f:  # as written before the three options existed
+        args = json.loads(f.attrs["build_args"])
+        for key in ("guidance_shots", "guidance_noise", "guidance_gradient"):
+            del args[key]
+        f.attrs["build_args"] = json.dumps(args)
+        v_before = f["velocity"][:]
+    generate_store(ckpt, out, 2, **kw, **old)  # the same job: accepted, nothing to redo
+    for key, value in (("guidance_gradient", "no_refine"), ("guidance_noise", "keep"),
+                       ("guidance_shots", 1)):  # fmt: skip
+        with pytest.raises(FileExistsError):
+            generate_store(ckpt, out, 2, **kw, **{**old, key: value})
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["velocity"][:], v_before)
 
 
 def test_main_job_solver_mode_and_reference_points(tmp_path) -> None:

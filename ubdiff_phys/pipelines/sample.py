@@ -41,6 +41,25 @@ from ubdiff_phys.runtime.progress import commit_batches
 __all__ = ["generate_store"]
 
 
+#: guided-mode options added after stores were first written, with the value that reproduces
+#: what a store written before each of them did (an interrupted run of such a store resumes)
+_GUIDANCE_ADDED_LATER = {
+    "guidance_shots": None,
+    "guidance_noise": "recompute",
+    "guidance_gradient": "full",
+}
+
+
+def _same_job(recorded: Any, build_args: dict[str, Any]) -> bool:
+    """Whether a store's recorded ``build_args`` are those of this job, reading a guided store
+    written before an option existed as made with that option's then behaviour."""
+    if not isinstance(recorded, dict):
+        return False
+    if recorded.get("seismic") == "guided":
+        recorded = {**_GUIDANCE_ADDED_LATER, **recorded}
+    return recorded == build_args
+
+
 def _prepare_store(
     gen: Generator | VelocityGenerator,
     out: Path,
@@ -54,7 +73,7 @@ def _prepare_store(
     if out.exists():
         try:
             with StoreWriter(out) as w:
-                if w.attr("build_args") == build_args:
+                if _same_job(w.attr("build_args"), build_args):
                     return
         except Exception:  # not a store at all: refuse below like any other file
             pass
