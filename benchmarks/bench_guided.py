@@ -3,7 +3,8 @@
 Samples the same pairs (same checkpoint, seed, batches and DDIM steps) with ``--seismic
 decoder`` and with ``--seismic guided`` for each combination of ``--noise`` (how the sampler
 carries the correction: ``keep``, ``recompute``), ``--scale``, ``--guidance-steps``, ``--gradient``
-(what the misfit's gradient passes through: ``full``, ``no_refine``) and ``--shots`` (``all``:
+(what the misfit's gradient passes through: ``full``, ``no_refine``), ``--refine-every`` (with
+``no_refine``: guided steps between fresh refinement corrections) and ``--shots`` (``all``:
 every shot at every guided step, the published DPS-style guide; ``k``: k of the survey's shots per
 guided step, cycling through them,
 :func:`ubdiff_phys.pipelines.seismic_modes.guidance_shot_cycle`).
@@ -38,6 +39,7 @@ from ubdiff_phys.pipelines.generator import load_generator, shipped_checkpoint
 from ubdiff_phys.pipelines.seismic_modes import (
     DEFAULT_GUIDANCE_GRADIENT,
     DEFAULT_GUIDANCE_NOISE,
+    DEFAULT_GUIDANCE_REFINE_EVERY,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_GUIDANCE_STEPS,
     check_guidance,
@@ -83,6 +85,19 @@ def run_modes(gen, modes: list[dict[str, Any]], n: int, batch: int, seed: int) -
     return rows
 
 
+def mode_name(mode: dict[str, Any]) -> str:
+    """A row's label: the mode and, for guided, its settings (``/k``: refine_every)."""
+    if mode["seismic"] != "guided":
+        return mode["seismic"]
+    gradient = mode["guidance_gradient"]
+    if gradient == "no_refine":
+        gradient += f"/{mode['guidance_refine_every']}"
+    return (
+        f"guided {mode['guidance_scale']} shots={mode.get('guidance_shots') or 'all'}"
+        f" {mode['guidance_noise']} {gradient} x{mode['guidance_steps']}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
@@ -103,6 +118,11 @@ def main() -> None:
         default=DEFAULT_GUIDANCE_GRADIENT,
         help="comma-separated guidance_gradient: full, no_refine",
     )
+    ap.add_argument(
+        "--refine-every",
+        default=str(DEFAULT_GUIDANCE_REFINE_EVERY),
+        help="comma-separated guidance_refine_every (no_refine only)",
+    )
     ap.add_argument("--shots", default="all,1", help="comma-separated: 'all' or k per step")
     ap.add_argument(
         "--noise",
@@ -120,9 +140,14 @@ def main() -> None:
     try:
         scales = [float(a) for a in args.scale.split(",") if a]
         g_steps = [int(m) for m in args.guidance_steps.split(",") if m]
-        variants = list(itertools.product(noises, scales, shots, gradients, g_steps))
-        for w, a, k, g, m in variants:
-            check_guidance(a, m, k, w, g)
+        everies = [int(e) for e in args.refine_every.split(",") if e]
+        variants = [
+            v
+            for v in itertools.product(noises, scales, shots, gradients, g_steps, everies)
+            if v[3] == "no_refine" or v[5] == everies[0]  # refine_every: no_refine only
+        ]
+        for w, a, k, g, m, e in variants:
+            check_guidance(a, m, k, w, g, e)
     except ValueError as e:
         ap.error(str(e))
     ckpt = args.checkpoint or shipped_checkpoint()
@@ -138,9 +163,10 @@ def main() -> None:
             "guidance_scale": a,
             "guidance_steps": m,
             "guidance_gradient": g,
+            "guidance_refine_every": e,
             **common,
         }
-        for w, a, k, g, m in variants
+        for w, a, k, g, m, e in variants
     ]
     rows = run_modes(gen, modes, args.n, args.batch, args.seed)
     decoder = rows[0]
@@ -148,13 +174,7 @@ def main() -> None:
         r["residual_ratio"] = r["median_residual"] / decoder["median_residual"]
         r["time_ratio"] = r["seconds_per_pair"] / decoder["seconds_per_pair"]
     for r in rows:
-        mode = r["mode"]
-        name = mode["seismic"] + (
-            f" {mode['guidance_scale']} shots={mode.get('guidance_shots') or 'all'}"
-            f" {mode['guidance_noise']} {mode['guidance_gradient']} x{mode['guidance_steps']}"
-            if mode["seismic"] == "guided"
-            else ""
-        )
+        name = mode_name(r["mode"])
         b = r["baselines_first32"]
         extra = (
             f"  ({r['residual_ratio']:.2f}x residual, {r['time_ratio']:.1f}x time)"

@@ -109,6 +109,12 @@ def test_cli_input_mistakes_are_one_line(tmp_path: Path, capsys) -> None:
         argv = ["sample", "--checkpoint", str(shipped_checkpoint()), "--n", "2", "--seismic"]
         argv += ["guided", "--guidance-shots", bad, str(tmp_path / "g.h5")]
         _one_line_error(capsys, argv, "--guidance-shots")
+    for option, bad, words in (("--guidance-refine-every", "0", "refine_every"),
+                               ("--guidance-scale", "-1", "guidance scale"),
+                               ("--guidance-steps", "-2", "guidance steps")):  # fmt: skip
+        argv = ["sample", "--checkpoint", str(shipped_checkpoint()), "--n", "2", "--seismic"]
+        argv += ["guided", option, bad, str(tmp_path / "g.h5")]
+        _one_line_error(capsys, argv, words)
     assert not (tmp_path / "g.h5").exists()
 
 

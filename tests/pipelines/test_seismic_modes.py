@@ -12,10 +12,11 @@ import torch
 
 from ubdiff_phys.data import open_store
 from ubdiff_phys.eval import layer_structure
-from ubdiff_phys.models.decoders import TokenSeismicDecoder
+from ubdiff_phys.models.decoders import HeldCorrection, TokenSeismicDecoder
 from ubdiff_phys.pipelines.generator import load_generator
 from ubdiff_phys.pipelines.sample import generate_store
 from ubdiff_phys.pipelines.seismic_modes import (
+    check_guidance,
     generate_pairs,
     guidance_shot_cycle,
     pair_misfit,
@@ -39,14 +40,16 @@ def test_solver_mode_pairs_are_exact(gen) -> None:
 @pytest.mark.parametrize(
     ("shots", "noise", "gradient"),
     [(None, "keep", "full"), (1, "keep", "full"), (1, "recompute", "full"),
-     (1, "keep", "no_refine")],
+     (1, "keep", "no_refine"), (1, "keep", "no_refine/3")],
 )  # fmt: skip
 def test_guided_mode_lowers_the_pair_residual(gen, shots, noise, gradient) -> None:
     kw = dict(seed=0, b=0, steps=12)
+    gradient, _, every = gradient.partition("/")
     v0, s0, _ = generate_pairs(gen, 4, seismic="decoder", **kw)
     v1, s1, info = generate_pairs(
         gen, 4, seismic="guided", guidance_scale=0.05, guidance_steps=6, guidance_shots=shots,
-        guidance_noise=noise, guidance_gradient=gradient, **kw,
+        guidance_noise=noise, guidance_gradient=gradient,
+        guidance_refine_every=int(every or 1), **kw,
     )  # fmt: skip
     r0 = gen.residual(v0, s0).rel_l2.median()
     r1 = gen.residual(v1, s1).rel_l2.median()
@@ -118,6 +121,61 @@ def test_no_refine_gradient_skips_only_the_refinement(gen) -> None:
         pair_misfit_guide(gen, scale=0.05, guidance_steps=2, total_steps=4, gradient="none")
 
 
+def test_held_refinement_correction_is_reused_until_refreshed(gen) -> None:
+    """With a held correction the "no_refine" misfit is the token path plus the correction last
+    computed (oracle: that sum built by hand), until the correction is marked for refreshing;
+    the guide refreshes it at every refine_every-th guided step."""
+    z0 = gen.sample(2, seed=4, b=0, steps=4).float().reshape(2, -1)
+    z1 = z0 + 0.05 * torch.randn_like(z0)  # a later guided step's co-latent
+    held = HeldCorrection()
+    m0 = pair_misfit(gen, z0.clone().requires_grad_(), [1], "no_refine", held)
+    c0 = held.value.clone()
+    torch.testing.assert_close(m0, pair_misfit(gen, z0, [1], "full"), rtol=0, atol=0)
+    held.refresh = False
+    z = z1.clone().requires_grad_()
+    m_lag = pair_misfit(gen, z, [1], "no_refine", held)
+    (g_lag,) = torch.autograd.grad(m_lag.sum(), z)
+    assert torch.equal(held.value, c0)  # reused, not recomputed
+    dec = next(m for m in gen.autoencoder.modules() if isinstance(m, TokenSeismicDecoder))
+    refine, dec.refine = dec.refine, None  # oracle: token path + the held correction
+    handle = dec.register_forward_hook(lambda module, inputs, out: out + c0)
+    try:
+        z = z1.clone().requires_grad_()
+        m_o = pair_misfit(gen, z, [1], "full")
+        (g_o,) = torch.autograd.grad(m_o.sum(), z)
+    finally:
+        handle.remove()
+        dec.refine = refine
+    torch.testing.assert_close(m_lag, m_o, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(g_lag, g_o, rtol=1e-4, atol=1e-7)
+    assert float((m_lag - pair_misfit(gen, z1, [1], "full")).detach().abs().max()) > 0  # stale
+    held.refresh = True
+    m1 = pair_misfit(gen, z1.clone().requires_grad_(), [1], "no_refine", held)
+    torch.testing.assert_close(m1, pair_misfit(gen, z1, [1], "full"), rtol=0, atol=0)
+    # the guide's schedule: refresh at guided steps 0, 3, 6, ... for refine_every = 3
+    refreshes = []
+    original = HeldCorrection.__setattr__
+
+    def spy(self, name, value):
+        if name == "refresh":
+            refreshes.append(value)
+        original(self, name, value)
+
+    HeldCorrection.__setattr__ = spy
+    try:
+        guide = pair_misfit_guide(gen, scale=0.01, guidance_steps=7, total_steps=7, shots=1,
+                                  gradient="no_refine", refine_every=3)  # fmt: skip
+        x = z0.clone()
+        for i in range(7):
+            x = guide(x, i, 0)
+    finally:
+        HeldCorrection.__setattr__ = original
+    assert refreshes[-7:] == [True, False, False, True, False, False, True]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="refine_every"):
+            check_guidance(0.02, 11, 1, "keep", "no_refine", bad)
+
+
 def test_mode_recorded_in_the_store(tmp_path, gen) -> None:
     out = tmp_path / "g.h5"
     generate_store(gen.info["checkpoint"], out, 2, sampler="ddim", steps=4, seismic="solver",
@@ -133,24 +191,27 @@ def test_mode_recorded_in_the_store(tmp_path, gen) -> None:
 
 
 def test_guided_store_written_before_an_option_existed_resumes(tmp_path, gen) -> None:
-    """A guided store whose build_args predate ``guidance_shots``/``_noise``/``_gradient`` is the
-    same job as one asking for those options' earlier behaviour (all shots, recompute, full), and
-    another job for any other value (refused, the file kept)."""
+    """A guided store whose build_args predate ``guidance_shots``/``_noise``/``_gradient``/
+    ``_refine_every`` is the same job as one asking for those options' earlier behaviour (all
+    shots, recompute, full, every step), and another job for any other value (refused, the file
+    kept)."""
     out = tmp_path / "old.h5"
     ckpt = gen.info["checkpoint"]
     old = dict(seismic="guided", guidance_scale=0.05, guidance_steps=2, guidance_shots=None,
-               guidance_noise="recompute", guidance_gradient="full")  # fmt: skip
+               guidance_noise="recompute", guidance_gradient="full",
+               guidance_refine_every=1)  # fmt: skip
     kw = dict(sampler="ddim", steps=4, progress=False)
     generate_store(ckpt, out, 2, **kw, **old)
     with h5py.File(out, "r+") as f:  # as written before the three options existed
         args = json.loads(f.attrs["build_args"])
-        for key in ("guidance_shots", "guidance_noise", "guidance_gradient"):
+        for key in ("guidance_shots", "guidance_noise", "guidance_gradient",
+                    "guidance_refine_every"):  # fmt: skip
             del args[key]
         f.attrs["build_args"] = json.dumps(args)
         v_before = f["velocity"][:]
     generate_store(ckpt, out, 2, **kw, **old)  # the same job: accepted, nothing to redo
     for key, value in (("guidance_gradient", "no_refine"), ("guidance_noise", "keep"),
-                       ("guidance_shots", 1)):  # fmt: skip
+                       ("guidance_shots", 1), ("guidance_refine_every", 2)):  # fmt: skip
         with pytest.raises(FileExistsError):
             generate_store(ckpt, out, 2, **kw, **{**old, key: value})
     with h5py.File(out, "r") as f:

@@ -102,7 +102,8 @@ class ExperimentPreset:
             ``guidance_scale``, ``guidance_steps``, ``guidance_shots`` (shots per guided
             step; None, the presets' default: all, as the committed results were made) and
             ``guidance_noise`` (the presets' default "recompute", as they were made) and
-            ``guidance_gradient`` (the presets' default "full", as they were made);
+            ``guidance_gradient`` (the presets' default "full", as they were made; with it
+            ``guidance_refine_every`` plays no part, 1);
             ``n_guided`` of them (default
             ``n_generated``: guided sampling costs about 16 times the decoder's time per pair).
     """
@@ -130,6 +131,7 @@ class ExperimentPreset:
     guidance_shots: int | None = None
     guidance_noise: str = "recompute"
     guidance_gradient: str = "full"
+    guidance_refine_every: int = 1
     n_guided: int | None = None
 
     def __post_init__(self) -> None:

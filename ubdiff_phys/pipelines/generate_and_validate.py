@@ -59,6 +59,7 @@ from ubdiff_phys.pipelines.job_report import reference_points, velocity_structur
 from ubdiff_phys.pipelines.seismic_modes import (
     DEFAULT_GUIDANCE_GRADIENT,
     DEFAULT_GUIDANCE_NOISE,
+    DEFAULT_GUIDANCE_REFINE_EVERY,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SHOTS,
     DEFAULT_GUIDANCE_STEPS,
@@ -369,6 +370,7 @@ def generate_and_validate(
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
     guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
+    guidance_refine_every: int = DEFAULT_GUIDANCE_REFINE_EVERY,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` pairs, validate them, keep the physical ones; write ``out/pairs.h5``,
@@ -384,7 +386,7 @@ def generate_and_validate(
     check_keep_criterion(threshold, keep_quantile)
     check_job_outputs(out, overwrite)
     guidance = (guidance_scale, guidance_steps, guidance_shots, guidance_noise, guidance_gradient)
-    mode = mode_options(seismic, *guidance)
+    mode = mode_options(seismic, *guidance, guidance_refine_every)
     device = str(resolve_device(device))
     batch = check_job_sizes(n, batch, steps, trace_steps, trace_max, device)
     out = Path(out)
@@ -400,8 +402,7 @@ def generate_and_validate(
         m = min(trace_max, n, batch)
         tracer = Tracer(gen, trace_indices(steps, trace_steps), m, trace_on)
     first = sample_and_validate(gen, n, batch, steps, seed, tracer, progress, mode)
-    timings = {"load": t_load, **first.timings}
-    first.timings = timings
+    first.timings = timings = {"load": t_load, **first.timings}
     keep_t, used = keep_mask(
         torch.from_numpy(first.rel), threshold=threshold, keep_quantile=keep_quantile
     )

@@ -28,6 +28,7 @@ from ubdiff_phys.pipelines.generator import Generator, VelocityGenerator, load_g
 from ubdiff_phys.pipelines.seismic_modes import (
     DEFAULT_GUIDANCE_GRADIENT,
     DEFAULT_GUIDANCE_NOISE,
+    DEFAULT_GUIDANCE_REFINE_EVERY,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SHOTS,
     DEFAULT_GUIDANCE_STEPS,
@@ -47,6 +48,7 @@ _GUIDANCE_ADDED_LATER = {
     "guidance_shots": None,
     "guidance_noise": "recompute",
     "guidance_gradient": "full",
+    "guidance_refine_every": 1,
 }
 
 
@@ -125,6 +127,7 @@ def generate_store(
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
     guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
+    guidance_refine_every: int = DEFAULT_GUIDANCE_REFINE_EVERY,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` generated pairs to the store ``out`` (resumable); returns a summary with
@@ -134,7 +137,7 @@ def generate_store(
     "guided" (:mod:`.seismic_modes`; recorded in the file's ``seismic_mode`` attribute;
     ``guidance_shots``: shots simulated per guided step, None = all; ``guidance_noise``: how the
     sampler carries the correction; ``guidance_gradient``: what the misfit's gradient passes
-    through)."""
+    through; ``guidance_refine_every``: how often its refinement correction is recomputed)."""
     if n < 1 or batch < 1:
         raise ValueError("n and batch must be >= 1")
     if seismic not in SEISMIC_MODES:
@@ -145,6 +148,7 @@ def generate_store(
         "guidance_shots": guidance_shots,
         "guidance_noise": guidance_noise,
         "guidance_gradient": guidance_gradient,
+        "guidance_refine_every": guidance_refine_every,
     }
     check_guidance(*guidance.values())
     if sampler not in SAMPLERS:

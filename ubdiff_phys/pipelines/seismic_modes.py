@@ -22,7 +22,11 @@ the solver.
   refinement convolutions add their correction to D_s(ẑ0) as a constant, so the gradient skips
   them (their Jacobian dropped, the residual path's identity kept; the misfit itself is exact).
   That backward is the most expensive part of a guided step after the solver's, so a step costs
-  less and one more fits in the same time.
+  less and one more fits in the same time. With "no_refine", ``guidance_refine_every`` = k
+  computes that constant afresh at every k-th guided step only and reuses it in between (the
+  co-latent moves little from one guided step to the next; the refinement's forward pass is
+  then the dearest part of a guided step after the solver); k = 1 recomputes it every step, so
+  the misfit is exact. The generated pairs are decoded exactly either way.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 import torch
 
 from ubdiff_phys.diffusion.samplers import GUIDE_NOISE, Guide
-from ubdiff_phys.models.decoders import refine_gradient
+from ubdiff_phys.models.decoders import HeldCorrection, refine_gradient
 from ubdiff_phys.ops.reference.acoustic import openfwi_normalise
 from ubdiff_phys.physics import simulate
 from ubdiff_phys.runtime.errors import OptionError
@@ -42,6 +46,7 @@ from ubdiff_phys.runtime.errors import OptionError
 __all__ = [
     "DEFAULT_GUIDANCE_GRADIENT",
     "DEFAULT_GUIDANCE_NOISE",
+    "DEFAULT_GUIDANCE_REFINE_EVERY",
     "DEFAULT_GUIDANCE_SCALE",
     "DEFAULT_GUIDANCE_SHOTS",
     "DEFAULT_GUIDANCE_STEPS",
@@ -73,6 +78,8 @@ DEFAULT_GUIDANCE_STEPS = 11
 #: what the guidance gradient passes through (module docstring)
 GUIDANCE_GRADIENTS = ("full", "no_refine")
 DEFAULT_GUIDANCE_GRADIENT = "no_refine"
+#: with "no_refine": guided steps between fresh refinement corrections (module docstring)
+DEFAULT_GUIDANCE_REFINE_EVERY = 2
 #: the guided mode's options, as recorded in files and summaries
 GUIDANCE_KEYS = (
     "guidance_scale",
@@ -80,16 +87,18 @@ GUIDANCE_KEYS = (
     "guidance_shots",
     "guidance_noise",
     "guidance_gradient",
+    "guidance_refine_every",
 )
 
 
 def _decode_differentiable(
-    gen, z: torch.Tensor, gradient: str = "full"
+    gen, z: torch.Tensor, gradient: str = "full", held: HeldCorrection | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, latent_dim) -> (velocity [m/s] (B, nz, nx) float32, normalised seismic), with grad
-    (``gradient``: one of :data:`GUIDANCE_GRADIENTS`, module docstring)."""
+    (``gradient``: one of :data:`GUIDANCE_GRADIENTS`, module docstring; ``held``: with
+    "no_refine", the refinement correction to reuse unless it asks for a refresh)."""
     p = next(gen.autoencoder.parameters())
-    with refine_gradient(gen.autoencoder, gradient == "full"):
+    with refine_gradient(gen.autoencoder, gradient == "full", held):
         v_n, s_n = gen.autoencoder.decode(z.to(p.device, p.dtype))
     nm = gen.normalizer
     v = nm.v_min + (v_n.float().clamp(-1, 1) + 1) * (0.5 * (nm.v_max - nm.v_min))
@@ -97,13 +106,19 @@ def _decode_differentiable(
 
 
 def pair_misfit(
-    gen, z: torch.Tensor, shots: Sequence[int] | None = None, gradient: str = "full"
+    gen,
+    z: torch.Tensor,
+    shots: Sequence[int] | None = None,
+    gradient: str = "full",
+    held: HeldCorrection | None = None,
 ) -> torch.Tensor:
     """(B,) RMS of D_s(z) − n(F(D_v(z))) in normalised seismic units, differentiable in z.
 
     ``shots``: simulate and compare these shots (indices into the survey's sources) only; None:
-    all of them. ``gradient``: what its gradient passes through (:data:`GUIDANCE_GRADIENTS`)."""
-    v, s_n = _decode_differentiable(gen, z, gradient)
+    all of them. ``gradient``: what its gradient passes through (:data:`GUIDANCE_GRADIENTS`);
+    ``held``: with "no_refine", a refinement correction to reuse (then D_s is the token path
+    plus that correction) unless it asks for a refresh."""
+    v, s_n = _decode_differentiable(gen, z, gradient, held)
     survey = gen.survey
     if shots is not None:
         survey = dataclasses.replace(survey, sources=tuple(survey.sources[k] for k in shots))
@@ -132,6 +147,7 @@ def pair_misfit_guide(
     log: list | None = None,
     shots: int | None = None,
     gradient: str = "full",
+    refine_every: int = 1,
 ) -> Guide:
     """The sampler ``guide`` of the ``guided`` mode (see the module docstring).
 
@@ -145,6 +161,8 @@ def pair_misfit_guide(
             (:func:`guidance_shot_cycle`; stochastic-source FWI's saving: the solver's cost per
             step falls with the shots); None: every shot at every step.
         gradient: what the misfit's gradient passes through (:data:`GUIDANCE_GRADIENTS`).
+        refine_every: with "no_refine", compute the refinement's correction afresh at every
+            this-many-th guided step (the first included) and reuse it in between; 1: always.
     """
     if gen.survey is None:
         raise ValueError("guided seismic needs a generator whose training data records a survey")
@@ -154,8 +172,11 @@ def pair_misfit_guide(
         raise ValueError(f"guidance shots must be >= 1 or None, got {shots}")
     if gradient not in GUIDANCE_GRADIENTS:
         raise ValueError(f"guidance gradient must be one of {GUIDANCE_GRADIENTS}, got {gradient!r}")
+    if refine_every < 1:
+        raise ValueError(f"guidance refine_every must be >= 1, got {refine_every}")
     first = max(total_steps - guidance_steps, 0)
     n_sources = len(gen.survey.sources)
+    held = HeldCorrection() if gradient == "no_refine" else None
 
     def guide(x0: torch.Tensor, i: int, t: int) -> torch.Tensor:
         if i < first or scale == 0:
@@ -164,7 +185,9 @@ def pair_misfit_guide(
         with torch.enable_grad():
             z = x0.detach().reshape(shape[0], -1).float().requires_grad_()
             cycle = guidance_shot_cycle(n_sources, shots, i - first)
-            misfit = pair_misfit(gen, z, cycle, gradient)
+            if held is not None:
+                held.refresh = (i - first) % refine_every == 0
+            misfit = pair_misfit(gen, z, cycle, gradient, held)
             (grad,) = torch.autograd.grad(misfit.sum(), z)
         if log is not None:
             log.append((i, float(misfit.detach().median())))
@@ -192,8 +215,9 @@ def parse_guidance_shots(text: str) -> int | None:
 def add_guidance_options(parser: Any) -> None:
     """Add the guided mode's options to an argparse parser: ``--guidance-scale``,
     ``--guidance-steps``, ``--guidance-shots`` ('all' or k >= 1, a string for
-    :func:`parse_guidance_shots`), ``--guidance-noise`` and ``--guidance-gradient``, with this
-    module's defaults; :func:`guidance_options` turns the parsed values into keyword arguments."""
+    :func:`parse_guidance_shots`), ``--guidance-noise``, ``--guidance-gradient`` and
+    ``--guidance-refine-every``, with this module's defaults; :func:`guidance_options` turns the
+    parsed values into keyword arguments."""
     shots = "all" if DEFAULT_GUIDANCE_SHOTS is None else str(DEFAULT_GUIDANCE_SHOTS)
     parser.add_argument(
         "--guidance-scale",
@@ -231,18 +255,33 @@ def add_guidance_options(parser: Any) -> None:
         f"a cheaper, approximate gradient; the misfit stays exact); default "
         f"{DEFAULT_GUIDANCE_GRADIENT}",
     )
+    parser.add_argument(
+        "--guidance-refine-every",
+        type=int,
+        default=DEFAULT_GUIDANCE_REFINE_EVERY,
+        help="guided, with --guidance-gradient no_refine: compute the refinement's correction "
+        "afresh every k-th guided step and reuse it in between (1: every step, the misfit "
+        f"exact; the pairs are decoded exactly either way); default "
+        f"{DEFAULT_GUIDANCE_REFINE_EVERY}",
+    )
 
 
 def guidance_options(args: Any) -> dict[str, Any]:
-    """The ``guidance_*`` keyword arguments of parsed :func:`add_guidance_options` values
-    (OptionError for a bad ``--guidance-shots``)."""
-    return {
+    """The ``guidance_*`` keyword arguments of parsed :func:`add_guidance_options` values, checked
+    (OptionError, one line and exit 2 at the command line, for a bad value)."""
+    options = {
         "guidance_scale": args.guidance_scale,
         "guidance_steps": args.guidance_steps,
         "guidance_shots": parse_guidance_shots(args.guidance_shots),
         "guidance_noise": args.guidance_noise,
         "guidance_gradient": args.guidance_gradient,
+        "guidance_refine_every": args.guidance_refine_every,
     }
+    try:
+        check_guidance(*options.values())
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+    return options
 
 
 def check_mode_for(gen, seismic: str) -> None:
@@ -262,23 +301,23 @@ def mode_options(
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
     guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
+    guidance_refine_every: int = DEFAULT_GUIDANCE_REFINE_EVERY,
 ) -> dict[str, Any]:
     """The checked options of a seismic mode, as :func:`sample_for_mode` keyword arguments."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     if seismic != "guided":
         return {"seismic": seismic}
-    check_guidance(
-        guidance_scale, guidance_steps, guidance_shots, guidance_noise, guidance_gradient
-    )
-    return {
-        "seismic": seismic,
+    options = {
         "guidance_scale": guidance_scale,
         "guidance_steps": guidance_steps,
         "guidance_shots": guidance_shots,
         "guidance_noise": guidance_noise,
         "guidance_gradient": guidance_gradient,
+        "guidance_refine_every": guidance_refine_every,
     }
+    check_guidance(*options.values())
+    return {"seismic": seismic, **options}
 
 
 def check_guidance(
@@ -287,10 +326,11 @@ def check_guidance(
     shots: int | None,
     noise: str = DEFAULT_GUIDANCE_NOISE,
     gradient: str = DEFAULT_GUIDANCE_GRADIENT,
+    refine_every: int = DEFAULT_GUIDANCE_REFINE_EVERY,
 ) -> None:
     """Raise ValueError unless the guidance scale is finite and >= 0, the guided steps >= 0, the
-    shots per guided step None or >= 1, ``noise`` one of the samplers' ``GUIDE_NOISE`` and
-    ``gradient`` one of :data:`GUIDANCE_GRADIENTS`."""
+    shots per guided step None or >= 1, ``noise`` one of the samplers' ``GUIDE_NOISE``,
+    ``gradient`` one of :data:`GUIDANCE_GRADIENTS` and ``refine_every`` an integer >= 1."""
     if not (0 <= scale < float("inf")) or steps < 0 or (shots is not None and shots < 1):
         raise ValueError(
             "the guidance scale must be finite and >= 0, the guidance steps >= 0 and the "
@@ -300,6 +340,8 @@ def check_guidance(
         raise ValueError(f"guidance noise must be one of {GUIDE_NOISE}, got {noise!r}")
     if gradient not in GUIDANCE_GRADIENTS:
         raise ValueError(f"guidance gradient must be one of {GUIDANCE_GRADIENTS}, got {gradient!r}")
+    if isinstance(refine_every, bool) or not isinstance(refine_every, int) or refine_every < 1:
+        raise ValueError(f"guidance refine_every must be an integer >= 1, got {refine_every!r}")
 
 
 def sample_for_mode(
@@ -316,12 +358,14 @@ def sample_for_mode(
     guidance_shots: int | None = DEFAULT_GUIDANCE_SHOTS,
     guidance_noise: str = DEFAULT_GUIDANCE_NOISE,
     guidance_gradient: str = DEFAULT_GUIDANCE_GRADIENT,
+    guidance_refine_every: int = DEFAULT_GUIDANCE_REFINE_EVERY,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Batch ``b``'s co-latents (m, latent_dim) for a seismic mode (guided sampling for
     "guided"; ``guidance_shots``: shots simulated per guided step, :func:`pair_misfit_guide`;
     ``guidance_noise``: the sampler's ``guide_noise``; ``guidance_gradient``: what the misfit's
-    gradient passes through), and a dict of what was done (mode,
+    gradient passes through; ``guidance_refine_every``: its ``refine_every``), and a dict of what
+    was done (mode,
     parameters, guidance log)."""
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
@@ -339,6 +383,7 @@ def sample_for_mode(
             log=log,
             shots=guidance_shots,
             gradient=guidance_gradient,
+            refine_every=guidance_refine_every,
         )
         kwargs["guide_noise"] = guidance_noise
         info.update(
@@ -347,6 +392,7 @@ def sample_for_mode(
             guidance_shots=guidance_shots,
             guidance_noise=guidance_noise,
             guidance_gradient=guidance_gradient,
+            guidance_refine_every=guidance_refine_every,
             log=log,
         )
     z = gen.sample(m, seed=seed, b=b, sampler=sampler, steps=steps, **kwargs)
