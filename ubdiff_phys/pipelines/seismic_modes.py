@@ -26,7 +26,9 @@ the solver.
   computes that constant afresh at every k-th guided step only and reuses it in between (the
   co-latent moves little from one guided step to the next; the refinement's forward pass is
   then the dearest part of a guided step after the solver); k = 1 recomputes it every step, so
-  the misfit is exact. The generated pairs are decoded exactly either way.
+  the misfit is exact. The generated pairs are decoded exactly either way. On the shipped
+  checkpoint (64 pairs, seed 0) the defaults (no_refine, k = 2, 11 guided steps) score 0.094 at
+  4.4x the decoder mode's time per pair, the exact gradient with 10 steps 0.095 at 5.4x.
 """
 
 from __future__ import annotations
