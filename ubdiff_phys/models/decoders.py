@@ -36,9 +36,9 @@ from torch import nn
 from ubdiff_phys.models.blocks import ConvBlock, DeconvBlock, scaled
 
 __all__ = [
+    "HeldCorrection",
     "PaperSeismicDecoder",
     "TokenSeismicDecoder",
-    "HeldCorrection",
     "TransformerBlock",
     "VelocityDecoder",
     "refine_gradient",
