@@ -33,8 +33,8 @@ from ubdiff_phys.pipelines.seismic_modes import (
     DEFAULT_GUIDANCE_SHOTS,
     DEFAULT_GUIDANCE_STEPS,
     SEISMIC_MODES,
-    check_guidance,
     check_mode_for,
+    checked_guidance,
     generate_pairs,
 )
 from ubdiff_phys.runtime.progress import commit_batches
@@ -142,15 +142,8 @@ def generate_store(
         raise ValueError("n and batch must be >= 1")
     if seismic not in SEISMIC_MODES:
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
-    guidance = {
-        "guidance_scale": guidance_scale,
-        "guidance_steps": guidance_steps,
-        "guidance_shots": guidance_shots,
-        "guidance_noise": guidance_noise,
-        "guidance_gradient": guidance_gradient,
-        "guidance_refine_every": guidance_refine_every,
-    }
-    check_guidance(*guidance.values())
+    values = (guidance_scale, guidance_steps, guidance_shots, guidance_noise, guidance_gradient)
+    guidance = checked_guidance(*values, guidance_refine_every)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     gen = load_generator(

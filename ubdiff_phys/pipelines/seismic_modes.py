@@ -57,6 +57,7 @@ __all__ = [
     "SEISMIC_MODES",
     "add_guidance_options",
     "check_guidance",
+    "checked_guidance",
     "check_mode_for",
     "decode_pairs",
     "generate_pairs",
@@ -310,16 +311,23 @@ def mode_options(
         raise ValueError(f"seismic must be one of {SEISMIC_MODES}, got {seismic!r}")
     if seismic != "guided":
         return {"seismic": seismic}
-    options = {
-        "guidance_scale": guidance_scale,
-        "guidance_steps": guidance_steps,
-        "guidance_shots": guidance_shots,
-        "guidance_noise": guidance_noise,
-        "guidance_gradient": guidance_gradient,
-        "guidance_refine_every": guidance_refine_every,
-    }
-    check_guidance(*options.values())
-    return {"seismic": seismic, **options}
+    values = (guidance_scale, guidance_steps, guidance_shots, guidance_noise, guidance_gradient)
+    return {"seismic": seismic, **checked_guidance(*values, guidance_refine_every)}
+
+
+def checked_guidance(
+    scale: float,
+    steps: int,
+    shots: int | None = DEFAULT_GUIDANCE_SHOTS,
+    noise: str = DEFAULT_GUIDANCE_NOISE,
+    gradient: str = DEFAULT_GUIDANCE_GRADIENT,
+    refine_every: int = DEFAULT_GUIDANCE_REFINE_EVERY,
+) -> dict[str, Any]:
+    """The guided mode's options as ``guidance_*`` keyword arguments (the :data:`GUIDANCE_KEYS`),
+    after :func:`check_guidance`."""
+    check_guidance(scale, steps, shots, noise, gradient, refine_every)
+    values = (scale, steps, shots, noise, gradient, refine_every)
+    return dict(zip(GUIDANCE_KEYS, values, strict=True))
 
 
 def check_guidance(
