@@ -124,6 +124,12 @@ PYBIND11_MODULE(_C, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("acoustic_backward_cpu", &ubd::acoustic_backward_cpu, py::arg("params"),
         py::call_guard<py::gil_scoped_release>());
+  m.def("acoustic_backward_cuda", &ubd::acoustic_backward_cuda, py::arg("params"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("acoustic_backward_grid_host", &ubd::acoustic_backward_grid_host, py::arg("params"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("acoustic_backward_workspace_elems", &ubd::acoustic_backward_workspace_elems,
+        py::arg("params"));
   m.def("acoustic_checkpoint_elems", &ubd::acoustic_checkpoint_elems, py::arg("params"));
   m.def("acoustic_forward_workspace_elems", &ubd::acoustic_forward_workspace_elems,
         py::arg("params"));

@@ -17,6 +17,12 @@ int64_t acoustic_forward_workspace_elems(const AcousticForwardParams&) {
   return 0;
 }
 
+void acoustic_backward_cuda(const AcousticForwardParams&) {
+  throw std::runtime_error(
+      "acoustic_backward_cuda: this build of ubdiff_phys has no CUDA kernels (built with "
+      "UBD_CUDA=OFF or without nvcc)");
+}
+
 bool cuda_built() {
   return false;
 }

@@ -12,21 +12,27 @@ through them and ``torch.library.opcheck`` can test them:
   with respect to ``vdt2`` = (v dt)^2, by the adjoint-state method with checkpointing.
 
 One marshalling helper (:func:`_call_native`) fills the native parameter struct for all of them.
-The backward has a CPU kernel only so far: CUDA tensors are copied to the host for it (with a
-one-time warning), which gives correct gradients on a GPU machine at CPU speed.
+The backward runs natively on either device: on the CPU one OpenMP task per shot
+(csrc/cpu/acoustic_adjoint_cpu.cpp), on CUDA every cell of every shot at once
+(csrc/cuda/acoustic_adjoint_cuda.cu), the batch split into chunks of models when its workspace
+would not fit the free device memory (:func:`grid_backward`).
 """
 
 import math
-import warnings
 
 import torch
 
 from ubdiff_phys._native import native
+from ubdiff_phys.ops.acoustic_grid import grid_backward, problem_params
 
-__all__ = ["forward_for_gradient", "keeps_states", "misfit_value_and_grad", "native_args"]
+__all__ = [
+    "forward_for_gradient",
+    "keeps_states",
+    "misfit_value_and_grad",
+    "native_args",
+]
 
 Tensor = torch.Tensor
-_warned_cuda_backward = False
 
 
 def native_args(problem) -> tuple:
@@ -72,8 +78,8 @@ def _call_native(
         kind: "forward" (gathers), "misfit" (sums), "backward" (``grad`` = dJ/dgathers) or
             "misfit_backward" (``grad`` = dJ/dsums (B, S, 4) float64).
         observed: (B, S, nt, R) for the misfit kinds; bounds: (lo, hi) log bounds or None.
-        sums: "misfit_backward" on CPU only: a (B, S, 4) float64 tensor that also receives the
-            misfit sums (value and gradient in one call).
+        sums: "misfit_backward": a (B, S, 4) float64 tensor that also receives the misfit sums
+            (value and gradient in one call).
         checkpoint_every: "forward_ckpt" and the backward kinds: steps between stored states
             (0: sqrt(nt * fields)).
         checkpoints: "backward" on CPU only: the states "forward_ckpt" stored (same
@@ -92,7 +98,7 @@ def _call_native(
     n_shots, n_rec, nt = src.shape[0], rec.shape[0], wavelet.shape[0]
     backward = kind in ("backward", "misfit_backward")
     if backward and device.type == "cuda":
-        return _cuda_backward_on_host(args, kind=kind, observed=observed, bounds=bounds, grad=grad)
+        return grid_backward(args, observed=observed, bounds=bounds, grad=grad, sums=sums)
     keep: list[Tensor] = []
 
     def ptr(t: Tensor | None, want: torch.dtype = dtype) -> int:
@@ -114,7 +120,7 @@ def _call_native(
         stored = torch.empty(checkpoint_numel(args, checkpoint_every), dtype=dtype)
     if result.numel() == 0 or (not backward and nt * n_rec == 0):
         return (result, stored) if kind == "forward_ckpt" else result
-    p = _problem_params(C, args, ptr)
+    p = problem_params(C, args, ptr)
     p.checkpoint_every = int(checkpoint_every)
     if observed is not None:
         p.observed = ptr(observed)
@@ -153,27 +159,6 @@ def _call_native(
     return result
 
 
-def _problem_params(C, args: tuple, ptr):
-    """The native parameter struct with the problem's sizes, geometry and tensors (``ptr`` turns
-    a tensor into a pointer kept alive by the caller)."""
-    vdt2, kx, kz, ax, bx, dbx, az, bz, dbz, src, rec, wavelet, pad, cpml, wrap, dx, dz = args
-    p = C.AcousticForwardParams()
-    p.n_models, p.nzm, p.nxm = vdt2.shape
-    p.n_shots, p.n_receivers, p.nt = src.shape[0], rec.shape[0], wavelet.shape[0]
-    p.pad = pad
-    p.boundary = C.Boundary.cpml if cpml else C.Boundary.sponge
-    p.dtype = C.DType.float32 if vdt2.dtype == torch.float32 else C.DType.float64
-    p.wrap = wrap
-    p.rdx2, p.rdz2, p.rdx, p.rdz = 1.0 / dx**2, 1.0 / dz**2, 1.0 / dx, 1.0 / dz
-    p.vdt2 = ptr(vdt2)
-    p.kx, p.kz = ptr(kx), ptr(kz)
-    p.ax, p.bx, p.dbx = ptr(ax), ptr(bx), ptr(dbx)
-    p.az, p.bz, p.dbz = ptr(az), ptr(bz), ptr(dbz)
-    p.source_rc, p.receiver_rc = ptr(src, torch.int64), ptr(rec, torch.int64)
-    p.wavelet = ptr(wavelet)
-    return p
-
-
 def checkpoint_interval(args: tuple, threads: int | None = None) -> int:
     """Steps between the states the checkpointed forward keeps for the backward.
 
@@ -199,22 +184,6 @@ def checkpoint_numel(args: tuple, checkpoint_every: int) -> int:
     k = max(1, min(checkpoint_every, max(nt, 1)))
     cells = (nzm + 2 * pad + 4) * (nxm + 2 * pad + 4)
     return n_models * src.shape[0] * -(-nt // k) * (6 if cpml else 2) * cells
-
-
-def _cuda_backward_on_host(args: tuple, **kw) -> Tensor:
-    """The CPU adjoint for CUDA tensors (no CUDA adjoint kernel yet): copy, run, copy back."""
-    global _warned_cuda_backward
-    if not _warned_cuda_backward:
-        warnings.warn(
-            "ubdiff_phys: the acoustic backward has no CUDA kernel yet; it runs on the CPU "
-            "(inputs copied to the host), correct but at CPU speed",
-            stacklevel=3,
-        )
-        _warned_cuda_backward = True
-    device = args[0].device
-    host = tuple(a.cpu() if isinstance(a, Tensor) else a for a in args)
-    kw = {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in kw.items()}
-    return _call_native(host, **kw).to(device)
 
 
 # The op schemas, written once: the prepared problem, then the scalars of the geometry.
@@ -400,17 +369,10 @@ def misfit_value_and_grad(
         observed: (B, S, nt, R); grad_sums: (B, S, 4) float64 weights of the four sums.
 
     Returns:
-        (sums (B, S, 4) float64, grad_vdt2 (B, nzm, nxm)). On CUDA the sums come from the forward
-        kernel and the gradient from the host adjoint.
+        (sums (B, S, 4) float64, grad_vdt2 (B, nzm, nxm)), on the device of ``vdt2``.
     """
     vdt2 = args[0]
-    if vdt2.device.type != "cpu":
-        sums = _call_native(args, kind="misfit", observed=observed, bounds=bounds)
-        grad = _call_native(
-            args, kind="misfit_backward", observed=observed, bounds=bounds, grad=grad_sums
-        )
-        return sums, grad
-    sums = torch.zeros(vdt2.shape[0], args[9].shape[0], 4, dtype=torch.float64)
+    sums = torch.zeros(vdt2.shape[0], args[9].shape[0], 4, dtype=torch.float64, device=vdt2.device)
     grad = _call_native(
         args, kind="misfit_backward", observed=observed, bounds=bounds, grad=grad_sums, sums=sums
     )

@@ -103,6 +103,16 @@ void acoustic_forward_cuda(const AcousticForwardParams& p);
 // The adjoint-state backward of acoustic_forward_cpu (acoustic_adjoint_cpu.cpp): fills grad_vdt2.
 void acoustic_backward_cpu(const AcousticForwardParams& p);
 
+// The backward on CUDA (acoustic_adjoint_cuda.cu; ubd/acoustic_adjoint_grid.h): all shots at once
+// in a caller-allocated device workspace of acoustic_backward_workspace_elems(p) elements (dtype;
+// no initial contents needed), on p.stream. Geometry outside the grid is guarded in the kernels,
+// not refused (the Python layer checks it). Not with `checkpoints`.
+void acoustic_backward_cuda(const AcousticForwardParams& p);
+int64_t acoustic_backward_workspace_elems(const AcousticForwardParams& p);
+// The same schedule and per-cell code run by host loops on host memory (`workspace` of
+// acoustic_backward_workspace_elems(p) elements): lets machines without a GPU test the CUDA code.
+void acoustic_backward_grid_host(const AcousticForwardParams& p);
+
 // Steps between stored states (checkpoint_every, or sqrt(nt * state fields) when it is 0, clamped
 // to [1, nt]) and the element count of `checkpoints`.
 int64_t acoustic_checkpoint_interval(const AcousticForwardParams& p);
