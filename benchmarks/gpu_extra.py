@@ -3,6 +3,7 @@ Nsight Compute driver: the Python half of ``benchmarks/gpu_check.sh`` (see bench
 
     python3 benchmarks/gpu_extra.py checks   # correctness checks; exit 1 if any FAIL
     python3 benchmarks/gpu_extra.py san      # tiny cases of every kernel, for compute-sanitizer
+    GPU_EXTRA_SAN_BIG=0 python3 benchmarks/gpu_extra.py san  # lean big cases (for racecheck)
     python3 benchmarks/gpu_extra.py bench    # batch sweep, graph replay, GroupNorm, gradient timing
     python3 benchmarks/gpu_extra.py ncu      # one launch of each kernel at B = 256 (run under ncu)
     GPU_EXTRA_DEVICE=cpu python3 benchmarks/gpu_extra.py checks   # dry run of the logic on CPU
@@ -49,7 +50,8 @@ MODES = ("openfwi", "pml", "none")
 RESULTS: list[dict] = []  # every PASS/FAIL/GAP line, for --json
 BENCH: list[dict] = []  # every BENCH line, for --json
 
-# The CUDA backward copies to the host and warns once; the checks expect that.
+# A build whose CUDA backward falls back to the host warns once; the checks compare the device's
+# gradient with the host's either way (bench_gradient.py records which path ran).
 warnings.filterwarnings("ignore", message="ubdiff_phys: the acoustic backward has no CUDA kernel")
 
 #: OpenFWI survey (70 x 70, 5 sources, 70 receivers, 1000 steps)
@@ -270,6 +272,18 @@ def check_many_shots() -> None:
             cpu = acoustic_forward(problem(v64, TINY, mode), observed=obs, log_bounds=(-3, 3))
             r = rel(dev, cpu)
             report(name, r < 1e-10, f"rel={r:.2e} (float64)")
+    name = "over_65535_shots_gradient_pml"  # the backward's shot loop past the grid limit
+    with check(name):
+        w = torch.randn(n, TINY.n_sources, TINY.nt, TINY.n_receivers, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(4))  # fmt: skip
+        grads = []
+        for d in ("cpu", DEV):
+            x = v64.to(d).requires_grad_()
+            out = simulate(x, TINY, boundary="pml")
+            grads.append(torch.autograd.grad((out * w.to(d)).sum(), x)[0])
+        r = rel(grads[1], grads[0])
+        ok = grads[1].device.type == DEV and bool(grads[0].abs().max() > 0)
+        report(name, ok and r < 1e-10, f"{n * TINY.n_sources} shots, rel={r:.2e} (float64)")
 
 
 def check_graph_capture() -> None:
@@ -354,8 +368,8 @@ def check_streams() -> None:
 
 
 def check_gradients() -> None:
-    """The gradient on the device (forward on the GPU, adjoint on the host today) against the CPU
-    gradient: autograd through simulate, misfit().backward(), misfit_and_grad; and determinism."""
+    """The gradient on the device against the CPU gradient: autograd through simulate,
+    misfit().backward(), misfit_and_grad; and determinism."""
     g = torch.Generator().manual_seed(0)
     v = 2000 + 1500 * torch.rand(2, GRAD.nz, GRAD.nx, generator=g, dtype=torch.float64)
     w = torch.randn(2, GRAD.n_sources, GRAD.nt, GRAD.n_receivers, generator=g, dtype=torch.float64)
@@ -498,7 +512,8 @@ def check_bad_arguments() -> None:
         tail = " | ".join(out.strip().splitlines()[-3:])
         report("badargs_child", False, f"child rc={rc}: {tail[:400]}")
     # The lowest door: the registered op, called directly, skips AcousticProblem.check(). The CPU
-    # kernel re-validates; the CUDA entry point cannot read device memory, so nothing does.
+    # kernel re-validates; the CUDA entry point cannot read device memory, so its kernels guard
+    # instead: an off-grid receiver records NaN (no out-of-bounds read). Either passes.
     rc, out = run_child("badrec-raw")
     result = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if result is None:
@@ -507,12 +522,13 @@ def check_bad_arguments() -> None:
         return
     info = dict(kv.split("=", 1) for kv in result.split()[1:])
     raised_clearly = info.get("raised") == "ValueError"
+    guarded = info.get("guarded") == "nan" and info.get("context") == "ok"
     report(
         "bad_receiver_raw_op",
-        raised_clearly,
+        raised_clearly or guarded,
         f"torch.ops.ubdiff_phys.acoustic_forward with a receiver outside the grid: {result[7:]}"
-        + ("" if raised_clearly else " (the raw op skips AcousticProblem.check(); the CUDA entry "
-           "point validates nothing: out-of-bounds read)"),
+        + ("" if raised_clearly or guarded else " (the raw op skips AcousticProblem.check(); "
+           "neither an error nor a NaN trace: an unguarded out-of-bounds read?)"),
         gap=True,
     )  # fmt: skip
 
@@ -606,16 +622,19 @@ def badargs() -> int:
 
 def badrec_raw() -> int:
     """The registered op called directly with a receiver far outside the grid; prints one
-    ``RESULT raised=... context_ok=...`` line."""
+    ``RESULT raised=... guarded=... context=... message=...`` line (guarded: with no error
+    raised, whether that receiver's trace is all NaN and every other trace finite)."""
     survey = OPENFWI.with_(nt=50)
     v = models(2).to(DEV)
     pr = problem(v, survey, "pml")
     bad = pr.receiver_rc.clone()
     bad[0, 0] = 10_000_000
-    raised, msg = "none", ""
+    raised, msg, guarded = "none", "", "-"
     try:
-        raw_forward(native_args(dataclasses.replace(pr, receiver_rc=bad)))
+        out = raw_forward(native_args(dataclasses.replace(pr, receiver_rc=bad)))
         sync()
+        nan_trace = bool(torch.isnan(out[..., 0]).all())
+        guarded = "nan" if nan_trace and bool(torch.isfinite(out[..., 1:]).all()) else "no"
     except Exception as e:  # noqa: BLE001
         raised, msg = type(e).__name__, str(e).splitlines()[0][:120]
     try:
@@ -624,16 +643,41 @@ def badrec_raw() -> int:
         context = "ok" if r < 2e-6 else f"wrong_results(rel={r:.1e})"
     except Exception as e:  # noqa: BLE001
         context = f"broken({type(e).__name__})"
-    print(f"RESULT raised={raised} context={context} message={msg.replace(' ', '_')}", flush=True)
+    print(
+        f"RESULT raised={raised} guarded={guarded} context={context} "
+        f"message={msg.replace(' ', '_')}",
+        flush=True,
+    )
     return 0
 
 
 # ---- tiny cases for compute-sanitizer --------------------------------------------------------
 
 
+#: GPU_EXTRA_SAN_BIG=0 (gpu_check.sh sets it for racecheck only): the lean big cases, see san()
+SAN_BIG = os.environ.get("GPU_EXTRA_SAN_BIG", "1") != "0"
+
+
 def san() -> int:
     """Every kernel on tiny, odd-sized problems (both dtypes, every mode, forward, fused misfit
-    with and without normalisation, the gradient path, > 65,535 shots, all GroupNorm variants)."""
+    with and without normalisation, the gradient, > 65,535 shots, all GroupNorm variants).
+
+    With GPU_EXTRA_SAN_BIG=0 the big cases shrink to what racecheck can use: racecheck looks for
+    shared-memory hazards only, and its cost grows with every block it watches (on an H200 the
+    full run outlasted 150 s, stopped after the > 65,535-shot case, in the GroupNorm cases).
+    Past 65,535 shots, what racecheck can newly see is a block's second trip round a grid-stride
+    loop over shots that reuses its shared memory: misfit_kernel's, the solver's one kernel with
+    shared memory, reached by one time step in one mode ("pml"). The gradient at nt = 2 stays
+    (cheap: the backward's kernels use no shared memory today, and would be watched if they
+    did). The 72,000-block GroupNorm case has no grid-stride loop (one block per (batch, group),
+    up to 2^31 - 1 blocks), so it adds nothing the small shapes do not check for races and is
+    left out. memcheck and initcheck keep the full big cases (every mode, nt = 3)."""
+    t0 = time.perf_counter()
+
+    def done(what: str) -> None:
+        sync()
+        print(f"san: {what} [{time.perf_counter() - t0:.1f} s]", flush=True)
+
     odd = ODD.with_(nt=15)
     openfwi = OPENFWI.with_(nt=6)
     for dtype in (torch.float32, torch.float64):
@@ -645,9 +689,9 @@ def san() -> int:
                 pr = problem(v, survey, mode, kw.get("pad"))
                 acoustic_forward(pr, observed=out, log_bounds=(-2.0, 2.0))
                 acoustic_forward(pr, observed=out)
-        sync()
-        print(f"san: forward + fused misfit, {dtype}", flush=True)
-    # the gradient path (CUDA forward kernels + host adjoint) and the fused value-and-gradient
+        done(f"forward + fused misfit, {dtype}")
+    # the gradient on the device (autograd through simulate and misfit, and the fused
+    # value-and-gradient)
     small = GRAD.with_(nt=12)
     g = torch.Generator().manual_seed(0)  # 2000-3500 m/s: stable under GRAD's narrow sponge
     v = (2000 + 1500 * torch.rand(2, small.nz, small.nx, generator=g, dtype=torch.float64)).to(DEV)
@@ -659,26 +703,31 @@ def san() -> int:
         misfit(v.clone().requires_grad_(), obs, small, boundary=mode).backward()
         if mode != "none":
             misfit_and_grad(v, obs, small, boundary=mode, normalizer=(-2.0, 2.0))
-    sync()
-    print("san: gradients", flush=True)
-    # > 65,535 shots (grid-stride loops), nt = 3
-    many = TINY.with_(nt=3)
+    done("gradients")
+    # > 65,535 shots (grid-stride loops): every mode, forward + fused misfit at nt = 3 and the
+    # "pml" gradient; lean (GPU_EXTRA_SAN_BIG=0): "pml" only, nt = 1 for the fused misfit
+    # against zeros (one step_kernel + one misfit_kernel launch), nt = 2 for the gradient
+    many = TINY.with_(nt=3 if SAN_BIG else 1)
     v = models(13108, many.nz, many.nx, seed=3).to(DEV)  # 65,540 shots
-    for mode in MODES:
-        out = simulate(v, many, boundary=mode)
-        acoustic_forward(problem(v, many, mode), observed=out, log_bounds=(-2.0, 2.0))
-    sync()
-    print("san: > 65,535 shots", flush=True)
+    for mode in MODES if SAN_BIG else ("pml",):
+        pr = problem(v, many, mode)
+        if SAN_BIG:
+            out = simulate(v, many, boundary=mode)
+        else:
+            out = torch.zeros(13108, many.n_sources, many.nt, many.n_receivers, device=DEV)
+        acoustic_forward(pr, observed=out, log_bounds=(-2.0, 2.0))
+    grad_survey = many if SAN_BIG else many.with_(nt=2)
+    x = v.clone().requires_grad_()
+    simulate(x, grad_survey, boundary="pml").square().sum().backward()
+    done(f"> 65,535 shots ({'full' if SAN_BIG else 'lean: GPU_EXTRA_SAN_BIG=0'})")
     dtypes = (torch.float32, torch.float64)
     if CUDA:
         dtypes += (torch.float16, torch.bfloat16)
+    gn_shapes = [((3, 16, 1), 8), ((2, 24, 33), 4), ((2, 64, 40), 8)]
+    if SAN_BIG:
+        gn_shapes.append(((9000, 8, 2), 8))  # 72,000 blocks
     for dtype in dtypes:
-        for shape, groups in (
-            ((3, 16, 1), 8),
-            ((2, 24, 33), 4),
-            ((2, 64, 40), 8),
-            ((9000, 8, 2), 8),
-        ):
+        for shape, groups in gn_shapes:
             B, C = shape[:2]
             x = torch.randn(*shape, device=DEV, dtype=dtype, requires_grad=True)
             p = [
@@ -691,8 +740,7 @@ def san() -> int:
             torch.autograd.grad(y, (x,), torch.randn_like(y))
             y = group_norm_film_silu(x, p[0], None, p[2], None, groups=groups, backend="native")
             torch.autograd.grad(y, (x, p[0], p[2]), torch.ones_like(y))
-    sync()
-    print("san: group norm; san cases done", flush=True)
+    done("group norm; san cases done")
     return 0
 
 
@@ -703,7 +751,9 @@ def bench_all(smoke: bool) -> int:
     survey = OPENFWI.with_(nt=50) if smoke else OPENFWI
     pads = {"openfwi": survey.sponge_width, "pml": survey.pml_width, "none": none_pad(survey)}
     bytes_per_cell = {"openfwi": 12.5, "pml": 23.5, "none": 12.5}  # streaming lower bounds (fp32)
-    sweep = {"pml": (1, 16, 64, 256, 1024), "openfwi": (16, 64, 256), "none": (16, 256)}
+    # "none" at B = 256 (13 s on an H200, as many cell-updates/s as B = 16) and "pml" at B = 64
+    # are left out to make room for the gradient at B = 256 (below)
+    sweep = {"pml": (1, 16, 256, 1024), "openfwi": (16, 64, 256), "none": (16,)}
     if smoke:
         sweep = {"pml": (1, 2), "openfwi": (2,), "none": (1,)}
     for mode, batches in sweep.items():
@@ -727,8 +777,10 @@ def bench_all(smoke: bool) -> int:
             del args
             if CUDA:
                 torch.cuda.empty_cache()
-    # the gradient on the device: forward on the GPU, adjoint on the host (copies included)
+    # the gradient on the device and on the host, same batch: simulate + autograd backward, and
+    # the fused misfit's value and gradient
     nb = 1 if smoke else 4
+    per_model: dict[tuple[str, str, str], float] = {}
     v = models(nb, seed=11)
     w = torch.randn(nb, 5, survey.nt, 70, generator=torch.Generator().manual_seed(2))
     for mode in ("pml", "openfwi"):
@@ -744,7 +796,12 @@ def bench_all(smoke: bool) -> int:
 
             for what, fn in (("simulate_backward", fwd_bwd), ("misfit_and_grad", fused)):
                 sec = timed(fn, min_time=0.0, max_reps=1)
-                bench(f"gradient_{what}_{mode}_{d}", batch=nb, s_per_model=sec / nb)
+                per_model[what, mode, d] = sec / nb
+                bench(
+                    f"gradient_{what}_{mode}_{d}", batch=nb, s_per_model=sec / nb,
+                    models_per_s=nb / sec,
+                )  # fmt: skip
+    bench_gradient_big(survey, per_model, 2 if smoke else 256)
     # GroupNorm-FiLM-SiLU at the U-Net's level shapes, forward + backward
     gn_shapes = ((4, 32, 16),) if smoke else ((256, 128, 128), (256, 512, 16))
     gn_dtypes = (torch.float32, torch.bfloat16) if CUDA else (torch.float32,)
@@ -768,6 +825,40 @@ def bench_all(smoke: bool) -> int:
                 native_tb_per_s=mb / tn / 1e6,
             )  # fmt: skip
     return 0
+
+
+def bench_gradient_big(survey: Survey, per_model: dict, big: int, limit_s: float = 10.0) -> None:
+    """The "pml" gradient on the device at B = ``big`` (256: forward + backward models/s at that
+    batch is a goal), one call of each kind after the small batch's warm-up. Run only when the
+    small batch's seconds per model project both calls to at most ``limit_s`` (an adjoint that
+    falls back to the host would take ~20 s at B = 256 and blow the bench stage's time)."""
+    kinds = ("simulate_backward", "misfit_and_grad")
+    projected = big * sum(per_model[k, "pml", DEV] for k in kinds)
+    if projected > limit_s:
+        for what in kinds:
+            bench(
+                f"gradient_{what}_pml_{DEV}", batch=big,
+                skipped=f"projected_{projected:.0f}s_over_{limit_s:.0f}s",
+            )  # fmt: skip
+        return
+    v = models(big, seed=12).to(DEV)
+    w = torch.randn(big, survey.n_sources, survey.nt, survey.n_receivers, device=DEV)
+    for what in kinds:
+        sync()
+        t = time.perf_counter()
+        if what == "simulate_backward":
+            x = v.clone().requires_grad_()
+            torch.autograd.grad((simulate(x, survey, boundary="pml") * w).sum(), x)
+        else:
+            misfit_and_grad(v, w, survey, boundary="pml")
+        sync()
+        sec = time.perf_counter() - t
+        bench(
+            f"gradient_{what}_pml_{DEV}", batch=big, s_per_model=sec / big, models_per_s=big / sec
+        )
+    del v, w
+    if CUDA:
+        torch.cuda.empty_cache()
 
 
 # ---- Nsight Compute driver -----------------------------------------------------------------
