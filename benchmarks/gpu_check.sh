@@ -14,17 +14,22 @@
 #   pytest          the CUDA tests (pytest -m cuda), pass/fail/skip counts
 #   memcheck        compute-sanitizer on tiny cases of every kernel (gpu_extra.py san): the
 #   racecheck       solver in each mode (pml/openfwi/none), fused misfit, > 65,535 shots, the
-#   initcheck       gradient path (CUDA forward + host adjoint), GroupNorm in 4 dtypes
+#   initcheck       gradient on the device, GroupNorm in 4 dtypes (racecheck: the lean big
+#                   cases, GPU_EXTRA_SAN_BIG=0, see gpu_extra.san)
 #   extra           gpu_extra.py checks: bad arguments in a child process, determinism, > 65,535
 #                   shots, CUDA-graph capture, two streams, GroupNorm edges, CPU vs CUDA gathers
 #                   and gradients (in parallel with racecheck and initcheck) -> $OUT/extra.json
 #   bench           gpu_extra.py bench: batch sweep per mode, graph replay, gradient, GroupNorm
-#   bench_simulate  benchmarks/bench_simulate.py --device cuda at B = 16, 256, 1024
+#   bench_gradient  benchmarks/bench_gradient.py --device cuda at B = 16, 256: CUDA vs CPU
+#                   gradients, forward + backward time and peak GPU memory per model
+#                                                          -> $OUT/gradient_cuda-<gpu>.json
+#   bench_simulate  benchmarks/bench_simulate.py --device cuda at B = 16, 256
 #                                                          -> $OUT/simulate_cuda-<gpu>.json
 #   ncu             Nsight Compute: one launch of every kernel, each solver mode at B = 256
 #   bench_unet_block  the fused GroupNorm op vs eager at the U-Net's shapes (log only)
 # Then $OUT/summary.txt and $OUT/gpu_check.json (each stage's status, seconds, notes) and
-# $OUT/all.log (every stage's full log). At most 7 files: the device machine returns 8.
+# $OUT/all.log (every stage's full log). 8 files at most (the device machine returns 8): device,
+# ptxas, extra, gradient_cuda-*, simulate_cuda-*, summary, gpu_check, all.log.
 #
 # Without a GPU (nvidia-smi finds none, or torch sees none) it records the device, checks the
 # import of the installed package, says NO GPU FOUND and exits 0 (GPU_CHECK_REQUIRE_GPU=1: 2).
@@ -87,6 +92,7 @@ start_stage() { # start_stage NAME MAX CMD... : run CMD in the background under 
   (
     timeout --kill-after=10 "$max" "$@" >"$LOG/$name.log" 2>&1
     echo $? >"$LOG/$name.rc"
+    echo "$SECONDS" >"$LOG/$name.end" # the stage's own end: finish_stage may wait on another first
   ) &
   PID[$name]=$!
 }
@@ -96,7 +102,7 @@ finish_stage() { # finish_stage NAME: wait, classify, log
   [[ -n ${PID[$name]:-} ]] || return 0
   wait "${PID[$name]}"
   rc=$(cat "$LOG/$name.rc" 2>/dev/null || echo 255)
-  SECS[$name]=$((SECONDS - T0[$name]))
+  SECS[$name]=$(($(cat "$LOG/$name.end" 2>/dev/null || echo "$SECONDS") - T0[$name]))
   RC[$name]=$rc
   classify "$name" "$rc"
   size=$(wc -c <"$LOG/$name.log")
@@ -155,6 +161,15 @@ classify() { # classify NAME RC: STATUS and NOTE of a finished stage
     import) note=$(last_match import '^(OK|PROBLEM)') ;;
     build) note=$(last_match build 'Successfully installed|ERROR|error:') ;;
     bench_simulate) note=$(grep -acE '^appended to' "$log")" records appended" ;;
+    bench_gradient)
+      note=$(grep -acE '^appended to' "$log")" records appended"
+      local checks_line
+      checks_line=$(last_match bench_gradient '^checks (passed|FAILED)')
+      [[ -n $checks_line ]] && note="$note; ${checks_line%% (*}"
+      if ((rc == 124 || rc == 137)); then
+        note="$note; last line: $(grep -av '^\s*$' "$log" | tail -n 1 | cut -c 1-150)"
+      fi
+      ;;
     bench_unet_block) note=$(last_match bench_unet_block 'geomean') ;;
     device) note=$(last_match device '^GPU:') ;;
   esac
@@ -350,8 +365,10 @@ if ((GPU_OK)); then
       --show-backtrace device)
     run_stage memcheck 120 "${SAN[@]}" --tool memcheck "${FILTER[@]}" --print-limit 50 \
       "$PY" "$EXTRA" san
-    start_stage racecheck 150 "${SAN[@]}" --tool racecheck "${FILTER[@]}" --print-limit 50 \
-      "$PY" "$EXTRA" san
+    # racecheck gets the lean big cases (GPU_EXTRA_SAN_BIG=0): the full ones outlasted 150 s on
+    # an H200 (gpu_extra.san says what the lean ones keep); memcheck and initcheck keep them all
+    start_stage racecheck 150 env GPU_EXTRA_SAN_BIG=0 "${SAN[@]}" --tool racecheck \
+      "${FILTER[@]}" --print-limit 50 "$PY" "$EXTRA" san
     start_stage initcheck 150 "${SAN[@]}" --tool initcheck --print-limit 200 "$PY" "$EXTRA" san
   else
     for s in memcheck racecheck initcheck; do skip $s "no compute-sanitizer on PATH"; done
@@ -367,9 +384,26 @@ if ((GPU_OK)); then
 
   # 6. benchmarks
   run_stage bench 150 "$PY" "$EXTRA" bench --json "$OUT/extra.json"
+  # the gradient: its own time budget is the stage's timeout less 20 s (imports, the last
+  # measurement's overrun), so it records what it measured before the timeout could stop it
+  if cap=$(cap_for 90); then
+    GRAD_BUDGET=$((cap / CAP_SCALE - 20))
+    ((GRAD_BUDGET < 5)) && GRAD_BUDGET=5
+  fi
   if [[ -z $DRY ]]; then
+    run_stage bench_gradient 90 "$PY" benchmarks/bench_gradient.py --device cuda --batch 16 256 \
+      --time-budget "${GRAD_BUDGET:-70}" --results "$OUT"
+  else # the CPU path, then the cuda path emulated on the CPU (100 steps)
     # shellcheck disable=SC2016 # expanded by the inner bash
-    run_stage bench_simulate 150 bash -c 'for b in 16 256 1024; do "$0" \
+    run_stage bench_gradient 90 bash -c '"$0" benchmarks/bench_gradient.py --device cpu --batch 2 \
+      --repeats 1 --no-deepwave --results "$1" && "$0" benchmarks/bench_gradient.py --device cuda \
+      --emulate-cuda --nt 100 --batch 2 4 --no-deepwave --time-budget 20 --results "$1"' "$PY" "$OUT"
+  fi
+  if [[ -z $DRY ]]; then
+    # B = 1024 left out: as many models/s as B = 256 on an H200 (822 vs 799 pml, 112 vs 112
+    # openfwi) for ~30 s of this call; gpu_extra.py bench still times the forward at B = 1024
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    run_stage bench_simulate 150 bash -c 'for b in 16 256; do "$0" \
       benchmarks/bench_simulate.py --device cuda --no-deepwave --min-time 0.5 --batch "$b" \
       --results "$1" || exit; done' "$PY" "$OUT"
   else
@@ -399,7 +433,8 @@ if ((GPU_OK)); then
 else
   why="no usable build (build or import failed)"
   ((HAVE_GPU)) || why="no GPU"
-  for s in pytest memcheck racecheck initcheck extra bench bench_simulate ncu bench_unet_block; do
+  for s in pytest memcheck racecheck initcheck extra bench bench_gradient bench_simulate ncu \
+    bench_unet_block; do
     skip $s "$why"
   done
 fi
@@ -421,6 +456,8 @@ FAILED=0
   echo "--- results"
   grep -ahE '^(FAIL|GAP) |^SUMMARY|^BENCH|passed|failed|ERROR SUMMARY|RACECHECK SUMMARY|reports in' \
     "$LOG"/{pytest,extra,bench,memcheck,racecheck,initcheck}.log 2>/dev/null | cut -c 1-250
+  grep -ahE '^(checks|backward warnings)|vs cpu, |s/model fwd\+bwd|B=[0-9]+ +(skipped|raised)' \
+    "$LOG/bench_gradient.log" 2>/dev/null | cut -c 1-250
   grep -ahE 'ms/model|speed-up' "$LOG/bench_simulate.log" 2>/dev/null
   grep -ahE "$NCU_HEADER|Duration  |DRAM Throughput|Registers Per Thread|Achieved Occupancy|\
 smsp__inst_executed.sum|dram__bytes_(read|write).sum" "$LOG/ncu.log" 2>/dev/null | cut -c 1-160
