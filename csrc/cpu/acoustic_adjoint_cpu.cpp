@@ -733,12 +733,13 @@ int64_t acoustic_checkpoint_elems(const AcousticForwardParams& p) {
 void acoustic_backward_cpu(const AcousticForwardParams& p) {
   auto fail = [](const std::string& m) { throw std::invalid_argument("acoustic_backward: " + m); };
   if (!p.grad_vdt2) fail("null grad_vdt2");
-  if (p.observed ? !p.grad_misfit : !p.grad_out) {
+  const int64_t m = p.n_models * p.nzm * p.nxm;
+  const bool work = p.n_models * p.n_shots * p.nt > 0;
+  if (work && (p.observed ? !p.grad_misfit : !p.grad_out)) {
     fail("needs grad_out, or observed with grad_misfit");
   }
   if (p.observed && p.checkpoints) fail("stored checkpoints cannot drive the misfit's adjoint");
-  const int64_t m = p.n_models * p.nzm * p.nxm;
-  if (p.n_models * p.n_shots * p.nt == 0) {  // no shot or no step: the gradient is zero
+  if (!work) {  // no shot or no step: the gradient is zero
     if (p.dtype == DType::kFloat32) {
       std::fill(static_cast<float*>(p.grad_vdt2), static_cast<float*>(p.grad_vdt2) + m, 0.0f);
     } else {

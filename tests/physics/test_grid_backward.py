@@ -119,6 +119,22 @@ def test_host_twin_checkpoint_interval_longer_than_a_segment() -> None:
         assert rel(grid_backward(args, grad=g, host=True), cpu) <= 1e-12
 
 
+def test_no_shot_or_no_step_gives_a_zero_gradient() -> None:
+    """Degenerate problems (only the raw op can pass them): both backwards write zeros."""
+    s = survey()
+    base = list(problem_args(velocity(s), s, "pml"))
+    no_shot, no_step = list(base), list(base)
+    no_shot[9] = base[9][:0]
+    no_step[11] = base[11][:0]
+    for args, shots, nt in ((no_shot, 0, s.nt), (no_step, s.n_sources, 0)):
+        g = torch.zeros(3, shots, nt, s.n_receivers, dtype=torch.float64)
+        for out in (
+            grid_backward(tuple(args), grad=g, host=True),
+            _call_native(tuple(args), kind="backward", grad=g),
+        ):
+            assert out.shape == (3, s.nz, s.nx) and not out.any()
+
+
 def test_workspace_size_formula() -> None:
     """The workspace holds what the header comment of acoustic_adjoint_grid.h lists."""
     s = survey()
