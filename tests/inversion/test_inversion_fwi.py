@@ -35,12 +35,12 @@ def layered() -> torch.Tensor:
     return v
 
 
-def test_fwi_recovers_a_layered_model() -> None:
-    truth = layered()
+def test_fwi_recovers_a_layered_model(device: torch.device) -> None:
+    truth = layered().to(device)
     observed = up.physics.simulate(truth, SURVEY, boundary="pml")
     v0 = smooth_velocity(truth, 6.0)
     result = fwi(observed, SURVEY, v0, boundary="pml", iterations=30, bounds=(1500.0, 4000.0))
-    assert result.velocity.shape == truth.shape
+    assert result.velocity.shape == truth.shape and result.velocity.device.type == device.type
     assert float(result.history[-1, 0]) < 0.05 * float(result.history[0, 0])
     err0 = float((v0 - truth).abs().mean())
     err1 = float((result.velocity - truth).abs().mean())
