@@ -252,6 +252,16 @@ def check_determinism_and_fused_misfit() -> None:
             report(f"fused_misfit_vs_reference_{mode}", r < 1e-9, f"rel={r:.2e} (float64)")
 
 
+def simulate_gradients(v: torch.Tensor, survey: Survey, w: torch.Tensor, **kw) -> list:
+    """d/dv sum(simulate(v) * w) on the CPU and on DEV (in that order), through autograd."""
+    grads = []
+    for d in ("cpu", DEV):
+        x = v.to(d).requires_grad_()
+        out = simulate(x, survey, **kw)
+        grads.append(torch.autograd.grad((out * w.to(d)).sum(), x)[0])
+    return grads
+
+
 def check_many_shots() -> None:
     """More than 65,535 shots (the grid's z / x limit: grid-stride loops in step and misfit)."""
     n = 14000  # x 5 sources = 70,000 shots
@@ -276,11 +286,7 @@ def check_many_shots() -> None:
     with check(name):
         w = torch.randn(n, TINY.n_sources, TINY.nt, TINY.n_receivers, dtype=torch.float64,
                         generator=torch.Generator().manual_seed(4))  # fmt: skip
-        grads = []
-        for d in ("cpu", DEV):
-            x = v64.to(d).requires_grad_()
-            out = simulate(x, TINY, boundary="pml")
-            grads.append(torch.autograd.grad((out * w.to(d)).sum(), x)[0])
+        grads = simulate_gradients(v64, TINY, w, boundary="pml")
         r = rel(grads[1], grads[0])
         ok = grads[1].device.type == DEV and bool(grads[0].abs().max() > 0)
         report(name, ok and r < 1e-10, f"{n * TINY.n_sources} shots, rel={r:.2e} (float64)")
@@ -377,11 +383,7 @@ def check_gradients() -> None:
         kw = {"pad": 7} if mode == "none" else {}
         name = f"gradient_cpu_vs_{DEV}_{mode}_float64"
         with check(name):
-            grads = []
-            for d in ("cpu", DEV):
-                x = v.to(d).requires_grad_()
-                out = simulate(x, GRAD, boundary=mode, **kw)
-                grads.append(torch.autograd.grad((out * w.to(d)).sum(), x)[0])
+            grads = simulate_gradients(v, GRAD, w, boundary=mode, **kw)
             r = rel(grads[1], grads[0])
             ok = grads[1].device.type == DEV and r <= 1e-10
             report(name, ok, f"rel={r:.2e} (tol 1e-10)")
@@ -414,11 +416,7 @@ def check_gradients() -> None:
         survey = OPENFWI.with_(nt=200 if CUDA else 60)
         v32 = models(2, seed=9)
         w32 = torch.randn(2, 5, survey.nt, 70, generator=g)
-        grads = []
-        for d in ("cpu", DEV):
-            x = v32.to(d).requires_grad_()
-            out = simulate(x, survey, boundary="pml")
-            grads.append(torch.autograd.grad((out * w32.to(d)).sum(), x)[0])
+        grads = simulate_gradients(v32, survey, w32, boundary="pml")
         r = rel(grads[1], grads[0])
         report(name, r < 1e-5, f"rel={r:.2e} (tol 1e-5)")
 

@@ -62,6 +62,37 @@ ODD_SURVEY = Survey(
     sponge_width=30,
     pml_width=10,
 )
+
+
+def tiny_survey(
+    nz: int = 13,
+    nx: int = 11,
+    nt: int = 60,
+    *,
+    dx: float = 10.0,
+    repeat_receiver: bool = False,
+    **kw: Any,
+) -> Survey:
+    """Odd-sized grid for gradient tests: sources and receivers at edges, a corner and the
+    interior (``repeat_receiver``: one receiver twice, as a raw problem may have it); ``kw``: other
+    Survey fields (e.g. ``pml_max_velocity``)."""
+    receivers = ((1, 0), (2, 5), (1, nx - 1), (nz - 1, 4)) + (((2, 5),) if repeat_receiver else ())
+    return Survey(
+        **kw,
+        nz=nz,
+        nx=nx,
+        dz=10.0,
+        dx=dx,
+        dt=0.001,
+        nt=nt,
+        sources=((1, 2), (3, nx - 3)),
+        receivers=receivers,
+        frequency=25.0,
+        sponge_width=6,
+        pml_width=5,
+    )
+
+
 requires_cuda = pytest.mark.skipif(
     CUDA_SKIP_REASON is not None, reason=f"{CUDA_SKIP_PREFIX}{CUDA_SKIP_REASON}"
 )

@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from helpers import requires_cuda
+from helpers import requires_cuda, tiny_survey
 
 import ubdiff_phys as up
 from ubdiff_phys.ops import acoustic_grid
@@ -21,21 +21,9 @@ from ubdiff_phys.physics.forward import prepare_problem
 BOUNDARY_KW = {"openfwi": {}, "pml": {}, "none": {"pad": 7}}
 
 
-def survey(nz: int = 13, nx: int = 11, nt: int = 60) -> Survey:
-    """Odd-sized grid; sources and receivers at edges, a corner and the interior."""
-    return Survey(
-        nz=nz,
-        nx=nx,
-        dz=10.0,
-        dx=12.0,
-        dt=0.001,
-        nt=nt,
-        sources=((1, 2), (3, nx - 3)),
-        receivers=((1, 0), (2, 5), (1, nx - 1), (nz - 1, 4), (2, 5)),
-        frequency=25.0,
-        sponge_width=6,
-        pml_width=5,
-    )
+def survey(nt: int = 60) -> Survey:
+    """The gradient tests' tiny odd survey, with a receiver repeated and dx != dz."""
+    return tiny_survey(nt=nt, dx=12.0, repeat_receiver=True)
 
 
 def velocity(s: Survey, b: int = 3, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
@@ -64,12 +52,17 @@ def float32_oracle(args64: tuple, g64: torch.Tensor) -> tuple[torch.Tensor, floa
     return truth, rel(cpu32, truth)
 
 
-@pytest.mark.parametrize("boundary", ["openfwi", "pml", "none"])
-def test_host_twin_matches_cpu_adjoint(boundary: str) -> None:
+def backward_case(boundary: str) -> tuple[Survey, tuple, torch.Tensor, torch.Tensor]:
+    """(survey, float64 problem args, gathers' gradient, the CPU adjoint's gradient)."""
     s = survey()
     args = problem_args(velocity(s), s, boundary)
     g = torch.randn(3, s.n_sources, s.nt, s.n_receivers, dtype=torch.float64)
-    cpu = _call_native(args, kind="backward", grad=g)
+    return s, args, g, _call_native(args, kind="backward", grad=g)
+
+
+@pytest.mark.parametrize("boundary", ["openfwi", "pml", "none"])
+def test_host_twin_matches_cpu_adjoint(boundary: str) -> None:
+    s, args, g, cpu = backward_case(boundary)
     twin = grid_backward(args, grad=g, host=True)
     assert twin.dtype == torch.float64 and twin.shape == cpu.shape
     assert rel(twin, cpu) <= 1e-12
@@ -159,10 +152,7 @@ def test_workspace_size_formula() -> None:
 @requires_cuda
 @pytest.mark.parametrize("boundary", ["openfwi", "pml", "none"])
 def test_cuda_backward_matches_cpu(boundary: str) -> None:
-    s = survey()
-    args = problem_args(velocity(s), s, boundary)
-    g = torch.randn(3, s.n_sources, s.nt, s.n_receivers, dtype=torch.float64)
-    cpu = _call_native(args, kind="backward", grad=g)
+    s, args, g, cpu = backward_case(boundary)
     gpu_args = tuple(a.cuda() if isinstance(a, torch.Tensor) else a for a in args)
     gpu = grid_backward(gpu_args, grad=g.cuda())
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float64

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import requires_cuda
+from helpers import requires_cuda, tiny_survey
 
 import ubdiff_phys as up
 from ubdiff_phys.ops import acoustic_native
@@ -15,24 +15,6 @@ from ubdiff_phys.physics import Survey
 from ubdiff_phys.physics.forward import prepare_problem
 
 BOUNDARY_KW = {"openfwi": {}, "pml": {}, "none": {"pad": 7}}
-
-
-def tiny_survey(nz: int = 13, nx: int = 11, nt: int = 60, **kw) -> Survey:
-    """Odd-sized grid, sources and receivers at edges, corners and the interior."""
-    return Survey(
-        **kw,
-        nz=nz,
-        nx=nx,
-        dz=10.0,
-        dx=10.0,
-        dt=0.001,
-        nt=nt,
-        sources=((1, 2), (3, nx - 3)),
-        receivers=((1, 0), (2, 5), (1, nx - 1), (nz - 1, 4)),
-        frequency=25.0,
-        sponge_width=6,
-        pml_width=5,
-    )
 
 
 def random_velocity(survey: Survey, b: int = 2, seed: int = 0, dtype=torch.float64):

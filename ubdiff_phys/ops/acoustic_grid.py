@@ -12,6 +12,24 @@ __all__ = ["GRID_BACKWARD_MEMORY_SHARE", "grid_backward", "grid_workspace_elems"
 Tensor = torch.Tensor
 
 
+class Pointers:
+    """Raw data pointers for the native parameter struct: ``ptrs(t, dtype)`` converts ``t`` to
+    the compute device and ``dtype`` (default: the compute dtype), contiguous, keeps the converted
+    tensor alive in ``ptrs.keep`` (until the kernels are queued) and returns its address; None
+    gives 0 (a null pointer)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device, self.dtype = device, dtype
+        self.keep: list[Tensor] = []
+
+    def __call__(self, t: Tensor | None, want: torch.dtype | None = None) -> int:
+        if t is None:
+            return 0
+        t = t.to(device=self.device, dtype=want or self.dtype).contiguous()
+        self.keep.append(t)
+        return t.data_ptr()
+
+
 def problem_params(C, args: tuple, ptr):
     """The native parameter struct with the problem's sizes, geometry and tensors (``ptr`` turns
     a tensor into a pointer kept alive by the caller)."""
@@ -78,15 +96,7 @@ def grid_backward(
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         max_bytes = int(GRID_BACKWARD_MEMORY_SHARE * (free + cached))
     chunk = n_models if max_bytes is None else max(1, min(n_models, max_bytes // max(per_model, 1)))
-    keep: list[Tensor] = []  # what the pointers point to, alive until the kernels are queued
-
-    def ptr(t: Tensor | None, want: torch.dtype = dtype) -> int:
-        if t is None:
-            return 0
-        t = t.to(device=device, dtype=want).contiguous()
-        keep.append(t)
-        return t.data_ptr()
-
+    ptr = Pointers(device, dtype)
     for b0 in range(0, n_models, chunk):
         sl = slice(b0, min(b0 + chunk, n_models))
         part = tuple(a[sl] if i < 9 and a is not None else a for i, a in enumerate(args))

@@ -23,7 +23,7 @@ import math
 import torch
 
 from ubdiff_phys._native import native
-from ubdiff_phys.ops.acoustic_grid import grid_backward, problem_params
+from ubdiff_phys.ops.acoustic_grid import Pointers, grid_backward, problem_params
 
 __all__ = [
     "forward_for_gradient",
@@ -99,14 +99,7 @@ def _call_native(
     backward = kind in ("backward", "misfit_backward")
     if backward and device.type == "cuda":
         return grid_backward(args, observed=observed, bounds=bounds, grad=grad, sums=sums)
-    keep: list[Tensor] = []
-
-    def ptr(t: Tensor | None, want: torch.dtype = dtype) -> int:
-        if t is None:
-            return 0
-        t = t.to(device=device, dtype=want).contiguous()
-        keep.append(t)
-        return t.data_ptr()
+    ptr = Pointers(device, dtype)
 
     if kind in ("forward", "forward_ckpt"):
         result = torch.empty(n_models, n_shots, nt, n_rec, dtype=dtype, device=device)
@@ -149,7 +142,7 @@ def _call_native(
         (C.acoustic_backward_cpu if backward else C.acoustic_forward_cpu)(p)
     elif device.type == "cuda":
         workspace = torch.zeros(C.acoustic_forward_workspace_elems(p), dtype=dtype, device=device)
-        keep.append(workspace)
+        ptr.keep.append(workspace)
         p.workspace = workspace.data_ptr()
         with torch.cuda.device(device):
             p.stream = torch.cuda.current_stream(device).cuda_stream
