@@ -123,6 +123,12 @@ def main() -> None:
         "--inner", type=int, default=5, help="L-BFGS iterations per step (--method proximal)"
     )
     ap.add_argument("--inversionnet-steps", type=int, default=500)
+    ap.add_argument(
+        "--baselines",
+        choices=("all", "none"),
+        default="all",
+        help="none: score only the posterior and the prior mean (no FWI, no InversionNet)",
+    )
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, default=Path("out/posterior"))
     ap.add_argument(
@@ -139,7 +145,11 @@ def main() -> None:
     lo, hi = prior.bounds
     boundary = prior.boundary
     msurvey, truth, clean = held_out_maps(prior, args.family, args.n_maps, args.seed)
-    predict, inv_seconds = inversionnet(args.train_store, args.inversionnet_steps, seed=0)
+    predict, inv_seconds = (
+        inversionnet(args.train_store, args.inversionnet_steps, seed=0)
+        if args.baselines == "all"
+        else (None, 0.0)
+    )
     z = torch.randn((32, *prior.latent_shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         prior_mean = prior.velocity(sample_ddim(prior.denoiser, z.double(), 50)).mean(0)[None]
@@ -203,11 +213,39 @@ def evaluate_one(
         latent_fit=args.latent_fit,
         generator=torch.Generator().manual_seed(k),
     )
+    out = {"map": k, "noise": level, "sigma": sigma, "noise_misfit": noise_misfit}
+    maps = {"posterior": res.mean[None], "prior_mean": prior_mean}
+    if predict is not None:
+        maps |= baselines(args, out, obs1, truth, res, survey, boundary, predict, lo, hi)
+    for name, v in maps.items():
+        out.setdefault(name, {}).update(score(v, truth, lo, hi))
+        out[name]["misfit"] = float(misfit(v.float(), obs1, survey, boundary=boundary))
+    out["posterior"].update(
+        coverage_90=res.coverage(truth[0], 0.9),
+        coverage_90_quantile=res.coverage(truth[0], 0.9, kind="quantile"),
+        coverage_90_approximation=(
+            None if res.decoder_error is None else res.coverage(truth[0], 0.9, kind="approximation")
+        ),
+        std_mean_m_per_s=float(res.std.mean()),
+        sample_misfit_median=float(res.misfit.median()),
+        seconds=res.seconds,
+        seconds_per_sample=res.seconds / args.n_samples,
+        solver_calls=res.solver_calls,
+        seconds_per_solver_call=res.seconds / res.solver_calls,
+        n_samples=args.n_samples,
+        settings=res.settings,
+    )
+    return out
+
+
+def baselines(args, out, obs1, truth, res, survey, boundary, predict, lo, hi) -> dict:
+    """FWI from the smoothed truth and from the posterior mean, and InversionNet: their maps
+    (1, 1, nz, nx) [m/s] by name; their seconds (and evaluations) go into ``out``."""
     t0 = time.perf_counter()
     start = smooth_velocity(truth, 10.0)
     f = fwi(obs1, survey, start, boundary=boundary, iterations=args.fwi_iterations, bounds=(lo, hi))
-    fwi_seconds = time.perf_counter() - t0
-    from_posterior = {}
+    out["fwi"] = {"seconds": time.perf_counter() - t0, "evaluations": f.evaluations}
+    maps = {"fwi": f.velocity.float(), "fwi_start": start}
     for name, sigma_start in (("fwi_posterior", 10.0), ("fwi_posterior_raw", 0.0)):
         t0 = time.perf_counter()
         fp = fwi(
@@ -218,39 +256,12 @@ def evaluate_one(
             iterations=args.fwi_iterations,
             bounds=(lo, hi),
         )
-        from_posterior[name] = (fp, time.perf_counter() - t0)
+        out[name] = {"seconds": time.perf_counter() - t0, "evaluations": fp.evaluations}
+        maps[name] = fp.velocity.float()
     t0 = time.perf_counter()
-    inv = predict(obs1)
-    inv_seconds = time.perf_counter() - t0
-    out = {"map": k, "noise": level, "sigma": sigma, "noise_misfit": noise_misfit}
-    for name, v in (
-        ("posterior", res.mean[None]),
-        ("fwi", f.velocity.float()),
-        ("fwi_start", start),
-        ("fwi_posterior", from_posterior["fwi_posterior"][0].velocity.float()),
-        ("fwi_posterior_raw", from_posterior["fwi_posterior_raw"][0].velocity.float()),
-        ("inversionnet", inv),
-        ("prior_mean", prior_mean),
-    ):
-        out[name] = score(v, truth, lo, hi)
-        out[name]["misfit"] = float(misfit(v.float(), obs1, survey, boundary=boundary))
-    out["posterior"].update(
-        coverage_90=res.coverage(truth[0], 0.9),
-        coverage_90_quantile=res.coverage(truth[0], 0.9, kind="quantile"),
-        std_mean_m_per_s=float(res.std.mean()),
-        sample_misfit_median=float(res.misfit.median()),
-        seconds=res.seconds,
-        seconds_per_sample=res.seconds / args.n_samples,
-        solver_calls=res.solver_calls,
-        seconds_per_solver_call=res.seconds / res.solver_calls,
-        n_samples=args.n_samples,
-        settings=res.settings,
-    )
-    out["fwi"].update(seconds=fwi_seconds, evaluations=f.evaluations)
-    for name, (fp, seconds) in from_posterior.items():
-        out[name].update(seconds=seconds, evaluations=fp.evaluations)
-    out["inversionnet"].update(seconds=inv_seconds)
-    return out
+    maps["inversionnet"] = predict(obs1)
+    out["inversionnet"] = {"seconds": time.perf_counter() - t0}
+    return maps
 
 
 METHODS = (
@@ -275,10 +286,12 @@ def summarise(rows: list[dict], levels: list[float]) -> dict:
                 for key in ("ssim", "mae_m_per_s", "rel_l2", "misfit")
             }
             for m in METHODS
+            if m in sel[0]
         }
         out[str(level)]["noise_misfit"] = float(np.mean([r["noise_misfit"] for r in sel]))
-        for key in ("coverage_90", "coverage_90_quantile"):
-            out[str(level)]["posterior"][key] = float(np.mean([r["posterior"][key] for r in sel]))
+        for key in ("coverage_90", "coverage_90_quantile", "coverage_90_approximation"):
+            values = [r["posterior"][key] for r in sel]
+            out[str(level)]["posterior"][key] = None if None in values else float(np.mean(values))
         out[str(level)]["posterior"]["seconds_per_sample"] = float(
             np.mean([r["posterior"]["seconds_per_sample"] for r in sel])
         )
@@ -288,12 +301,20 @@ def summarise(rows: list[dict], levels: list[float]) -> dict:
     return out
 
 
+def _approx(p: dict) -> str:
+    """ ", with the decoder error 0.xx" when the prior stores one, else ""."""
+    a = p.get("coverage_90_approximation")
+    return "" if a is None else f", with the decoder error {a:.2f}"
+
+
 def print_row(r: dict) -> None:
     p = r["posterior"]
     print(
         f"map {r['map']} noise {r['noise']}: "
-        + ", ".join(f"{m} SSIM {r[m]['ssim']:.3f}" for m in METHODS)
-        + f"; coverage {p['coverage_90']:.2f} (quantiles {p['coverage_90_quantile']:.2f}); "
+        + ", ".join(f"{m} SSIM {r[m]['ssim']:.3f}" for m in METHODS if m in r)
+        + f"; coverage {p['coverage_90']:.2f} (quantiles {p['coverage_90_quantile']:.2f}"
+        + _approx(p)
+        + "); "
         + f"{p['seconds_per_sample']:.1f} s/sample",
         flush=True,
     )
@@ -303,7 +324,7 @@ def print_summary(summary: dict) -> None:
     print("| noise | method | SSIM | MAE m/s | rel L2 | misfit / noise level |")
     print("|---|---|---:|---:|---:|---:|")
     for level, per in summary.items():
-        for m in METHODS:
+        for m in (m for m in METHODS if m in per):
             s = per[m]
             print(
                 f"| {level} | {m} | {s['ssim']:.3f} | {s['mae_m_per_s']:.0f} | "
@@ -312,7 +333,7 @@ def print_summary(summary: dict) -> None:
         p = per["posterior"]
         print(
             f"| {level} | posterior coverage_90 {p['coverage_90']:.2f} (sample quantiles "
-            f"{p['coverage_90_quantile']:.2f}), "
+            f"{p['coverage_90_quantile']:.2f}{_approx(p)}), "
             f"{p['seconds_per_sample']:.1f} s/sample, {p['seconds_per_solver_call']:.2f} "
             "s/solver call | | | | |"
         )

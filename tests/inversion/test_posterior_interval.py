@@ -3,11 +3,14 @@ and the coverage of a further draw when the samples are exact draws of a Gaussia
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
+import numpy as np
 import pytest
 import torch
 
 from ubdiff_phys.inversion.posterior import PosteriorResult
-from ubdiff_phys.runtime.stats import student_t_quantile
+from ubdiff_phys.runtime.stats import student_t_quantile, student_t_quantiles
 
 
 @pytest.mark.parametrize(
@@ -23,6 +26,17 @@ from ubdiff_phys.runtime.stats import student_t_quantile
 def test_student_t_quantile_matches_tables(p: float, df: int, table: float) -> None:
     assert student_t_quantile(p, df) == pytest.approx(table, abs=1e-3)
     assert student_t_quantile(1 - p, df) == pytest.approx(-table, abs=1e-3)
+
+
+def test_vectorised_t_quantiles_match_the_scalar_ones() -> None:
+    df = np.array([1.0, 1.5, 2.0, 3.3, 7.0, 15.0, 40.0, 1e4, np.inf])
+    for p in (0.95, 0.975, 0.995):
+        normal = NormalDist().inv_cdf(p)
+        exact = [student_t_quantile(p, d) if np.isfinite(d) else normal for d in df]
+        np.testing.assert_allclose(student_t_quantiles(p, df), exact, rtol=5e-4)
+    np.testing.assert_allclose(student_t_quantiles(0.95, np.full(3, np.inf)), 1.6448536, rtol=1e-6)
+    with pytest.raises(ValueError, match="df >= 1"):
+        student_t_quantiles(0.95, np.array([0.5]))
 
 
 def gaussian_result(n: int, pixels: int, seed: int) -> tuple[PosteriorResult, torch.Tensor]:

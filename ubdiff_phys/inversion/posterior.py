@@ -32,12 +32,12 @@ from ubdiff_phys.inversion.prior import (
 from ubdiff_phys.physics.forward import BOUNDARIES, check_stability
 from ubdiff_phys.physics.misfit import misfit_and_grad
 from ubdiff_phys.physics.survey import Survey
-from ubdiff_phys.runtime.stats import student_t_quantile
+from ubdiff_phys.runtime.stats import student_t_quantile, student_t_quantiles
 
 __all__ = ["INTERVALS", "PosteriorResult", "fit_latents", "modelling_survey", "posterior_sample"]
 
 #: kinds of :meth:`PosteriorResult.interval`
-INTERVALS = ("predictive", "quantile")
+INTERVALS = ("predictive", "quantile", "approximation")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class PosteriorResult:
         noise_misfit: the misfit expected from the data noise alone, ½ N σ_d² (N data values).
         seconds: wall time of the sampling; solver_calls: batched misfit+gradient calls made.
         settings: the arguments used (JSON-serialisable).
+        decoder_error: (1, nz, nx) the prior's pixel-wise approximation error [m/s]
+            (:mod:`~ubdiff_phys.inversion.decoder_error`), or None when the prior stores none.
     """
 
     samples: torch.Tensor
@@ -61,6 +63,7 @@ class PosteriorResult:
     seconds: float
     solver_calls: int
     settings: dict[str, Any] = field(default_factory=dict)
+    decoder_error: torch.Tensor | None = None
 
     def interval(
         self, level: float = 0.9, kind: str = "predictive"
@@ -76,17 +79,30 @@ class PosteriorResult:
         draw less often than ``level``: they lie inside [min, max], which holds a further draw
         with probability (n − 1)/(n + 1) (7/9 at n = 8); at n = 8, level 0.9 and Gaussian draws
         about 0.73 (measured), so a perfectly calibrated sampler scores about 0.73 with them.
+        ``kind="approximation"``: the predictive interval with the prior's decoder error e added
+        in quadrature, mean ± t_ν · √(s² (1 + 1/n) + e²), ν the Welch–Satterthwaite degrees of
+        freedom of that sum (e held exact): it is meant to hold the *true* map, which differs
+        from every decoder output by about e (ValueError when the result has no
+        ``decoder_error``).
         """
         if kind not in INTERVALS:
             raise ValueError(f"kind must be one of {INTERVALS}, got {kind!r}")
+        if kind == "approximation" and self.decoder_error is None:
+            raise ValueError(
+                "this posterior has no decoder error: measure one with `ubdiff-phys prior-error`"
+            )
         x = self.samples.float().flatten(1)
         n = x.shape[0]
         shape = self.samples.shape[1:]
-        if kind == "quantile" or n < 2:
+        if kind == "quantile" or (n < 2 and kind == "predictive"):
             q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float32)
             lo, hi = torch.quantile(x, q.to(x.device), dim=0)
             return lo.reshape(shape), hi.reshape(shape)
-        half = student_t_quantile((1 + level) / 2, n - 1) * x.std(0) * (1 + 1 / n) ** 0.5
+        p = (1 + level) / 2
+        if kind == "predictive":
+            half = student_t_quantile(p, n - 1) * x.std(0) * (1 + 1 / n) ** 0.5
+        else:
+            half = _approximation_half_width(x, self.decoder_error, p)  # type: ignore[arg-type]
         mean = x.mean(0)
         return (mean - half).reshape(shape), (mean + half).reshape(shape)
 
@@ -95,6 +111,19 @@ class PosteriorResult:
         lo, hi = self.interval(level, kind)
         t = truth.reshape(lo.shape).to(lo)
         return float(((t >= lo) & (t <= hi)).float().mean())
+
+
+def _approximation_half_width(x: torch.Tensor, e: torch.Tensor, p: float) -> torch.Tensor:
+    """t_ν(p) · √(s² (1 + 1/n) + e²) per pixel for samples ``x`` (n, P) and the decoder error
+    ``e`` (P values) [m/s]; ν = (s²(1 + 1/n) + e²)² (n − 1) / (s²(1 + 1/n))² (∞ where s = 0;
+    the normal quantile for n = 1)."""
+    n = x.shape[0]
+    e2 = e.float().to(x.device).reshape(-1).square()
+    s2 = x.var(0) * (1 + 1 / n) if n > 1 else torch.zeros_like(e2)
+    var = (s2 + e2).double()
+    nu = torch.where(s2 > 0, var.square() * max(n - 1, 1) / s2.double().square(), torch.inf)
+    q = student_t_quantiles(p, nu.clamp(min=1.0).cpu().numpy())
+    return torch.from_numpy(q).to(x.device, torch.float32) * var.sqrt().float()
 
 
 class _Misfit(torch.autograd.Function):
@@ -364,4 +393,5 @@ def _result(prior, x, obs_b, survey, boundary, t0, calls, noise_std, settings) -
         seconds=seconds,
         solver_calls=calls + 1,
         settings=settings,
+        decoder_error=None if prior.decoder_error is None else prior.decoder_error.tensor(),
     )

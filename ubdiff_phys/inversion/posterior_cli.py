@@ -24,6 +24,7 @@ import torch
 
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
+from ubdiff_phys.inversion.decoder_error import estimate_decoder_error
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.prior import LatentPrior, estimate_denoiser_error, load_prior
 from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
@@ -173,6 +174,9 @@ def _row_report(res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float)
         ),
         "coverage_90": res.coverage(truth, 0.9),
         "coverage_90_quantile": res.coverage(truth, 0.9, kind="quantile"),
+        "coverage_90_approximation": (
+            None if res.decoder_error is None else res.coverage(truth, 0.9, kind="approximation")
+        ),
         "std_mean_m_per_s": float(res.std.mean()),
     }
 
@@ -236,15 +240,20 @@ def _figure(path: Path, truth: torch.Tensor, results: list[PosteriorResult], lo,
 
 def register_prior_error(sub: argparse._SubParsersAction) -> None:
     """``ubdiff-phys prior-error CHECKPOINT --store TRAIN.h5``: measure and store the denoiser
-    error r_t that ``invert --method noise_aware`` uses."""
+    error r_t that ``invert --method noise_aware`` uses, and the decoder's approximation error
+    that widens the posterior's ``approximation`` interval."""
     p = sub.add_parser(
         "prior-error",
-        help="measure a diffusion prior's denoiser error in data space (for noise-aware inversion)",
+        help="measure a diffusion prior's denoiser error in data space (for noise-aware "
+        "inversion) and its decoder's approximation error in velocity",
         description="Encode --n-maps training velocities of --store (a velocity-space prior: "
         "normalise them), noise them to each of --n-timesteps levels, denoise, decode and "
         "simulate, and store the RMS data-space error "
         "per level beside the checkpoint (denoiser_error.json), for the store's survey and "
-        "boundary (the C-PML pinned to the prior's v_max, as the inversion models).",
+        "boundary (the C-PML pinned to the prior's v_max, as the inversion models). Then encode "
+        "and decode up to --decoder-maps held-out velocities of the store (its test rows; the "
+        "training rows when it has none) and store the pixel-wise RMS reconstruction error "
+        "[m/s] (decoder_error.json).",
     )
     p.add_argument(
         "checkpoint",
@@ -253,26 +262,48 @@ def register_prior_error(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", type=Path, required=True, help="training store (HDF5)")
     p.add_argument("--n-maps", type=int, default=32, help="training velocities (default 32)")
     p.add_argument("--n-timesteps", type=int, default=12, help="noise levels (default 12)")
+    p.add_argument("--decoder-maps", type=int, default=64, help="held-out velocities (default 64)")
+    p.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="measure only the decoder error (no solver runs; keeps the denoiser error)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_prior_error)
 
 
+def _store_maps(st, rows: np.ndarray) -> torch.Tensor:
+    """velocity rows of an open store -> (N, 1, nz, nx) float32 [m/s]."""
+    v = np.stack([st.velocity(int(r)) for r in rows])
+    return torch.from_numpy(v).float().reshape(len(rows), 1, *v.shape[-2:])
+
+
 def _prior_error(args: argparse.Namespace) -> int:
-    if args.n_maps < 2 or args.n_timesteps < 2:
-        raise UserError("--n-maps and --n-timesteps must be >= 2")
+    if args.n_maps < 2 or args.n_timesteps < 2 or args.decoder_maps < 2:
+        raise UserError("--n-maps, --n-timesteps and --decoder-maps must be >= 2")
     prior = load_prior(args.checkpoint)
     with open_store(args.store) as st:
         survey, boundary = st.survey, st.attrs.get("boundary")
-        rows = st.train_index[: args.n_maps]
-        v = np.stack([st.velocity(int(r)) for r in rows])
+        v = _store_maps(st, st.train_index[: args.n_maps])
+        held_out = len(st.test_index) >= 2
+        rows = (st.test_index if held_out else st.train_index)[: args.decoder_maps]
+        v_dec = _store_maps(st, rows)
     if survey is None or boundary is None:
         raise UserError(f"{str(args.store)!r} records no survey/boundary")
-    v = torch.from_numpy(v).float().reshape(len(rows), 1, survey.nz, survey.nx)
+    source = "held-out store rows" if held_out else "training store rows (no held-out rows)"
+    dec = estimate_decoder_error(prior, v_dec, source=source)
+    prior.save_decoder_error(dec)
+    print(
+        f"prior-error: wrote {prior.decoder_error_path} ({dec.n_maps} {source}): RMS "
+        f"{dec.mean_rms:.4g} m/s"
+    )
+    if args.decoder_only:
+        return 0
     survey = modelling_survey(survey, boundary, prior.bounds[1])
     err = estimate_denoiser_error(
         prior, v, survey, boundary=boundary, n_timesteps=args.n_timesteps, seed=args.seed
     )
     prior.save_denoiser_error(err)
     pairs = ", ".join(f"t={t}: {r:.3g}" for t, r in zip(err.timesteps, err.rms, strict=True))
-    print(f"prior-error: wrote {prior.error_path} ({len(rows)} maps): {pairs}")
+    print(f"prior-error: wrote {prior.error_path} ({v.shape[0]} maps): {pairs}")
     return 0

@@ -27,6 +27,12 @@ import torch
 
 from ubdiff_phys.diffusion.checkpoint import is_velocity_checkpoint
 from ubdiff_phys.diffusion.targets import q_sample, x0_from_v
+from ubdiff_phys.inversion.decoder_error import (
+    DECODER_ERROR_FILE,
+    DecoderError,
+    decoder_error_path,
+    stored_decoder_error,
+)
 from ubdiff_phys.physics.forward import simulate
 from ubdiff_phys.physics.survey import Survey
 from ubdiff_phys.pipelines.generator import load_generator
@@ -126,6 +132,8 @@ class _PriorCommon:
     survey, boundary: the training data's modelling (None when it records none).
     device: where the prior computes.
     error_path: where the denoiser error is stored; denoiser_error: the stored estimate, or None.
+    decoder_error: the stored pixel-wise approximation error of the decoder
+        (:mod:`ubdiff_phys.inversion.decoder_error`), or None.
     info: where it was loaded from.
     """
 
@@ -136,6 +144,7 @@ class _PriorCommon:
     device: torch.device
     error_path: Path
     denoiser_error: DenoiserError | None = None
+    decoder_error: DecoderError | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,6 +164,18 @@ class _PriorCommon:
         """Store ``err`` beside the checkpoint (atomic) and keep it on the prior."""
         atomic_write_json(self.error_path, err.to_dict())
         self.denoiser_error = err
+
+    @property
+    def decoder_error_path(self) -> Path:
+        """Where the decoder error is stored (beside the denoiser error)."""
+        name = self.error_path.name
+        stem = name[: -len(DENOISER_ERROR_FILE)] if name.endswith(DENOISER_ERROR_FILE) else ""
+        return self.error_path.parent / f"{stem}{DECODER_ERROR_FILE}"
+
+    def save_decoder_error(self, err: DecoderError) -> None:
+        """Store ``err`` beside the checkpoint (atomic) and keep it on the prior."""
+        atomic_write_json(self.decoder_error_path, err.to_dict())
+        self.decoder_error = err
 
 
 @dataclass(kw_only=True)
@@ -252,6 +273,7 @@ def load_velocity_prior(
         device=gen.device,
         error_path=error_path,
         denoiser_error=_stored_error(error_path),
+        decoder_error=stored_decoder_error(decoder_error_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )
 
@@ -278,6 +300,7 @@ def load_prior(
         device=gen.device,
         error_path=error_path,
         denoiser_error=_stored_error(error_path),
+        decoder_error=stored_decoder_error(decoder_error_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )
 

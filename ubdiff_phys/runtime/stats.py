@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["QUANTILES", "QUANTILE_NAMES", "distribution", "student_t_quantile"]
+__all__ = [
+    "QUANTILES",
+    "QUANTILE_NAMES",
+    "distribution",
+    "student_t_quantile",
+    "student_t_quantiles",
+]
 
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 QUANTILE_NAMES = ("min", "p05", "p25", "median", "p75", "p95", "max")
@@ -21,8 +28,9 @@ def distribution(values) -> dict[str, float]:
     return {**dict(zip(QUANTILE_NAMES, map(float, q), strict=True)), "mean": float(values.mean())}
 
 
-def student_t_quantile(p: float, df: int) -> float:
-    """The p-quantile of Student's t distribution with ``df`` >= 1 degrees of freedom.
+def student_t_quantile(p: float, df: float) -> float:
+    """The p-quantile of Student's t distribution with ``df`` >= 1 degrees of freedom (not
+    necessarily an integer).
 
     The CDF is integrated numerically (composite Simpson on [0, |t|], 2,000 panels, of the
     closed-form density) and inverted by bisection: |error| < 1e-6 for p in [0.5, 0.999] and
@@ -47,3 +55,18 @@ def student_t_quantile(p: float, df: int) -> float:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
     return (lo + hi) / 2
+
+
+def student_t_quantiles(p: float, df: np.ndarray, knots: int = 65) -> np.ndarray:
+    """The p-quantiles (p ≥ 0.5) of Student's t for many degrees of freedom ``df`` ≥ 1 at once
+    (np.inf: the normal quantile), interpolated linearly in 1/df between ``knots`` exact values
+    spread evenly over [0, 1/min(df)]: within 0.05 % of :func:`student_t_quantile` for df ≥ 1
+    and p ≤ 0.995 (checked in the tests; ~0.3 s)."""
+    df = np.asarray(df, dtype=np.float64)
+    if p < 0.5 or (df < 1).any():
+        raise ValueError(f"need p >= 0.5 and df >= 1, got p={p}, min df={df.min()}")
+    x = 1.0 / df
+    grid = np.linspace(0.0, float(x.max()), knots) if x.max() > 0 else np.zeros(1)
+    normal = NormalDist().inv_cdf(p)
+    values = np.array([normal if g == 0 else student_t_quantile(p, 1.0 / g) for g in grid])
+    return np.interp(x, grid, values) if grid.size > 1 else np.full(x.shape, normal)
