@@ -120,6 +120,9 @@ def main() -> None:
     )
     ap.add_argument("--method", default="noise_aware", choices=POSTERIOR_METHODS)
     ap.add_argument(
+        "--trust", type=float, default=1.0, help="posterior_sample's trust (noise_aware; default 1)"
+    )
+    ap.add_argument(
         "--inner", type=int, default=5, help="L-BFGS iterations per step (--method proximal)"
     )
     ap.add_argument("--inversionnet-steps", type=int, default=500)
@@ -211,6 +214,7 @@ def evaluate_one(
         method=args.method,
         inner=args.inner,
         latent_fit=args.latent_fit,
+        trust=args.trust,
         generator=torch.Generator().manual_seed(k),
     )
     out = {"map": k, "noise": level, "sigma": sigma, "noise_misfit": noise_misfit}

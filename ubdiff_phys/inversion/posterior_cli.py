@@ -7,7 +7,8 @@ velocity-space model.
 Writes into DIR: ``samples.npy`` (rows, n, 1, nz, nx), ``mean.npy`` and ``std.npy`` (rows, 1, nz,
 nx) [m/s]; ``posterior.json`` (settings, each sample's data misfit next to the noise level,
 seconds per sample and per solver call, and, against the stored velocity: the mean's SSIM / MAE /
-relative L2 and the share of true pixels inside the 90 % posterior interval); ``figure.png``
+relative L2 and the share of true pixels inside the 90 % posterior interval, and inside the
+interval widened by the prior's decoder error when it stores one); ``figure.png``
 (truth, mean, std, two samples, the misfits). Files are written under temporary names and renamed;
 existing outputs are refused unless ``--overwrite``.
 """
