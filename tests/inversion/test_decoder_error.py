@@ -84,9 +84,11 @@ def test_approximation_interval_covers_a_truth_off_the_decoders_range(e_scale: f
     approx = res.coverage(truth, 0.9, kind="approximation")
     assert approx == pytest.approx(0.90, abs=0.01)
     assert res.coverage(truth, 0.9) < approx - 0.02
-    lo_p, hi_p = res.interval(0.9)
-    lo_a, hi_a = res.interval(0.9, kind="approximation")
-    assert bool((lo_a <= lo_p).all() and (hi_a >= hi_p).all())
+    for n in (2, 8):
+        few, _ = result_with_error(n, 2000, e_scale / 10, seed=n)
+        lo_p, hi_p = few.interval(0.9)
+        lo_a, hi_a = few.interval(0.9, kind="approximation")
+        assert bool((lo_a <= lo_p).all() and (hi_a >= hi_p).all()), "never narrower"
 
 
 def test_approximation_interval_needs_a_decoder_error_and_works_for_one_sample() -> None:

@@ -81,7 +81,8 @@ class PosteriorResult:
         about 0.73 (measured), so a perfectly calibrated sampler scores about 0.73 with them.
         ``kind="approximation"``: the predictive interval with the prior's decoder error e added
         in quadrature, mean ± t_ν · √(s² (1 + 1/n) + e²), ν the Welch–Satterthwaite degrees of
-        freedom of that sum (e held exact): it is meant to hold the *true* map, which differs
+        freedom of that sum (e held exact), never narrower than the predictive interval: it is
+        meant to hold the *true* map, which differs
         from every decoder output by about e (ValueError when the result has no
         ``decoder_error``).
         """
@@ -100,7 +101,7 @@ class PosteriorResult:
             return lo.reshape(shape), hi.reshape(shape)
         p = (1 + level) / 2
         if kind == "predictive":
-            half = student_t_quantile(p, n - 1) * x.std(0) * (1 + 1 / n) ** 0.5
+            half = student_t_quantile(p, n - 1) * (x.var(0) * (1 + 1 / n)).sqrt()
         else:
             half = _approximation_half_width(x, self.decoder_error, p)  # type: ignore[arg-type]
         mean = x.mean(0)
@@ -116,14 +117,18 @@ class PosteriorResult:
 def _approximation_half_width(x: torch.Tensor, e: torch.Tensor, p: float) -> torch.Tensor:
     """t_ν(p) · √(s² (1 + 1/n) + e²) per pixel for samples ``x`` (n, P) and the decoder error
     ``e`` (P values) [m/s]; ν = (s²(1 + 1/n) + e²)² (n − 1) / (s²(1 + 1/n))² (∞ where s = 0;
-    the normal quantile for n = 1)."""
+    the normal quantile for n = 1), and at least the predictive half-width t_{n−1} · s · √(1 + 1/n)
+    (where e is small against s, the larger ν would otherwise make it narrower)."""
     n = x.shape[0]
     e2 = e.float().to(x.device).reshape(-1).square()
     s2 = x.var(0) * (1 + 1 / n) if n > 1 else torch.zeros_like(e2)
     var = (s2 + e2).double()
     nu = torch.where(s2 > 0, var.square() * max(n - 1, 1) / s2.double().square(), torch.inf)
     q = student_t_quantiles(p, nu.clamp(min=1.0).cpu().numpy())
-    return torch.from_numpy(q).to(x.device, torch.float32) * var.sqrt().float()
+    half = torch.from_numpy(q).to(x.device, torch.float32) * var.sqrt().float()
+    if n > 1:  # never narrower than the predictive interval (ν > n − 1 can make it so)
+        half = torch.maximum(half, student_t_quantile(p, n - 1) * s2.sqrt())
+    return half
 
 
 class _Misfit(torch.autograd.Function):
