@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["DECODER_ERROR_FILE", "DecoderError", "decoder_error_path", "estimate_decoder_error"]
+__all__ = [
+    "DECODER_ERROR_FILE",
+    "DecoderError",
+    "beside_checkpoint",
+    "decoder_error_path",
+    "estimate_decoder_error",
+]
 
 #: stored beside the prior's ``diffusion.pt`` (the shipped layout) or its checkpoint file
 DECODER_ERROR_FILE = "decoder_error.json"
@@ -68,13 +74,16 @@ class DecoderError:
         )
 
 
+def beside_checkpoint(diff_path: Path, name: str) -> Path:
+    """Where a record ``name`` of the diffusion checkpoint file ``diff_path`` is stored: ``name``
+    itself beside a shipped ``diffusion.pt``, else ``<stem>.<name>`` beside the file."""
+    shipped = diff_path.name == "diffusion.pt"
+    return diff_path.parent / (name if shipped else f"{diff_path.stem}.{name}")
+
+
 def decoder_error_path(diff_path: Path) -> Path:
     """Where the decoder error of a diffusion checkpoint file ``diff_path`` is stored."""
-    return diff_path.parent / (
-        DECODER_ERROR_FILE
-        if diff_path.name == "diffusion.pt"
-        else f"{diff_path.stem}.{DECODER_ERROR_FILE}"
-    )
+    return beside_checkpoint(diff_path, DECODER_ERROR_FILE)
 
 
 def stored_decoder_error(path: Path) -> DecoderError | None:

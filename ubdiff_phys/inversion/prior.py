@@ -30,6 +30,7 @@ from ubdiff_phys.diffusion.targets import q_sample, x0_from_v
 from ubdiff_phys.inversion.decoder_error import (
     DECODER_ERROR_FILE,
     DecoderError,
+    beside_checkpoint,
     decoder_error_path,
     stored_decoder_error,
 )
@@ -243,11 +244,7 @@ class VelocityPrior(_PriorCommon):
 
 def _error_path(diff_path: Path) -> Path:
     """Where a checkpoint file's denoiser error is stored."""
-    return diff_path.parent / (
-        DENOISER_ERROR_FILE
-        if diff_path.name == "diffusion.pt"
-        else f"{diff_path.stem}.{DENOISER_ERROR_FILE}"
-    )
+    return beside_checkpoint(diff_path, DENOISER_ERROR_FILE)
 
 
 def _stored_error(path: Path) -> DenoiserError | None:
