@@ -18,7 +18,8 @@ added (two levels), and each record is inverted by:
 - ``prior_mean``: the mean of unconditional prior samples (the trivial reference).
 
 Scores: SSIM (on [-1, 1]), MAE [m/s], relative L2, and the data misfit ½‖F(v) − d‖² next to the
-noise level ½ N σ². Writes ``<out>/posterior_inversion.json`` and appends the record to
+noise level ½ N σ². Writes ``<out>/posterior_inversion.json``, ``<out>/posterior_samples.npz`` (the
+true maps and every posterior sample, to re-score intervals) and appends the record to
 ``benchmarks/results/posterior_inversion_cpu.json``.
 
     python examples/posterior_inversion.py --train-store data/shipped.h5 --out out/posterior
@@ -55,9 +56,17 @@ from ubdiff_phys.inversion import (  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.models.metrics import ssim  # noqa: E402
 from ubdiff_phys.physics import misfit, simulate  # noqa: E402
-from ubdiff_phys.runtime.files import append_json_record, atomic_write_json, run_record  # noqa: E402
+from ubdiff_phys.runtime.files import (  # noqa: E402
+    append_json_record,
+    atomic_path,
+    atomic_write_json,
+    run_record,
+)
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+#: posterior samples (n, 1, nz, nx) [m/s] by "samples_<noise>_<map>", written to
+#: <out>/posterior_samples.npz with the true maps, so intervals can be re-scored without sampling
+SAMPLES: dict[str, np.ndarray] = {}
 
 
 def score(v: torch.Tensor, truth: torch.Tensor, lo: float, hi: float) -> dict[str, float]:
@@ -191,6 +200,8 @@ def main() -> None:
         **run_record(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out / "posterior_samples.npz", suffix=".tmp.npz") as tmp:
+        np.savez_compressed(tmp, truth=truth.numpy(), levels=np.array(levels), **SAMPLES)
     atomic_write_json(args.out / "posterior_inversion.json", record)
     append_json_record(args.results, record)
     print_summary(record["summary"])
@@ -217,6 +228,7 @@ def evaluate_one(
         trust=args.trust,
         generator=torch.Generator().manual_seed(k),
     )
+    SAMPLES[f"samples_{level}_{k}"] = res.samples.numpy()
     out = {"map": k, "noise": level, "sigma": sigma, "noise_misfit": noise_misfit}
     maps = {"posterior": res.mean[None], "prior_mean": prior_mean}
     if predict is not None:
