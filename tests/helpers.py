@@ -156,3 +156,21 @@ class GaussianDenoiser(torch.nn.Module):
         gain = self.s**2 * ab.sqrt() / (ab * self.s**2 + 1 - ab)
         x0 = self.mu + gain * (x - ab.sqrt() * self.mu)
         return (ab.sqrt() * x - x0) / (1 - ab).sqrt()
+
+
+def result_from_samples(samples: torch.Tensor, decoder_error: torch.Tensor | None = None):
+    """A :class:`~ubdiff_phys.inversion.PosteriorResult` holding ``samples`` (n, 1, ...) [m/s]
+    (mean, std from them; no misfits or timings), with an optional decoder error."""
+    from ubdiff_phys.inversion import PosteriorResult
+
+    n = samples.shape[0]
+    return PosteriorResult(
+        samples=samples,
+        mean=samples.mean(0),
+        std=samples.std(0) if n > 1 else torch.zeros_like(samples[0]),
+        misfit=torch.zeros(n, dtype=torch.float64),
+        noise_misfit=1.0,
+        seconds=0.0,
+        solver_calls=0,
+        decoder_error=decoder_error,
+    )

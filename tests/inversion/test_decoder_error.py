@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import child_env, small_store
+from helpers import child_env, result_from_samples, small_store
 
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion import PosteriorResult, load_prior
@@ -62,16 +62,7 @@ def result_with_error(n: int, pixels: int, e_scale: float, seed: int):
     draws = mu + sd * torch.randn(n + 1, 1, 1, pixels, generator=g)
     truth = draws[n] + e * torch.randn(1, 1, pixels, generator=g)
     samples = draws[:n]
-    res = PosteriorResult(
-        samples=samples,
-        mean=samples.mean(0),
-        std=samples.std(0) if n > 1 else torch.zeros_like(samples[0]),
-        misfit=torch.zeros(n, dtype=torch.float64),
-        noise_misfit=1.0,
-        seconds=0.0,
-        solver_calls=0,
-        decoder_error=e,
-    )
+    res = result_from_samples(samples, e)
     return res, truth
 
 

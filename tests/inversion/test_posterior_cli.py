@@ -51,6 +51,13 @@ def test_invert_posterior_writes_outputs_and_refuses_to_overwrite(observed: Path
     samples = np.load(out / "samples.npy")
     assert samples.shape == (1, 2, 1, 70, 70)
     assert np.allclose(np.load(out / "mean.npy"), samples.mean(axis=1), atol=1e-3)
+    # the shipped prior stores its interval calibration: the written interval is that one
+    assert report["interval_90_kind"] == "calibrated" and report["interval_calibration"]
+    assert row["coverage_90_calibrated"] is not None
+    interval = np.load(out / "interval_90.npy")
+    assert interval.shape == (1, 2, 1, 70, 70)
+    centre, half = interval.mean(axis=1), np.diff(interval, axis=1)[:, 0] / 2
+    assert np.allclose(centre, samples.mean(axis=1), atol=1e-2) and (half > 0).all()
     assert (out / "figure.png").stat().st_size > 0
     again = subprocess.run(
         args, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=300

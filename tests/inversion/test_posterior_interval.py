@@ -8,6 +8,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 import torch
+from helpers import result_from_samples
 
 from ubdiff_phys.inversion.posterior import PosteriorResult
 from ubdiff_phys.runtime.stats import student_t_quantile, student_t_quantiles
@@ -46,15 +47,7 @@ def gaussian_result(n: int, pixels: int, seed: int) -> tuple[PosteriorResult, to
     sd = 50 + 200 * torch.rand(1, 1, pixels, generator=g)
     draws = mu + sd * torch.randn(n + 1, 1, 1, pixels, generator=g)
     samples, truth = draws[:n], draws[n]
-    res = PosteriorResult(
-        samples=samples,
-        mean=samples.mean(0),
-        std=samples.std(0),
-        misfit=torch.zeros(n, dtype=torch.float64),
-        noise_misfit=1.0,
-        seconds=0.0,
-        solver_calls=0,
-    )
+    res = result_from_samples(samples)
     return res, truth
 
 

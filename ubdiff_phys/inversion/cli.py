@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS
+from ubdiff_phys.inversion.calibration_cli import register_calibrate_interval
 from ubdiff_phys.inversion.cli_common import (
     UserError,
     check_outputs,
@@ -79,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_posterior_options(p)
     p.set_defaults(func=_run)
     register_prior_error(sub)
+    register_calibrate_interval(sub)
 
 
 def _initial(args: argparse.Namespace, truth: torch.Tensor) -> torch.Tensor:

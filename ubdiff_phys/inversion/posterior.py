@@ -22,6 +22,7 @@ import torch
 
 from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS, sample_posterior
 from ubdiff_phys.diffusion.samplers import sample_ddim
+from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, calibrated_half_width
 from ubdiff_phys.inversion.prior import (
     DenoiserError,
     LatentPrior,
@@ -37,7 +38,7 @@ from ubdiff_phys.runtime.stats import student_t_quantile, student_t_quantiles
 __all__ = ["INTERVALS", "PosteriorResult", "fit_latents", "modelling_survey", "posterior_sample"]
 
 #: kinds of :meth:`PosteriorResult.interval`
-INTERVALS = ("predictive", "quantile", "approximation")
+INTERVALS = ("predictive", "quantile", "approximation", "calibrated")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class PosteriorResult:
         settings: the arguments used (JSON-serialisable).
         decoder_error: (1, nz, nx) the prior's pixel-wise approximation error [m/s]
             (:mod:`~ubdiff_phys.inversion.decoder_error`), or None when the prior stores none.
+        calibration: the prior's interval scale measured on held-out maps
+            (:mod:`~ubdiff_phys.inversion.interval_calibration`), or None.
     """
 
     samples: torch.Tensor
@@ -64,6 +67,7 @@ class PosteriorResult:
     solver_calls: int
     settings: dict[str, Any] = field(default_factory=dict)
     decoder_error: torch.Tensor | None = None
+    calibration: IntervalCalibration | None = None
 
     def interval(
         self, level: float = 0.9, kind: str = "predictive"
@@ -85,9 +89,22 @@ class PosteriorResult:
         meant to hold the *true* map, which differs
         from every decoder output by about e (ValueError when the result has no
         ``decoder_error``).
+        ``kind="calibrated"``: the prior's calibration's base interval with its half-width
+        multiplied by the scale measured on held-out maps (split conformal; ValueError without
+        a calibration or at another level than it was measured for).
         """
         if kind not in INTERVALS:
             raise ValueError(f"kind must be one of {INTERVALS}, got {kind!r}")
+        if kind == "calibrated":
+            cal = self.calibration
+            if cal is None:
+                raise ValueError(
+                    "this posterior has no interval calibration: measure one with "
+                    "`ubdiff-phys calibrate-interval`"
+                )
+            if abs(cal.level - level) > 1e-9:
+                raise ValueError(f"the interval calibration is for level {cal.level}, not {level}")
+            return calibrated_half_width(*self.interval(level, cal.base), cal)
         if kind == "approximation" and self.decoder_error is None:
             raise ValueError(
                 "this posterior has no decoder error: measure one with `ubdiff-phys prior-error`"
@@ -399,4 +416,5 @@ def _result(prior, x, obs_b, survey, boundary, t0, calls, noise_std, settings) -
         solver_calls=calls + 1,
         settings=settings,
         decoder_error=None if prior.decoder_error is None else prior.decoder_error.tensor(),
+        calibration=prior.interval_calibration,
     )

@@ -5,10 +5,13 @@ velocity-space model.
     ubdiff-phys invert OBSERVED.h5 --method noise_aware --n-samples 16 --out DIR [--rows 0,1]
 
 Writes into DIR: ``samples.npy`` (rows, n, 1, nz, nx), ``mean.npy`` and ``std.npy`` (rows, 1, nz,
-nx) [m/s]; ``posterior.json`` (settings, each sample's data misfit next to the noise level,
+nx) [m/s]; ``interval_90.npy`` (rows, 2, 1, nz, nx): the lower and upper bounds [m/s] of the
+90 % interval meant to hold the true map (:func:`best_interval_kind`; named in the JSON);
+``posterior.json`` (settings, each sample's data misfit next to the noise level,
 seconds per sample and per solver call, and, against the stored velocity: the mean's SSIM / MAE /
 relative L2 and the share of true pixels inside the 90 % posterior interval, and inside the
-interval widened by the prior's decoder error when it stores one); ``figure.png``
+interval widened by the prior's decoder error, and inside the interval scaled by its stored
+calibration (``ubdiff-phys calibrate-interval``), when it stores them); ``figure.png``
 (truth, mean, std, two samples, the misfits). Files are written under temporary names and renamed;
 existing outputs are refused unless ``--overwrite``.
 """
@@ -30,9 +33,25 @@ from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, p
 from ubdiff_phys.inversion.prior import LatentPrior, estimate_denoiser_error, load_prior
 from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
 
-__all__ = ["OUTPUTS", "add_noise", "add_posterior_options", "register_prior_error", "run_posterior"]
+__all__ = [
+    "OUTPUTS",
+    "add_noise",
+    "add_posterior_options",
+    "register_prior_error",
+    "run_posterior",
+    "store_maps",
+]
 
-OUTPUTS = ("samples.npy", "mean.npy", "std.npy", "posterior.json", "figure.png")
+OUTPUTS = ("samples.npy", "mean.npy", "std.npy", "interval_90.npy", "posterior.json", "figure.png")
+
+
+def best_interval_kind(res: PosteriorResult) -> str:
+    """The interval meant to hold the true map that ``res`` supports: "calibrated" when the
+    prior stores a calibration for level 0.9, else "approximation" when it stores a decoder
+    error, else "predictive"."""
+    if res.calibration is not None and abs(res.calibration.level - 0.9) < 1e-9:
+        return "calibrated"
+    return "predictive" if res.decoder_error is None else "approximation"
 
 
 def add_posterior_options(p: argparse.ArgumentParser) -> None:
@@ -178,6 +197,9 @@ def _row_report(res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float)
         "coverage_90_approximation": (
             None if res.decoder_error is None else res.coverage(truth, 0.9, kind="approximation")
         ),
+        "coverage_90_calibrated": (
+            None if res.calibration is None else res.coverage(truth, 0.9, kind="calibrated")
+        ),
         "std_mean_m_per_s": float(res.std.mean()),
     }
 
@@ -189,6 +211,9 @@ def _write(args, data: dict[str, Any], prior: LatentPrior, results: list[Posteri
         "samples.npy": torch.stack([r.samples for r in results]),
         "mean.npy": torch.stack([r.mean for r in results]),
         "std.npy": torch.stack([r.std for r in results]),
+        "interval_90.npy": torch.stack(
+            [torch.stack(r.interval(0.9, best_interval_kind(r))) for r in results]
+        ),
     }
     for name, arr in arrays.items():
         with atomic_path(out / name, suffix=".tmp.npy") as tmp:
@@ -202,6 +227,10 @@ def _write(args, data: dict[str, Any], prior: LatentPrior, results: list[Posteri
         "rows": data["rows"],
         "added_noise_fraction": args.add_noise,
         "truth_is_stored_velocity": True,
+        "interval_90_kind": best_interval_kind(results[0]),
+        "interval_calibration": (
+            None if results[0].calibration is None else results[0].calibration.to_dict()
+        ),
         "per_row": [_row_report(r, data["truth"][k], lo, hi) for k, r in enumerate(results)],
     }
     atomic_write_json(out / "posterior.json", report)
@@ -273,7 +302,7 @@ def register_prior_error(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_prior_error)
 
 
-def _store_maps(st, rows: np.ndarray) -> torch.Tensor:
+def store_maps(st, rows: np.ndarray) -> torch.Tensor:
     """velocity rows of an open store -> (N, 1, nz, nx) float32 [m/s]."""
     v = np.stack([st.velocity(int(r)) for r in rows])
     return torch.from_numpy(v).float().reshape(len(rows), 1, *v.shape[-2:])
@@ -285,10 +314,10 @@ def _prior_error(args: argparse.Namespace) -> int:
     prior = load_prior(args.checkpoint)
     with open_store(args.store) as st:
         survey, boundary = st.survey, st.attrs.get("boundary")
-        v = _store_maps(st, st.train_index[: args.n_maps])
+        v = store_maps(st, st.train_index[: args.n_maps])
         held_out = len(st.test_index) >= 2
         rows = (st.test_index if held_out else st.train_index)[: args.decoder_maps]
-        v_dec = _store_maps(st, rows)
+        v_dec = store_maps(st, rows)
     if survey is None or boundary is None:
         raise UserError(f"{str(args.store)!r} records no survey/boundary")
     source = "held-out store rows" if held_out else "training store rows (no held-out rows)"

@@ -34,6 +34,11 @@ from ubdiff_phys.inversion.decoder_error import (
     decoder_error_path,
     stored_decoder_error,
 )
+from ubdiff_phys.inversion.interval_calibration import (
+    IntervalCalibration,
+    interval_calibration_path,
+    stored_interval_calibration,
+)
 from ubdiff_phys.physics.forward import simulate
 from ubdiff_phys.physics.survey import Survey
 from ubdiff_phys.pipelines.generator import load_generator
@@ -135,6 +140,8 @@ class _PriorCommon:
     error_path: where the denoiser error is stored; denoiser_error: the stored estimate, or None.
     decoder_error: the stored pixel-wise approximation error of the decoder
         (:mod:`ubdiff_phys.inversion.decoder_error`), or None.
+    interval_calibration: the stored scale of the posterior interval
+        (:mod:`ubdiff_phys.inversion.interval_calibration`), or None.
     info: where it was loaded from.
     """
 
@@ -146,6 +153,7 @@ class _PriorCommon:
     error_path: Path
     denoiser_error: DenoiserError | None = None
     decoder_error: DecoderError | None = None
+    interval_calibration: IntervalCalibration | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -177,6 +185,16 @@ class _PriorCommon:
         """Store ``err`` beside the checkpoint (atomic) and keep it on the prior."""
         atomic_write_json(self.decoder_error_path, err.to_dict())
         self.decoder_error = err
+
+    @property
+    def interval_calibration_path(self) -> Path:
+        """Where the interval calibration is stored (beside the checkpoint)."""
+        return interval_calibration_path(Path(self.info["diffusion"]))
+
+    def save_interval_calibration(self, cal: IntervalCalibration) -> None:
+        """Store ``cal`` beside the checkpoint (atomic) and keep it on the prior."""
+        atomic_write_json(self.interval_calibration_path, cal.to_dict())
+        self.interval_calibration = cal
 
 
 @dataclass(kw_only=True)
@@ -271,6 +289,9 @@ def load_velocity_prior(
         error_path=error_path,
         denoiser_error=_stored_error(error_path),
         decoder_error=stored_decoder_error(decoder_error_path(Path(gen.info["diffusion"]))),
+        interval_calibration=stored_interval_calibration(
+            interval_calibration_path(Path(gen.info["diffusion"]))
+        ),
         info=dict(gen.info),
     )
 
@@ -298,6 +319,9 @@ def load_prior(
         error_path=error_path,
         denoiser_error=_stored_error(error_path),
         decoder_error=stored_decoder_error(decoder_error_path(Path(gen.info["diffusion"]))),
+        interval_calibration=stored_interval_calibration(
+            interval_calibration_path(Path(gen.info["diffusion"]))
+        ),
         info=dict(gen.info),
     )
 

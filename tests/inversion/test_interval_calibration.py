@@ -1,0 +1,143 @@
+"""The split-conformal interval calibration: the rank rule on hand-made scores, the coverage of
+fresh maps when the sampler is over- or under-confident by a known factor (the guarantee the
+method rests on), and ``calibrate-interval`` / ``calibrate_interval`` with the shipped prior."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import child_env, result_from_samples, small_store
+
+from ubdiff_phys.data.families import generate
+from ubdiff_phys.inversion import load_prior
+from ubdiff_phys.inversion.calibration_cli import calibrate_interval
+from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
+
+
+def misjudged_result(n: int, pixels: int, inflate: float, seed: int):
+    """n exact draws of N(mu, sd²) per pixel, and a truth drawn from N(mu, (inflate·sd)²): a
+    sampler whose spread is ``1/inflate`` times the true uncertainty."""
+    g = torch.Generator().manual_seed(seed)
+    mu = 3000 + 500 * torch.randn(1, 1, pixels, generator=g)
+    sd = 50 + 200 * torch.rand(1, 1, pixels, generator=g)
+    samples = mu + sd * torch.randn(n, 1, 1, pixels, generator=g)
+    truth = mu + inflate * sd * torch.randn(1, 1, pixels, generator=g)
+    res = result_from_samples(samples)
+    return res, truth
+
+
+@pytest.mark.parametrize("inflate", [2.0, 0.5])
+def test_calibrated_interval_holds_fresh_maps_at_the_nominal_rate(inflate: float) -> None:
+    """Calibrated on 10 maps, the interval holds 0.90 of the pixels of 10 other maps whatever
+    the sampler's misjudgement, where the uncalibrated one is far off."""
+    cal_maps = [misjudged_result(8, 2000, inflate, seed=s) for s in range(10)]
+    cal = conformal_scale([r for r, _ in cal_maps], [t for _, t in cal_maps], 0.9, "predictive")
+    assert (cal.scale > 1.5) if inflate > 1 else (cal.scale < 0.7)
+    assert cal.n_maps == 10 and cal.n_pixels == 20_000 and len(cal.per_map_before) == 10
+    before, after = [], []
+    for s in range(100, 110):
+        res, truth = misjudged_result(8, 2000, inflate, seed=s)
+        before.append(res.coverage(truth, 0.9))
+        after.append(dataclasses.replace(res, calibration=cal).coverage(truth, 0.9, "calibrated"))
+    assert sum(after) / 10 == pytest.approx(0.90, abs=0.012)
+    assert abs(sum(before) / 10 - 0.9) > 0.07
+
+
+class FixedInterval:
+    """A result whose base interval is [-1, 1] at every pixel (half-width 1, centre 0)."""
+
+    def __init__(self, pixels: int):
+        self.pixels = pixels
+
+    def interval(self, level: float, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return -torch.ones(1, 1, self.pixels), torch.ones(1, 1, self.pixels)
+
+
+def test_scale_is_the_conformal_rank_of_the_pooled_scores() -> None:
+    """N = 9 scores 0.2 .. 1.8 at level 0.8: the ⌈(N + 1)·0.8⌉ = 8th smallest, 1.6."""
+    truths = [torch.tensor([0.2, -0.4, 0.6]), torch.tensor([-0.8, 1.0, 1.2, -1.4, 1.6, -1.8])]
+    results = [FixedInterval(3), FixedInterval(6)]
+    cal = conformal_scale(results, truths, 0.8, "predictive")
+    assert cal.scale == pytest.approx(1.6)
+    assert cal.coverage_before == pytest.approx(5 / 9)
+    assert cal.per_map_before == [1.0, 0.3333]
+    with pytest.raises(ValueError, match="too few"):
+        conformal_scale(results, truths, 0.95, "predictive")  # ⌈10 · 0.95⌉ = 10 > 9
+    back = IntervalCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back == cal
+    with pytest.raises(ValueError, match="kind"):
+        IntervalCalibration.from_dict({"kind": "ubdiff_phys.decoder_error"})
+
+
+def test_calibrated_kind_scales_the_base_interval_and_refuses_without_a_calibration() -> None:
+    res, _ = misjudged_result(8, 500, 1.0, seed=1)
+    with pytest.raises(ValueError, match="calibrate-interval"):
+        res.interval(0.9, kind="calibrated")
+    cal = IntervalCalibration(0.9, 1.7, "predictive", 1, 500, 0.9, [0.9], "test")
+    lo, hi = res.interval(0.9)
+    clo, chi = dataclasses.replace(res, calibration=cal).interval(0.9, kind="calibrated")
+    torch.testing.assert_close(chi - clo, 1.7 * (hi - lo))
+    torch.testing.assert_close(chi + clo, hi + lo)
+    with pytest.raises(ValueError, match="level 0.9"):
+        dataclasses.replace(res, calibration=cal).interval(0.8, kind="calibrated")
+
+
+def test_calibrate_interval_with_the_shipped_prior_reaches_the_level_on_its_maps() -> None:
+    prior = load_prior()
+    v = torch.as_tensor(generate("flatvel-a", 2, seed=77)).float().reshape(2, 1, 70, 70)
+    cal, results = calibrate_interval(prior, v, noise=0.02, n_samples=2, steps=3, seed=5)
+    assert cal.base == "approximation" and cal.settings["n_samples"] == 2
+    assert [r.samples.shape for r in results] == [(2, 1, 70, 70)] * 2
+
+    def pooled(scale: float) -> float:
+        c = dataclasses.replace(cal, scale=scale)
+        covs = [
+            dataclasses.replace(r, calibration=c).coverage(v[k], 0.9, "calibrated")
+            for k, r in enumerate(results)
+        ]
+        return sum(covs) / 2
+
+    assert pooled(cal.scale) >= 0.9 > pooled(cal.scale * 0.99)
+    base = sum(r.coverage(v[k], 0.9, "approximation") for k, r in enumerate(results)) / 2
+    assert cal.coverage_before == pytest.approx(base, abs=1e-6)
+
+
+def test_calibrate_interval_cli_stores_the_record_and_refuses_to_replace_it(tmp_path) -> None:
+    ckpt = tmp_path / "prior"
+    shutil.copytree(Path(load_prior().info["diffusion"]).parent, ckpt)
+    (ckpt / "interval_calibration.json").unlink(missing_ok=True)
+    store = small_store(tmp_path / "s.h5", 6, 1, 3, seed=11)
+    cmd = [sys.executable, "-m", "ubdiff_phys.cli", "calibrate-interval", str(ckpt)]
+    cmd += ["--store", str(store), "--n-samples", "2", "--steps", "2"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*cmd, *extra], capture_output=True, text=True, env=child_env(), timeout=600
+        )
+
+    r = run("--n-maps", "2")
+    assert r.returncode == 0, r.stderr
+    cal = load_prior(ckpt).interval_calibration
+    assert cal is not None and cal.n_maps == 2 and cal.n_pixels == 2 * 70 * 70
+    assert cal.source.startswith("held-out store rows 0..1")
+    again = run("--n-maps", "2")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert again.stderr.count("\n") == 1
+    too_many = run("--n-maps", "3", "--skip", "1", "--overwrite")
+    assert too_many.returncode == 2 and "3 held-out rows" in too_many.stderr
+    assert load_prior(ckpt).interval_calibration == cal, "a refused run must not touch the file"
+
+
+def test_shipped_prior_carries_its_interval_calibration() -> None:
+    cal = load_prior().interval_calibration
+    assert cal is not None, "the shipped checkpoint must ship interval_calibration.json"
+    assert cal.level == 0.9 and cal.base == "approximation" and cal.n_maps >= 16
+    assert cal.source.startswith("held-out store rows") and cal.settings["n_samples"] == 8
+    assert 0 < cal.coverage_before < 1 and cal.scale > 0
