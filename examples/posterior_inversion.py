@@ -5,7 +5,9 @@ simulated on the prior's survey and boundary, Gaussian noise of a fraction of ea
 added (two levels), and each record is inverted by:
 
 - ``posterior``: :func:`ubdiff_phys.inversion.posterior_sample` (noise-aware likelihood; the
-  posterior mean is scored, and the 90 % interval's coverage of the true pixels); the prior is a
+  posterior mean is scored, and the 90 % interval's coverage of the true pixels: predictive,
+  widened by the prior's decoder error, and scaled by its stored calibration
+  (``ubdiff-phys calibrate-interval``, on the training store's held-out rows); the prior is a
   UB-Diff checkpoint (latent model + velocity decoder) or a velocity-space model
   (``train-velocity-diffusion``), whichever ``--checkpoint`` holds;
 - ``fwi``: L-BFGS FWI from the truth smoothed with sigma = 10 cells (a benchmark start that
@@ -67,6 +69,13 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 #: posterior samples (n, 1, nz, nx) [m/s] by "samples_<noise>_<map>", written to
 #: <out>/posterior_samples.npz with the true maps, so intervals can be re-scored without sampling
 SAMPLES: dict[str, np.ndarray] = {}
+#: the interval coverages of the posterior row (None where the prior lacks what one needs)
+COVERAGES = (
+    "coverage_90",
+    "coverage_90_quantile",
+    "coverage_90_approximation",
+    "coverage_90_calibrated",
+)
 
 
 def score(v: torch.Tensor, truth: torch.Tensor, lo: float, hi: float) -> dict[str, float]:
@@ -242,6 +251,10 @@ def evaluate_one(
         coverage_90_approximation=(
             None if res.decoder_error is None else res.coverage(truth[0], 0.9, kind="approximation")
         ),
+        coverage_90_calibrated=(
+            None if res.calibration is None else res.coverage(truth[0], 0.9, kind="calibrated")
+        ),
+        calibration=None if res.calibration is None else res.calibration.to_dict(),
         std_mean_m_per_s=float(res.std.mean()),
         sample_misfit_median=float(res.misfit.median()),
         seconds=res.seconds,
@@ -305,7 +318,7 @@ def summarise(rows: list[dict], levels: list[float]) -> dict:
             if m in sel[0]
         }
         out[str(level)]["noise_misfit"] = float(np.mean([r["noise_misfit"] for r in sel]))
-        for key in ("coverage_90", "coverage_90_quantile", "coverage_90_approximation"):
+        for key in COVERAGES:
             values = [r["posterior"][key] for r in sel]
             out[str(level)]["posterior"][key] = None if None in values else float(np.mean(values))
         out[str(level)]["posterior"]["seconds_per_sample"] = float(
@@ -318,9 +331,12 @@ def summarise(rows: list[dict], levels: list[float]) -> dict:
 
 
 def _approx(p: dict) -> str:
-    """ ", with the decoder error 0.xx" when the prior stores one, else ""."""
-    a = p.get("coverage_90_approximation")
-    return "" if a is None else f", with the decoder error {a:.2f}"
+    """ ", with the decoder error 0.xx" when the prior stores one (and ", calibrated 0.xx" when
+    it stores an interval calibration), else ""."""
+    a, c = p.get("coverage_90_approximation"), p.get("coverage_90_calibrated")
+    return ("" if a is None else f", with the decoder error {a:.2f}") + (
+        "" if c is None else f", calibrated {c:.2f}"
+    )
 
 
 def print_row(r: dict) -> None:
