@@ -87,6 +87,10 @@ def test_calibrated_kind_scales_the_base_interval_and_refuses_without_a_calibrat
     torch.testing.assert_close(chi + clo, hi + lo)
     with pytest.raises(ValueError, match="level 0.9"):
         dataclasses.replace(res, calibration=cal).interval(0.8, kind="calibrated")
+    cal = dataclasses.replace(cal, settings={"method": "noise_aware", "n_samples": 8, "steps": 50})
+    same = {"method": "noise_aware", "n_samples": 8, "steps": 50, "noise_std": 0.3}
+    assert cal.differs_from(same) == {}
+    assert cal.differs_from(same | {"n_samples": 16}) == {"n_samples": (8, 16)}
 
 
 def test_calibrate_interval_with_the_shipped_prior_reaches_the_level_on_its_maps() -> None:

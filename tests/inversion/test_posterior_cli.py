@@ -54,6 +54,11 @@ def test_invert_posterior_writes_outputs_and_refuses_to_overwrite(observed: Path
     # the shipped prior stores its interval calibration: the written interval is that one
     assert report["interval_90_kind"] == "calibrated" and report["interval_calibration"]
     assert row["coverage_90_calibrated"] is not None
+    # measured with 8 samples x 50 steps: the run says so, in the JSON and in one line
+    assert row["calibration_differs_in"] == {"n_samples": [8, 2], "steps": [50, 3]}
+    assert (
+        "invert: note: the prior's interval calibration was measured with n_samples 8" in r.stdout
+    )
     interval = np.load(out / "interval_90.npy")
     assert interval.shape == (1, 2, 1, 70, 70)
     centre, half = interval.mean(axis=1), np.diff(interval, axis=1)[:, 0] / 2

@@ -172,9 +172,21 @@ def run_posterior(args: argparse.Namespace) -> int:
             f"{float(res.misfit.median()):.4g} (noise level {res.noise_misfit:.4g})"
         )
         results.append(res)
+    _note_calibration(results[0])
     _write(args, data, prior, results)
     print(f"invert: wrote {', '.join(OUTPUTS)} to {args.out}")
     return 0
+
+
+def _note_calibration(res: PosteriorResult) -> None:
+    """One line when the prior's interval calibration was measured with other settings."""
+    diff = {} if res.calibration is None else res.calibration.differs_from(res.settings)
+    if diff:
+        pairs = ", ".join(f"{k} {a} (this run: {b})" for k, (a, b) in diff.items())
+        print(
+            f"invert: note: the prior's interval calibration was measured with {pairs}; "
+            "`ubdiff-phys calibrate-interval --overwrite` with these settings measures it for them"
+        )
 
 
 def _row_report(res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float) -> dict:
@@ -199,6 +211,9 @@ def _row_report(res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float)
         ),
         "coverage_90_calibrated": (
             None if res.calibration is None else res.coverage(truth, 0.9, kind="calibrated")
+        ),
+        "calibration_differs_in": (
+            None if res.calibration is None else res.calibration.differs_from(res.settings)
         ),
         "std_mean_m_per_s": float(res.std.mean()),
     }
