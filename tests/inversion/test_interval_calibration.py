@@ -123,7 +123,12 @@ def test_calibrate_interval_cli_stores_the_record_and_refuses_to_replace_it(tmp_
 
     def run(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*cmd, *extra], capture_output=True, text=True, env=child_env(), timeout=600
+            [*cmd, *extra],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=tmp_path,  # outside the checkout: the installed package must be imported
+            timeout=600,
         )
 
     r = run("--n-maps", "2")
