@@ -103,6 +103,23 @@ def held_out_maps(prior, family: str, n_maps: int, seed: int):
     return msurvey, truth, simulate(truth, survey, boundary=boundary).float()
 
 
+def add_held_out_options(ap: argparse.ArgumentParser, n_samples: int = 8) -> None:
+    """The options every evaluation on held-out maps shares (this example and the research
+    probes): the prior, the family and number of maps, the posterior draws, the seed."""
+    ap.add_argument("--checkpoint", help="prior checkpoint (default: the shipped UB-Diff one)")
+    ap.add_argument("--family", default="flatvel-a")
+    ap.add_argument("--n-maps", type=int, default=3)
+    ap.add_argument("--n-samples", type=int, default=n_samples, help="posterior samples per map")
+    ap.add_argument("--seed", type=int, default=1234, help="seed of the maps and the noise")
+
+
+def open_held_out(args: argparse.Namespace):
+    """(prior, modelling survey, true maps, clean gathers) for :func:`add_held_out_options`'
+    options (:func:`held_out_maps`)."""
+    prior = load_prior(args.checkpoint)
+    return (prior, *held_out_maps(prior, args.family, args.n_maps, args.seed))
+
+
 def inversionnet(train_store: Path, steps: int, seed: int):
     """(predict(seismic physical (B, S, nt, R)) -> velocity [m/s], seconds)."""
     cfg = ProtocolConfig(
@@ -125,12 +142,9 @@ def inversionnet(train_store: Path, steps: int, seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", help="UB-Diff checkpoint (default: the shipped one)")
+    add_held_out_options(ap)
     ap.add_argument("--train-store", type=Path, required=True, help="the prior's training store")
-    ap.add_argument("--family", default="flatvel-a")
-    ap.add_argument("--n-maps", type=int, default=3)
     ap.add_argument("--noise", default="0.01,0.05", help="noise levels (fractions of the RMS)")
-    ap.add_argument("--n-samples", type=int, default=8)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--fwi-iterations", type=int, default=30)
     ap.add_argument(
@@ -150,7 +164,6 @@ def main() -> None:
         default="all",
         help="none: score only the posterior and the prior mean (no FWI, no InversionNet)",
     )
-    ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, default=Path("out/posterior"))
     ap.add_argument(
         "--results",
@@ -162,10 +175,9 @@ def main() -> None:
     if not args.train_store.is_file():
         sys.exit(f"posterior_inversion: error: --train-store {str(args.train_store)!r} not found")
     levels = [float(x) for x in args.noise.split(",")]
-    prior = load_prior(args.checkpoint)
+    prior, msurvey, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
     boundary = prior.boundary
-    msurvey, truth, clean = held_out_maps(prior, args.family, args.n_maps, args.seed)
     predict, inv_seconds = (
         inversionnet(args.train_store, args.inversionnet_steps, seed=0)
         if args.baselines == "all"

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from posterior_inversion import held_out_maps, score  # noqa: E402
+from posterior_inversion import add_held_out_options, open_held_out, score  # noqa: E402
 
 from ubdiff_phys.data.store import open_store  # noqa: E402
-from ubdiff_phys.inversion import load_prior, posterior_sample  # noqa: E402
+from ubdiff_phys.inversion import posterior_sample  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.physics import simulate  # noqa: E402
 from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E402
@@ -48,19 +48,14 @@ def data_approximation_rms(prior, store: Path, n_maps: int, survey, boundary) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", default=None)
+    add_held_out_options(ap)
     ap.add_argument("--train-store", type=Path, required=True)
-    ap.add_argument("--family", default="flatvel-a")
-    ap.add_argument("--n-maps", type=int, default=3)
     ap.add_argument("--noise", default="0.01,0.05")
-    ap.add_argument("--n-samples", type=int, default=8)
     ap.add_argument("--n-error-maps", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, required=True, help="JSON list to append the record to")
     args = ap.parse_args()
-    prior = load_prior(args.checkpoint)
+    prior, survey, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
-    survey, truth, clean = held_out_maps(prior, args.family, args.n_maps, args.seed)
     e_d = data_approximation_rms(prior, args.train_store, args.n_error_maps, survey, prior.boundary)
     err = prior.denoiser_error
     widened = dataclasses.replace(err, rms=[math.sqrt(r * r + e_d * e_d) for r in err.rms])

@@ -19,30 +19,26 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from posterior_inversion import held_out_maps, score  # noqa: E402
+from posterior_inversion import add_held_out_options, open_held_out, score  # noqa: E402
 
 from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS  # noqa: E402
-from ubdiff_phys.inversion import load_prior, posterior_sample  # noqa: E402
+from ubdiff_phys.inversion import posterior_sample  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", help="prior checkpoint (default: the shipped one)")
-    ap.add_argument("--family", default="flatvel-a")
-    ap.add_argument("--maps", default="0", help="indices among the 3 held-out maps")
+    add_held_out_options(ap, n_samples=4)
+    ap.add_argument("--maps", default="0", help="indices among the --n-maps held-out maps")
     ap.add_argument("--method", default="proximal", choices=POSTERIOR_METHODS)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--inner", type=int, default=5)
-    ap.add_argument("--n-samples", type=int, default=4)
     ap.add_argument("--noise", type=float, default=0.01, help="fraction of each record's RMS")
-    ap.add_argument("--seed", type=int, default=1234, help="the example's map and noise seed")
     ap.add_argument("--results", type=Path, help="JSON list the record is appended to")
     args = ap.parse_args()
-    prior = load_prior(args.checkpoint)
+    prior, survey, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
-    survey, truth, clean = held_out_maps(prior, args.family, 3, args.seed)
     rows = []
     for k in (int(m) for m in args.maps.split(",")):
         obs, sigma = add_noise(clean[k], args.noise, seed=args.seed * 1_000_003 + k)

@@ -25,11 +25,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from posterior_inversion import held_out_maps, score  # noqa: E402
+from posterior_inversion import add_held_out_options, open_held_out, score  # noqa: E402
 
 from ubdiff_phys.inversion import (  # noqa: E402
     fwi,
-    load_prior,
     posterior_sample,
     smooth_velocity,
 )
@@ -53,21 +52,16 @@ def _summary(v, t, lo, hi, n) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--family", default="flatvel-a")
+    add_held_out_options(ap)
     ap.add_argument("--maps", default="0,1")
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--iterations", default="10,30", help="FWI refinements ('' for none)")
     ap.add_argument("--latent-iterations", default="", help="latent refinements ('' for none)")
-    ap.add_argument("--n-samples", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--n-maps", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = ap.parse_args()
-    prior = load_prior(args.checkpoint)
+    prior, ms, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
     boundary = prior.boundary
-    ms, truth, clean = held_out_maps(prior, args.family, args.n_maps, args.seed)
     with torch.no_grad():
         recon = prior.velocity(prior.encode(truth)).float()
     out: list[dict[str, Any]] = []
