@@ -138,3 +138,27 @@ def test_invert_command_writes_outputs_and_refuses_to_overwrite(tmp_path) -> Non
         assert cuda.returncode == 0, cuda.stderr
         on_gpu = json.loads((out / "fwi.json").read_text())
         assert on_gpu["misfit_final"][0] == pytest.approx(report["misfit_final"][0], rel=1e-3)
+
+
+def test_invert_fwi_with_bands_runs_every_band(tmp_path) -> None:
+    """--bands: multiscale FWI, --iterations per band, the bands in the report; a bad list and
+    --normalised are refused in one line."""
+    store = tmp_path / "flat.h5"
+    cmd = [sys.executable, "-m", "ubdiff_phys.cli"]
+    make = [*cmd, "make-dataset", "--family", "flatvel-a", "--n-velocity", "2", "--n-paired"]
+    make += ["1", "--n-test", "0", "--boundary", "pml", "--quiet", str(store)]
+    subprocess.run(make, check=True, cwd=tmp_path)
+    out = tmp_path / "inv"
+    args = [*cmd, "invert", str(store), "--method", "fwi", "--out", str(out)]
+    args += ["--iterations", "2", "--bands", "5,full"]
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "fwi.json").read_text())
+    assert report["settings"]["bands"] == [5.0, None]
+    assert sum(report["settings"]["band_evaluations"]) == report["evaluations"]
+    for extra in (["--bands", "full,5"], ["--normalised"]):
+        bad = subprocess.run(
+            [*args, *extra, "--overwrite"], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert bad.returncode == 2 and "--bands" in bad.stderr, bad.stderr
+        assert bad.stderr.count("\n") == 1

@@ -1,13 +1,15 @@
 """``ubdiff-phys invert``: velocity from observed gathers in a dataset file.
 
     ubdiff-phys invert OBSERVED.h5 --method fwi --out DIR [--rows 0,1] [--iterations 50]
+        [--bands 3,4,5,6,8,10,12,full]
 
 Reads the gathers of the chosen paired rows (with the file's survey and boundary mode), inverts
 them, and writes into DIR: ``inverted.npy`` and ``initial.npy`` (B, 1, nz, nx) [m/s],
 ``fwi.json`` (settings, per-model misfit history, timings, and SSIM/MAE against the stored
 velocity, which is the truth for files made by ``make-dataset``), and ``figure.png`` (truth,
-initial, inverted, misfit history). Every file is written under a temporary name and renamed when
-complete; existing outputs are refused unless ``--overwrite``.
+initial, inverted, misfit history). ``--bands`` runs multiscale FWI instead: ``--iterations`` in
+each low-pass band in turn (:mod:`~ubdiff_phys.inversion.multiscale`). Every file is written under
+a temporary name and renamed when complete; existing outputs are refused unless ``--overwrite``.
 
     ubdiff-phys invert OBSERVED.h5 --method noise_aware|dps|proximal --n-samples 16 --out DIR
 
@@ -35,6 +37,7 @@ from ubdiff_phys.inversion.cli_common import (
     scores,
 )
 from ubdiff_phys.inversion.fwi import OPTIMIZERS, fwi, smooth_velocity
+from ubdiff_phys.inversion.multiscale import multiscale_fwi, parse_bands
 from ubdiff_phys.inversion.posterior_cli import (
     add_posterior_options,
     register_prior_error,
@@ -74,6 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--smooth-sigma", type=float, default=10.0, help="cells (default 10)")
     p.add_argument("--normalised", action="store_true", help="misfit in normalised units")
+    p.add_argument(
+        "--bands",
+        help="multiscale FWI: low-pass cut-offs in Hz, increasing, then 'full' (e.g. "
+        "3,4,5,6,8,10,12,full); --iterations in each band (default: the full band only)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
@@ -144,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.threads is not None and args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         lo, hi = parse_bounds(args.bounds)
+        bands = _bands(args)
         check_outputs(args.out, OUTPUTS, args.overwrite)
         device = resolve_device(args.device)
         data = load_observed(args)
@@ -154,8 +163,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    extra = {} if bands is None else {"bands": bands}
     try:
-        result = fwi(
+        result = (fwi if bands is None else multiscale_fwi)(
             data["observed"].to(device),
             data["survey"],
             v0.to(device),
@@ -165,6 +175,7 @@ def _run(args: argparse.Namespace) -> int:
             bounds=(lo, hi),
             normalizer=data["normalizer"],
             callback=lambda k, v, f: print(f"evaluation {k}: misfit {f.sum().item():.4g}"),
+            **extra,
         )
     except ValueError as exc:  # e.g. bounds beyond the stability limit of the survey
         print(f"invert: error: {exc}", file=sys.stderr)
@@ -174,6 +185,19 @@ def _run(args: argparse.Namespace) -> int:
     _write(args, data, v0, result, seconds, lo, hi)
     print(f"invert: wrote {', '.join(OUTPUTS)} to {args.out} in {seconds:.1f} s")
     return 0
+
+
+def _bands(args: argparse.Namespace) -> tuple[float | None, ...] | None:
+    """The parsed ``--bands`` (None without it); UserError for a bad list or with
+    ``--normalised`` (the normalised misfit does not commute with the low-pass filter)."""
+    if args.bands is None:
+        return None
+    if args.normalised:
+        raise UserError("--bands needs the physical misfit: drop --normalised")
+    try:
+        return parse_bands(args.bands)
+    except ValueError as exc:
+        raise UserError(f"--bands: {exc}") from None
 
 
 def _write(args, data, v0, result, seconds: float, lo: float, hi: float) -> None:
