@@ -133,6 +133,8 @@ def fwi(
         raise ValueError(f"bounds must be 0 < v_min < v_max < inf, got {bounds}")
     if lr is not None and not (0 < lr < float("inf")):
         raise ValueError(f"lr must be positive and finite, got {lr}")
+    if boundary == "pml" and survey.pml_max_velocity is None:
+        survey = survey.with_(pml_max_velocity=hi)  # the C-PML pinned (module docstring)
     v0 = check_velocity(v_init.detach(), survey)
     obs = check_observed(observed, v0, survey)
     check_stability(
