@@ -125,16 +125,22 @@ def test_refine_samples_keeps_the_refinements_that_fit_the_data() -> None:
         bands=(6.0, None),
         iterations=5,
         keep_within=1.25,
+        polish_iterations=4,
     )
     obs_n = observed[None].expand(3, -1, -1, -1).float()
     f = up.physics.misfit(ref.samples, obs_n, SURVEY, boundary="pml", reduction="none")
     torch.testing.assert_close(ref.misfit, f.double())
-    assert int(ref.misfit.argmin()) == 1 and bool(ref.kept[1])
-    assert torch.equal(ref.kept, ref.misfit <= 1.25 * ref.misfit.min())
+    f_stage = up.physics.misfit(ref.unpolished, obs_n, SURVEY, boundary="pml", reduction="none")
+    # the selection is made after the multiscale stage; the polish only touches the kept
+    assert int(f_stage.argmin()) == 1 and bool(ref.kept[1])
+    assert torch.equal(ref.kept, f_stage <= 1.25 * f_stage.min())
+    assert torch.equal(ref.samples[~ref.kept], ref.unpolished[~ref.kept])
+    assert bool((f[ref.kept] <= f_stage[ref.kept]).all())
+    assert int(ref.misfit.argmin()) == 1
     torch.testing.assert_close(ref.mean, ref.samples[ref.kept].mean(0))
     torch.testing.assert_close(ref.best, ref.samples[1])
     assert float(ref.misfit[1]) < float(ref.start_misfit[1])
-    with pytest.raises(ValueError, match="keep_within"):
-        refine_samples(
-            observed, SURVEY, starts, boundary="pml", bounds=(1500, 4000), keep_within=0.5
-        )
+    assert ref.settings["polish_iterations"] == 4
+    for bad in (dict(keep_within=0.5), dict(polish_iterations=-1)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            refine_samples(observed, SURVEY, starts, boundary="pml", bounds=(1500, 4000), **bad)

@@ -13,11 +13,12 @@ relative L2 and the share of true pixels inside the 90 % posterior interval, and
 interval widened by the prior's decoder error, and inside the interval scaled by its stored
 calibration (``ubdiff-phys calibrate-interval``), when it stores them); ``figure.png``
 (truth, mean, std, two samples, the misfits). With ``--refine-iterations N`` every sample also
-starts a multiscale FWI (:mod:`~ubdiff_phys.inversion.refine`; N L-BFGS iterations per band of
-``--refine-bands``), adding ``refined.npy`` (rows, n, 1, nz, nx), ``refined_mean.npy`` (rows, 1,
-nz, nx: the mean of the refinements whose misfit is within ``--keep-within`` of the best) and a
-``refined`` entry per row in ``posterior.json``. Files are written under temporary names and
-renamed; existing outputs are refused unless ``--overwrite``.
+starts a multiscale FWI (:mod:`~ubdiff_phys.inversion.refine_cli`: N L-BFGS iterations per band
+of ``--refine-bands``; the refinements whose misfit is within ``--keep-within`` of the best kept
+and polished with ``--polish-iterations`` full-band ones), adding ``refined.npy`` (rows, n, 1, nz,
+nx), ``refined_mean.npy`` (rows, 1, nz, nx: the mean of the kept ones) and a ``refined`` entry per
+row in ``posterior.json``. Files are written under temporary names and renamed; existing outputs
+are refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ import torch
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
 from ubdiff_phys.inversion.decoder_error import estimate_decoder_error
-from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.prior import LatentPrior, estimate_denoiser_error, load_prior
-from ubdiff_phys.inversion.refine import DEFAULT_KEEP_WITHIN, RefinedSamples, refine_samples
+from ubdiff_phys.inversion.refine import RefinedSamples
+from ubdiff_phys.inversion.refine_cli import (
+    REFINED_OUTPUTS,
+    add_refine_options,
+    check_refine_options,
+    refine_row,
+    refined_report,
+)
 from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
 
 __all__ = [
@@ -49,8 +56,6 @@ __all__ = [
 ]
 
 OUTPUTS = ("samples.npy", "mean.npy", "std.npy", "interval_90.npy", "posterior.json", "figure.png")
-#: written besides with --refine-iterations
-REFINED_OUTPUTS = ("refined.npy", "refined_mean.npy")
 
 
 def best_interval_kind(res: PosteriorResult) -> str:
@@ -99,26 +104,7 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
         help="L-BFGS iterations of a data fit on each sample's final latent (default 0: none)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler and the added noise")
-    r = p.add_argument_group("multi-start FWI from the posterior samples")
-    r.add_argument(
-        "--refine-iterations",
-        type=int,
-        default=0,
-        help="start a multiscale FWI from every sample, this many L-BFGS iterations per band "
-        "(default 0: no refinement)",
-    )
-    r.add_argument(
-        "--refine-bands",
-        default="3,4,5,6,8,10,12,full",
-        help="the refinement's low-pass cut-offs in Hz, then 'full' (default 3,4,5,6,8,10,12,full)",
-    )
-    r.add_argument(
-        "--keep-within",
-        type=float,
-        default=DEFAULT_KEEP_WITHIN,
-        help="keep the refinements whose misfit is within this factor of the best "
-        f"(default {DEFAULT_KEEP_WITHIN})",
-    )
+    add_refine_options(p)
 
 
 def add_noise(observed: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, float]:
@@ -144,14 +130,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--step-size must be finite and >= 0, got {args.step_size}")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    if args.refine_iterations < 0:
-        raise UserError(f"--refine-iterations must be >= 0, got {args.refine_iterations}")
-    if not 1 <= args.keep_within < float("inf"):
-        raise UserError(f"--keep-within must be a finite factor >= 1, got {args.keep_within}")
-    try:
-        args.refine_bands = parse_bands(args.refine_bands)
-    except ValueError as exc:
-        raise UserError(f"--refine-bands: {exc}") from None
+    check_refine_options(args)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
 
@@ -210,7 +189,7 @@ def run_posterior(args: argparse.Namespace) -> int:
         )
         results.append(res)
         if args.refine_iterations > 0:
-            refined.append(_refine(args, data, prior, obs, res))
+            refined.append(refine_row(args, data, prior, obs, res))
     _note_calibration(results[0])
     _write(args, data, prior, results, refined)
     print(f"invert: wrote {', '.join(_outputs(args))} to {args.out}")
@@ -219,39 +198,6 @@ def run_posterior(args: argparse.Namespace) -> int:
 
 def _outputs(args: argparse.Namespace) -> tuple[str, ...]:
     return OUTPUTS + (REFINED_OUTPUTS if args.refine_iterations > 0 else ())
-
-
-def _refine(args, data, prior: LatentPrior, obs: torch.Tensor, res: PosteriorResult):
-    """Multi-start FWI from one row's posterior samples, on the posterior's modelling survey."""
-    survey = modelling_survey(data["survey"], data["boundary"], prior.bounds[1])
-    ref = refine_samples(
-        obs.to(prior.device),
-        survey,
-        res.samples.to(prior.device),
-        boundary=data["boundary"],
-        bounds=prior.bounds,
-        bands=args.refine_bands,
-        iterations=args.refine_iterations,
-        keep_within=args.keep_within,
-    )
-    print(
-        f"  refined in {ref.seconds:.1f} s: best misfit {float(ref.misfit.min()):.4g} (posterior "
-        f"samples' median {float(res.misfit.median()):.4g}), {int(ref.kept.sum())} kept"
-    )
-    return ref
-
-
-def _refined_report(ref: RefinedSamples, noise_misfit: float, truth, lo, hi) -> dict:
-    return {
-        "settings": ref.settings,
-        "misfit": ref.misfit.tolist(),
-        "misfit_over_noise": (ref.misfit / noise_misfit).tolist(),
-        "kept": ref.kept.tolist(),
-        "seconds": ref.seconds,
-        "evaluations": ref.evaluations,
-        "kept_mean_vs_truth": scores(ref.mean[None].cpu(), truth[None], lo, hi)[0],
-        "best_vs_truth": scores(ref.best[None].cpu(), truth[None], lo, hi)[0],
-    }
 
 
 def _note_calibration(res: PosteriorResult) -> None:
@@ -335,7 +281,7 @@ def _write(
     }
     for k, ref in enumerate(refined):
         noise = results[k].noise_misfit
-        report["per_row"][k]["refined"] = _refined_report(ref, noise, data["truth"][k], lo, hi)
+        report["per_row"][k]["refined"] = refined_report(ref, noise, data["truth"][k], lo, hi)
     atomic_write_json(out / "posterior.json", report)
     _figure(out / "figure.png", data["truth"], results, lo, hi)
 
