@@ -82,7 +82,9 @@ def test_invert_refines_the_samples_with_multiscale_fwi(observed: Path, tmp_path
     out = tmp_path / "refined"
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "invert", str(observed), "--out", str(out)]
     args = [*cmd, "--method", "noise_aware", "--n-samples", "3", "--steps", "2", "--rows", "1"]
+    base = list(args)
     args += ["--refine-iterations", "2", "--refine-bands", "6,full", "--keep-within", "1.5"]
+    args += ["--polish-iterations", "2"]
     r = subprocess.run(
         args, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=600
     )
@@ -90,6 +92,7 @@ def test_invert_refines_the_samples_with_multiscale_fwi(observed: Path, tmp_path
     row = json.loads((out / "posterior.json").read_text())["per_row"][0]
     ref = row["refined"]
     assert ref["settings"]["bands"] == [6.0, None] and ref["settings"]["iterations"] == 2
+    assert ref["settings"]["polish_iterations"] == 2
     mis = np.array(ref["misfit"])
     assert ref["kept"] == list(mis <= 1.5 * mis.min())
     # the refinement lowers the misfit of the best sample below the best posterior sample's
@@ -98,7 +101,7 @@ def test_invert_refines_the_samples_with_multiscale_fwi(observed: Path, tmp_path
     assert refined.shape == (1, 3, 1, 70, 70)
     kept = np.array(ref["kept"])
     assert np.allclose(np.load(out / "refined_mean.npy")[0], refined[0][kept].mean(0), atol=1e-2)
-    bad = [*args[:-6], "--refine-iterations", "2", "--refine-bands", "8,4", "--overwrite"]
+    bad = [*base, "--refine-iterations", "2", "--refine-bands", "8,4", "--overwrite"]
     r = subprocess.run(
         bad, capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=300
     )
