@@ -174,3 +174,27 @@ def result_from_samples(samples: torch.Tensor, decoder_error: torch.Tensor | Non
         solver_calls=0,
         decoder_error=decoder_error,
     )
+
+
+#: a 30 × 30 grid, 3 sources and 30 receivers on the second row, 0.4 s: the FWI tests' survey
+FWI_SURVEY = Survey(
+    nz=30,
+    nx=30,
+    dz=10.0,
+    dx=10.0,
+    dt=0.001,
+    nt=400,
+    sources=((1, 2), (1, 15), (1, 27)),
+    receivers=tuple((1, j) for j in range(30)),
+    frequency=15.0,
+    pml_width=10,
+)
+
+
+def layered(top: float = 2000.0, mid: float = 2700.0, deep: float = 3400.0) -> torch.Tensor:
+    """(1, 1, 30, 30) float64 three-layer model [m/s] on :data:`FWI_SURVEY`'s grid, interfaces
+    at rows 10 and 20."""
+    v = torch.full((1, 1, 30, 30), top, dtype=torch.float64)
+    v[..., 10:, :] = mid
+    v[..., 20:, :] = deep
+    return v

@@ -9,30 +9,11 @@ import sys
 
 import pytest
 import torch
+from helpers import FWI_SURVEY as SURVEY
+from helpers import layered
 
 import ubdiff_phys as up
 from ubdiff_phys.inversion import fwi, smooth_velocity
-from ubdiff_phys.physics import Survey
-
-SURVEY = Survey(
-    nz=30,
-    nx=30,
-    dz=10.0,
-    dx=10.0,
-    dt=0.001,
-    nt=400,
-    sources=((1, 2), (1, 15), (1, 27)),
-    receivers=tuple((1, j) for j in range(30)),
-    frequency=15.0,
-    pml_width=10,
-)
-
-
-def layered() -> torch.Tensor:
-    v = torch.full((1, 1, 30, 30), 2000.0, dtype=torch.float64)
-    v[..., 10:, :] = 2700.0
-    v[..., 20:, :] = 3400.0
-    return v
 
 
 def test_fwi_recovers_a_layered_model(device: torch.device) -> None:

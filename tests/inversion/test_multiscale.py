@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import FWI_SURVEY as SURVEY
+from helpers import layered
 
 import ubdiff_phys as up
 from ubdiff_phys.inversion import smooth_velocity
@@ -20,27 +22,6 @@ from ubdiff_phys.inversion.multiscale import (
     parse_bands,
 )
 from ubdiff_phys.inversion.refine import refine_samples
-from ubdiff_phys.physics import Survey
-
-SURVEY = Survey(
-    nz=30,
-    nx=30,
-    dz=10.0,
-    dx=10.0,
-    dt=0.001,
-    nt=400,
-    sources=((1, 2), (1, 15), (1, 27)),
-    receivers=tuple((1, j) for j in range(30)),
-    frequency=15.0,
-    pml_width=10,
-)
-
-
-def layered(top: float = 2000.0, mid: float = 2700.0, deep: float = 3400.0) -> torch.Tensor:
-    v = torch.full((1, 1, 30, 30), top, dtype=torch.float64)
-    v[..., 10:, :] = mid
-    v[..., 20:, :] = deep
-    return v
 
 
 def test_lowpass_is_the_causal_convolution_truncated() -> None:
