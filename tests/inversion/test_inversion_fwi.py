@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from helpers import FWI_SURVEY as SURVEY
 from helpers import layered
 
 import ubdiff_phys as up
+from ubdiff_phys.data import open_store
 from ubdiff_phys.inversion import fwi, smooth_velocity
 
 
@@ -150,6 +152,15 @@ def test_invert_fwi_with_bands_runs_every_band(tmp_path) -> None:
     report = json.loads((out / "fwi.json").read_text())
     assert report["settings"]["bands"] == [5.0, None]
     assert sum(report["settings"]["band_evaluations"]) == report["evaluations"]
+    # the reported start and end misfits are full-band ones (the history's rows are per band)
+    with open_store(store) as st:
+        survey = st.survey.with_(pml_max_velocity=4500.0)  # fwi's pin: the upper bound
+        obs = torch.from_numpy(st.seismic(0)[None]).float()
+    for key, name in (("misfit_initial", "initial.npy"), ("misfit_final", "inverted.npy")):
+        v = torch.from_numpy(np.load(out / name)).float()
+        f = up.physics.misfit(v, obs, survey, boundary="pml", reduction="none")
+        assert report[key] == pytest.approx(f.double().tolist(), rel=1e-5)
+    assert report["misfit_final"][0] < report["misfit_initial"][0]
     for extra in (["--bands", "full,5"], ["--normalised"]):
         bad = subprocess.run(
             [*args, *extra, "--overwrite"], cwd=tmp_path, capture_output=True, text=True

@@ -44,6 +44,7 @@ from ubdiff_phys.inversion.posterior_cli import (
     run_posterior,
 )
 from ubdiff_phys.physics.forward import BOUNDARIES
+from ubdiff_phys.physics.misfit import misfit
 from ubdiff_phys.runtime.device import resolve_device
 from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
 
@@ -182,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     seconds = time.perf_counter() - t0
     result = dataclasses.replace(result, velocity=result.velocity.cpu())
-    _write(args, data, v0, result, seconds, lo, hi)
+    ends = None if bands is None else _full_band_misfits(data, v0, result.velocity, hi, device)
+    _write(args, data, v0, result, seconds, lo, hi, ends)
     print(f"invert: wrote {', '.join(OUTPUTS)} to {args.out} in {seconds:.1f} s")
     return 0
 
@@ -200,7 +202,25 @@ def _bands(args: argparse.Namespace) -> tuple[float | None, ...] | None:
         raise UserError(f"--bands: {exc}") from None
 
 
-def _write(args, data, v0, result, seconds: float, lo: float, hi: float) -> None:
+def _full_band_misfits(data, v0, velocity, hi: float, device) -> tuple[list, list]:
+    """(B,) full-band misfits ½‖F(v) − d‖² of the start and of the result, on the survey FWI
+    used (the C-PML pinned to ``hi``): a multiscale history's rows are each band's own misfit of
+    low-passed data, so its first and last rows are not comparable."""
+    survey = data["survey"]
+    if data["boundary"] == "pml" and survey.pml_max_velocity is None:
+        survey = survey.with_(pml_max_velocity=hi)
+    obs = data["observed"].to(device)
+    return tuple(
+        misfit(v.to(device), obs, survey, boundary=data["boundary"], reduction="none")
+        .double()
+        .cpu()
+        .tolist()
+        for v in (v0, velocity)
+    )
+
+
+def _write(args, data, v0, result, seconds: float, lo: float, hi: float, ends=None) -> None:
+    """Writes the outputs; ``ends``: the full-band (initial, final) misfits of a multiscale run."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for name, arr in (("inverted.npy", result.velocity), ("initial.npy", v0)):
@@ -217,8 +237,8 @@ def _write(args, data, v0, result, seconds: float, lo: float, hi: float) -> None
         "evaluations": result.evaluations,
         "seconds": seconds,
         "seconds_per_evaluation": seconds / max(result.evaluations, 1),
-        "misfit_initial": result.history[0].tolist(),
-        "misfit_final": result.history[-1].tolist(),
+        "misfit_initial": result.history[0].tolist() if ends is None else ends[0],
+        "misfit_final": result.history[-1].tolist() if ends is None else ends[1],
         "misfit_history": result.history.T.tolist(),
         "truth_is_stored_velocity": True,
         "initial_vs_truth": scores(v0, truth, lo, hi),
