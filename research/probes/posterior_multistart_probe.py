@@ -31,6 +31,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -50,7 +51,11 @@ from ubdiff_phys.inversion.refine import (  # noqa: E402
     refine_samples,
 )
 from ubdiff_phys.physics import misfit  # noqa: E402
-from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E402
+from ubdiff_phys.runtime.files import (  # noqa: E402
+    append_json_record,
+    atomic_write_text,
+    run_record,
+)
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -131,13 +136,28 @@ def main() -> None:
     if not np.allclose(saved["truth"], truth.numpy()):
         sys.exit("the samples file's true maps differ from these options' maps")
     maps = range(args.n_maps) if args.maps is None else [int(m) for m in args.maps.split(",")]
+    # rows finished so far survive an interruption: a rerun with the same options resumes
+    partial = None if args.out is None else args.out.with_suffix(".partial.json")
+    settings = json.loads(
+        json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
+    )
+    done = {}
+    if partial is not None and partial.exists():
+        saved_partial = json.loads(partial.read_text())
+        if saved_partial["settings"] == settings:
+            done = {r["map"]: r for r in saved_partial["rows"]}
     rows = []
     for k in maps:
+        if k in done:
+            rows.append(done[k])
+            continue
         samples = torch.as_tensor(saved[f"samples_{args.noise}_{k}"]).float()
         rows.append(one_map(args, k, prior, survey, truth, clean, samples))
         r = rows[-1]
         names = [n for n in r if isinstance(r[n], dict) and "ssim" in r[n]]
         print(k, {n: round(r[n]["ssim"], 3) for n in names}, flush=True)
+        if partial is not None:
+            atomic_write_text(partial, json.dumps({"settings": settings, "rows": rows}))
     names = [n for n in rows[0] if isinstance(rows[0][n], dict) and "ssim" in rows[0][n]]
     summary = {
         n: {
@@ -155,7 +175,7 @@ def main() -> None:
         "what": "multi-start multiscale FWI from posterior samples vs FWI from the smoothed truth",
         "family": args.family,
         "checkpoint": prior.info.get("checkpoint"),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": settings,
         "bands": list(DEFAULT_BANDS),
         "rows": rows,
         "summary": summary,
@@ -163,6 +183,7 @@ def main() -> None:
     }
     if args.out is not None:
         append_json_record(args.out, record)
+        partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
