@@ -59,6 +59,7 @@ from ubdiff_phys.inversion import (  # noqa: E402
     posterior_sample,
     smooth_velocity,
 )
+from ubdiff_phys.inversion.multiscale import parse_bands  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.inversion.refine import refine_samples  # noqa: E402
 from ubdiff_phys.models.metrics import ssim  # noqa: E402
@@ -170,6 +171,18 @@ def main() -> None:
         help="multiscale FWI from every posterior sample, L-BFGS iterations per band (0: none)",
     )
     ap.add_argument(
+        "--bands",
+        default=None,
+        help="posterior_sample's band-scheduled likelihood: low-pass cut-offs in Hz, e.g. "
+        "3,4,5,6,8,10,12,full (default: the full band at every step)",
+    )
+    ap.add_argument(
+        "--full-band-from",
+        type=float,
+        default=0.6,
+        help="with --bands: the fraction of the steps before the full band (default 0.6)",
+    )
+    ap.add_argument(
         "--baselines",
         choices=("all", "none"),
         default="all",
@@ -186,6 +199,10 @@ def main() -> None:
     if not args.train_store.is_file():
         sys.exit(f"posterior_inversion: error: --train-store {str(args.train_store)!r} not found")
     levels = [float(x) for x in args.noise.split(",")]
+    try:
+        args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
+    except ValueError as exc:
+        sys.exit(f"posterior_inversion: error: --bands: {exc}")
     prior, msurvey, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
     boundary = prior.boundary
@@ -258,6 +275,8 @@ def evaluate_one(
         inner=args.inner,
         latent_fit=args.latent_fit,
         trust=args.trust,
+        bands=args.likelihood_bands,
+        full_band_from=args.full_band_from,
         generator=torch.Generator().manual_seed(k),
     )
     SAMPLES[f"samples_{level}_{k}"] = res.samples.numpy()

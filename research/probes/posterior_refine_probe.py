@@ -32,7 +32,8 @@ from ubdiff_phys.inversion import (  # noqa: E402
     posterior_sample,
     smooth_velocity,
 )
-from ubdiff_phys.inversion.posterior import _Misfit, fit_latents  # noqa: E402
+from ubdiff_phys.inversion.likelihood import NativeMisfit
+from ubdiff_phys.inversion.posterior import fit_latents  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.physics import misfit  # noqa: E402
 from ubdiff_phys.runtime.files import atomic_write_json, run_record  # noqa: E402
@@ -104,7 +105,7 @@ def main() -> None:
             t0 = time.perf_counter()
 
             def data_misfit(z: torch.Tensor, obs_b: torch.Tensor = obs_b) -> torch.Tensor:
-                return _Misfit.apply(prior.velocity(z), obs_b, ms, boundary)
+                return NativeMisfit.apply(prior.velocity(z), obs_b, ms, boundary)
 
             z1 = fit_latents(data_misfit, last["x"], it)
             with torch.no_grad():

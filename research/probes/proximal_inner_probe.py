@@ -30,7 +30,8 @@ from posterior_inversion import score  # noqa: E402
 from ubdiff_phys.data.families import generate  # noqa: E402
 from ubdiff_phys.diffusion.posterior import _proximal_step  # noqa: E402
 from ubdiff_phys.inversion.fwi import smooth_velocity  # noqa: E402
-from ubdiff_phys.inversion.posterior import _Misfits, modelling_survey  # noqa: E402
+from ubdiff_phys.inversion.likelihood import StateMisfits
+from ubdiff_phys.inversion.posterior import modelling_survey  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.physics import Survey, simulate  # noqa: E402
 from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E402
@@ -78,7 +79,7 @@ def main() -> None:
     truth = truth.reshape(1, 1, survey.nz, survey.nx)
     clean = simulate(truth, survey, boundary=boundary).float()[0]
     obs, sigma = add_noise(clean, args.noise, seed=args.seed * 1_000_003 + args.map)
-    misfits = _Misfits(_Box(), msurvey, boundary)
+    misfits = StateMisfits(_Box(), msurvey, boundary)
     misfit = misfits.against(obs[None].double())
     noise_misfit = 0.5 * sigma**2 * obs.numel()
     if args.start == "smooth":

@@ -33,7 +33,7 @@ from posterior_inversion import held_out_maps, score  # noqa: E402
 
 from ubdiff_phys.diffusion.posterior import sample_posterior  # noqa: E402
 from ubdiff_phys.inversion import load_prior, posterior_sample  # noqa: E402
-from ubdiff_phys.inversion.posterior import _Misfits  # noqa: E402
+from ubdiff_phys.inversion.likelihood import StateMisfits  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
 from ubdiff_phys.physics.misfit import misfit_and_grad  # noqa: E402
@@ -63,7 +63,7 @@ def refine(vprior, x_start, obs_b, ms, boundary, sigma, method, t_start, steps, 
     ab = float(vprior.denoiser.schedule.alphas_cumprod[t_start])
     eps = torch.randn(x_start.shape, generator=gen, dtype=torch.float64)
     x_t = ab**0.5 * x_start + (1 - ab) ** 0.5 * eps
-    misfits = _Misfits(vprior, ms, boundary)
+    misfits = StateMisfits(vprior, ms, boundary)
     opts: dict[str, Any] = {"misfit": misfits.against(obs_b), "method": method}
     if method == "proximal":
         opts |= {

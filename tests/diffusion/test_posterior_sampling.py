@@ -199,3 +199,61 @@ def test_start_timestep_continues_the_exact_reverse_chain() -> None:
     for bad in (-1, 256, 3.0):
         with pytest.raises(ValueError, match="t_start"):
             sample_posterior(model, z, 4, t_start=bad, **kw)
+
+
+def test_step_misfit_replaces_the_misfit_step_by_step() -> None:
+    """``step_misfit(i)`` is the likelihood of step i: a zero misfit at every step leaves the
+    unconditional ancestral chain (the DPS chain with step size 0, same noise), the true misfit
+    at every step gives the plain noise-aware chain bit for bit, and the steps ask in order."""
+    d, s, a, sigma, n, steps = 4, 0.4, 1.0, 0.2, 64, 20
+    mu, q = _problem(d, seed=9)
+    y = a * q @ (mu + 0.8 * s)
+    model = GaussianDenoiser(mu, s)
+
+    def misfit(x0: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (a * x0.reshape(x0.shape[0], d) @ q.T - y).square().sum(dim=1)
+
+    def zero(x0: torch.Tensor) -> torch.Tensor:
+        return 0.0 * x0.sum(dim=(1, 2))
+
+    z = torch.randn((n, 1, d), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def run(method: str, **kw) -> torch.Tensor:
+        return sample_posterior(
+            model,
+            z,
+            steps,
+            method=method,
+            data_variance=lambda t: sigma**2 + a**2 * model.posterior_var(t),
+            generator=torch.Generator().manual_seed(4),
+            clip=None,
+            **kw,
+        )
+
+    asked: list[int] = []
+
+    def zero_at(i: int):
+        asked.append(i)
+        return zero
+
+    unconditional = run("dps", misfit=misfit, step_size=0.0)
+    assert torch.equal(run("noise_aware", misfit=misfit, step_misfit=zero_at), unconditional)
+    assert asked == list(range(steps))
+    plain = run("noise_aware", misfit=misfit)
+    assert torch.equal(run("noise_aware", misfit=zero, step_misfit=lambda i: misfit), plain)
+    assert (plain - unconditional).abs().max() > 0.1  # the data do move the chain
+    # the likelihood late only (the last half): between the two, and closer to the data
+    late = run("noise_aware", misfit=misfit, step_misfit=lambda i: misfit if i >= 10 else zero)
+    err = {k: float(misfit(v).mean()) for k, v in (("u", unconditional), ("l", late))}
+    assert err["l"] < err["u"] and not torch.equal(late, plain)
+    with pytest.raises(ValueError, match="step_misfit"):
+        sample_posterior(
+            model,
+            z,
+            steps,
+            misfit=misfit,
+            method="proximal",
+            data_variance=lambda t: sigma**2,
+            state_variance=lambda t: 0.1,
+            step_misfit=lambda i: misfit,
+        )

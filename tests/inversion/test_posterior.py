@@ -127,6 +127,43 @@ def test_posterior_sample_rejects_bad_inputs() -> None:
         posterior_sample(obs, SURVEY, prior=prior, boundary="pml", noise_std=-1.0)
 
 
+def test_band_scheduled_likelihood_still_fits_the_data_to_the_noise_level() -> None:
+    """bands: low-passed data early, the full band for the last steps; the samples must end at
+    the noise level as the full-band likelihood's do (the oracle above), the solver calls are
+    the same, the settings say which bands ran; proximal and bad bands are refused."""
+    prior = _prior()
+    survey = SURVEY.with_(pml_max_velocity=4500.0)
+    v_true = prior.velocity(torch.tensor([[0.6, -0.4]], dtype=torch.float64))
+    clean = simulate(v_true, survey, boundary="pml").float()
+    sigma = 0.002 * float(clean.square().mean().sqrt())
+    observed = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * sigma
+    g = torch.Generator().manual_seed(7)
+    train = prior.velocity(0.5 * torch.randn(16, 2, generator=g, dtype=torch.float64))
+    err = estimate_denoiser_error(prior, train, survey, boundary="pml", n_timesteps=8)
+    kw = dict(boundary="pml", prior=prior, noise_std=sigma, denoiser_error=err)
+    res = posterior_sample(
+        observed,
+        SURVEY,
+        n_samples=8,
+        steps=40,
+        bands=(10.0, 15.0, None),
+        full_band_from=0.5,
+        generator=torch.Generator().manual_seed(3),
+        **kw,
+    )
+    assert res.settings["bands"] == [10.0, 15.0, None] and res.settings["full_band_from"] == 0.5
+    assert res.solver_calls == 41
+    # the full band's bounds above (measured 1.56x and 21 m/s; full band 1.63x and 23 m/s)
+    assert float(res.misfit.median()) < 3.0 * res.noise_misfit
+    assert float((res.mean - v_true[0]).abs().mean()) < 40.0
+    with pytest.raises(ValueError, match="bands"):
+        posterior_sample(observed, SURVEY, method="proximal", bands=(10.0, None), **kw)
+    with pytest.raises(ValueError, match="increasing"):
+        posterior_sample(observed, SURVEY, bands=(15.0, 10.0), **kw)
+    with pytest.raises(ValueError, match="full_from"):
+        posterior_sample(observed, SURVEY, bands=(10.0,), full_band_from=2.0, **kw)
+
+
 def test_latent_fit_lowers_each_samples_misfit_from_the_same_draws() -> None:
     # the same generator gives the same posterior draws; the fit must not raise the normalised
     # misfit sum it minimises (L-BFGS with a strong-Wolfe line search only accepts descent)

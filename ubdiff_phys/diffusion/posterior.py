@@ -125,7 +125,7 @@ def _proximal_step(
         return x0, misfit(x0).detach()
 
 
-def _check_arguments(method, data_variance, state_variance, inner, step_size) -> None:
+def _check_arguments(method, data_variance, state_variance, inner, step_size, step_misfit) -> None:
     """ValueError for a choice of :func:`sample_posterior` that cannot run."""
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
@@ -135,6 +135,8 @@ def _check_arguments(method, data_variance, state_variance, inner, step_size) ->
         raise ValueError("method 'proximal' needs data_variance(t) and state_variance(t)")
     if not (isinstance(inner, int) and inner >= 0):
         raise ValueError(f"inner must be an integer >= 0, got {inner!r}")
+    if method == "proximal" and step_misfit is not None:
+        raise ValueError("step_misfit is for 'dps' and 'noise_aware' (not 'proximal')")
     if method == "dps" and not (0 <= step_size < float("inf")):
         raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
 
@@ -166,6 +168,7 @@ def sample_posterior(
     inner: int = 5,
     perturbed_misfit: Callable[[torch.Generator | None], DataMisfit] | None = None,
     t_start: int | None = None,
+    step_misfit: Callable[[int], DataMisfit] | None = None,
 ) -> torch.Tensor:
     """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit
     and its gradient).
@@ -198,11 +201,14 @@ def sample_posterior(
         t_start: the timestep ``z`` is at (None: T − 1, pure noise): with a clean map x noised
             to it, ``√ᾱ x + √(1 − ᾱ) ε``, the sampler refines x (SDEdit) instead of drawing from
             scratch; the ``steps`` timesteps are then spread over [0, t_start].
+        step_misfit: ``i -> misfit`` of reverse step i (0 … steps − 1) in place of ``misfit``
+            (e.g. a likelihood on low-passed data early and the full band late); "dps" and
+            "noise_aware" only (the proximal step's perturbed data are full-band).
 
     Returns:
         (B, ...) float64 samples.
     """
-    _check_arguments(method, data_variance, state_variance, inner, step_size)
+    _check_arguments(method, data_variance, state_variance, inner, step_size, step_misfit)
     sched = model.schedule
     ab_all = sched.alphas_cumprod.tolist()
     seq = timestep_sequence(_first_timestep(t_start, sched.timesteps) + 1, steps)
@@ -224,7 +230,8 @@ def sample_posterior(
             x0, r = _proximal_step(x0, misfit, var_t, rho2, inner, draw, callback is not None)
             g = torch.zeros_like(x0)
         else:
-            x0, g, r = _likelihood_step(model, x, t, ab_t, misfit, method, var_t, trust)
+            fit = misfit if step_misfit is None else step_misfit(i)
+            x0, g, r = _likelihood_step(model, x, t, ab_t, fit, method, var_t, trust)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
         alpha = ab_t / ab_s

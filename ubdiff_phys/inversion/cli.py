@@ -81,7 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bands",
         help="multiscale FWI: low-pass cut-offs in Hz, increasing, then 'full' (e.g. "
-        "3,4,5,6,8,10,12,full); --iterations in each band (default: the full band only)",
+        "3,4,5,6,8,10,12,full); --iterations in each band (default: the full band only). With "
+        "--method dps or noise_aware: the posterior sampler's band-scheduled likelihood "
+        "(see --full-band-from)",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")

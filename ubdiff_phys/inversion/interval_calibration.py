@@ -74,11 +74,11 @@ class IntervalCalibration:
         return {"kind": "ubdiff_phys.interval_calibration", **self.__dict__}
 
     def differs_from(self, settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-        """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps)
+        """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps, bands)
         in which a posterior's ``settings`` differ from those the scale was measured with (a
         scale measured with 8 samples over-widens a 16-sample interval a little: on the
         FlatVel-A evaluation 0.94 coverage against 0.92)."""
-        keys = ("method", "n_samples", "steps")
+        keys = ("method", "n_samples", "steps", "bands", "full_band_from")
         return {
             k: (self.settings.get(k), settings.get(k))
             for k in keys

@@ -23,6 +23,7 @@ from ubdiff_phys.physics.survey import Survey
 __all__ = [
     "DEFAULT_BANDS",
     "band_problem",
+    "band_schedule",
     "gaussian_lowpass_taps",
     "lowpass_time",
     "multiscale_fwi",
@@ -72,6 +73,21 @@ def band_problem(
     taps = gaussian_lowpass_taps(cutoff_hz, survey.dt)
     wavelet = lowpass_time(torch.as_tensor(survey.source_wavelet()), taps)
     return survey.with_(wavelet=tuple(wavelet.tolist())), lowpass_time(observed, taps, dim=-2)
+
+
+def band_schedule(
+    steps: int, bands: Sequence[float | None], full_from: float
+) -> list[float | None]:
+    """The cut-off [Hz] of each of ``steps`` reverse-diffusion steps (None: the full band) for a
+    band-scheduled likelihood: the cut-offs of ``bands`` in order, each for an equal share of
+    the first round(``full_from`` × steps) steps, the full band for the rest (and for every step
+    where ``bands`` holds no cut-off). ValueError for bad bands or ``full_from`` outside [0, 1]."""
+    _check_bands(list(bands))
+    if not 0.0 <= full_from <= 1.0:
+        raise ValueError(f"full_from must be in [0, 1], got {full_from!r}")
+    cuts = [b for b in bands if b is not None]
+    n_cont = int(round(full_from * steps)) if cuts else 0
+    return [cuts[i * len(cuts) // n_cont] if i < n_cont else None for i in range(steps)]
 
 
 def parse_bands(text: str) -> tuple[float | None, ...]:

@@ -14,7 +14,7 @@ likelihood does not move with the sample's own maximum velocity.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,8 @@ import torch
 from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS, sample_posterior
 from ubdiff_phys.diffusion.samplers import sample_ddim
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, calibrated_half_width
+from ubdiff_phys.inversion.likelihood import StateMisfits
+from ubdiff_phys.inversion.multiscale import band_schedule
 from ubdiff_phys.inversion.prior import (
     DenoiserError,
     LatentPrior,
@@ -148,49 +150,6 @@ def _approximation_half_width(x: torch.Tensor, e: torch.Tensor, p: float) -> tor
     return half
 
 
-class _Misfit(torch.autograd.Function):
-    """½‖F(v) − d‖² per model with the native fused misfit + adjoint (one call)."""
-
-    @staticmethod
-    def forward(ctx, v, observed, survey, boundary):  # type: ignore[override]
-        f, g = misfit_and_grad(v.detach(), observed, survey, boundary=boundary)
-        ctx.save_for_backward(g)
-        return f
-
-    @staticmethod
-    def backward(ctx, grad_f):  # type: ignore[override]
-        (g,) = ctx.saved_tensors
-        return (grad_f[:, None, None, None] * g[:, None]).to(g.dtype), None, None, None
-
-
-@dataclass
-class _Misfits:
-    """½‖F(v(x0)) − d‖² of the prior's states against data, counting the solver calls."""
-
-    prior: Any
-    survey: Survey
-    boundary: str
-    calls: int = 0
-
-    def against(self, data: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``x0 (B, ...) -> (B,)`` against ``data`` (B, S, nt, R), differentiable in x0."""
-
-        def misfit(x0: torch.Tensor) -> torch.Tensor:
-            self.calls += 1
-            return _Misfit.apply(self.prior.velocity(x0), data, self.survey, self.boundary)
-
-        return misfit
-
-    def perturbed(self, data: torch.Tensor, noise_std: float):
-        """``generator -> misfit`` against ``data`` plus a fresh N(0, noise_std²) draw."""
-
-        def draw(gen: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
-            noise = torch.randn(data.shape, generator=gen, dtype=torch.float64)
-            return self.against(data + (noise_std * noise).to(data))
-
-        return draw
-
-
 def _noise_std(obs: torch.Tensor, noise_std: float | None) -> float:
     """σ_d: ``noise_std``, or 1 % of the RMS of ``obs`` when None (ValueError unless positive)."""
     if noise_std is None:
@@ -221,10 +180,11 @@ def _observed(observed: torch.Tensor, survey: Survey) -> torch.Tensor:
 
 
 def _denoiser_error(
-    prior: LatentPrior | VelocityPrior, survey: Survey, boundary: str, seed: int, state: bool
+    prior: LatentPrior | VelocityPrior, survey: Survey, boundary: str, seed: int, method: str
 ):
-    """(the prior's r_t when it matches the modelling (and has ρ_t if ``state``), else one
+    """(the prior's r_t when it matches the modelling (and has ρ_t for "proximal"), else one
     estimated from 16 prior samples and kept on the prior; where it came from)."""
+    state = method == "proximal"
     err = prior.denoiser_error
     if err is not None and err.matches(survey, boundary):
         if not state or err.state_rms is not None:
@@ -241,7 +201,9 @@ def _denoiser_error(
     return est, f"{est.n_maps} {est.source}"
 
 
-def _check_choices(method: str, boundary: str, n_samples: int, latent_fit: int, inner: int) -> None:
+def _check_choices(
+    method: str, boundary: str, n_samples: int, latent_fit: int, inner: int, bands, full_from
+) -> None:
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
     if boundary not in BOUNDARIES:
@@ -252,6 +214,10 @@ def _check_choices(method: str, boundary: str, n_samples: int, latent_fit: int, 
         raise ValueError(f"latent_fit must be an integer >= 0, got {latent_fit!r}")
     if not (isinstance(inner, int) and inner >= 0):
         raise ValueError(f"inner must be an integer >= 0, got {inner!r}")
+    if bands is not None:
+        if method == "proximal":
+            raise ValueError("bands (a band-scheduled likelihood) is for 'noise_aware' and 'dps'")
+        band_schedule(1, bands, full_from)  # ValueError for bad bands or full_from
 
 
 def _data_variance(err: DenoiserError, noise_std: float) -> Callable[[int], float]:
@@ -322,6 +288,8 @@ def posterior_sample(
     trust: float | None = 1.0,
     latent_fit: int = 0,
     inner: int = 5,
+    bands: Sequence[float | None] | None = None,
+    full_band_from: float = 0.6,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> PosteriorResult:
@@ -350,6 +318,11 @@ def posterior_sample(
             :func:`ubdiff_phys.diffusion.posterior.sample_posterior`).
         latent_fit: L-BFGS iterations of :func:`fit_latents` on the final latents (0: none): a
             mode search from each draw, towards the data and away from the exact posterior.
+        inner: "proximal": L-BFGS iterations per step.
+        bands, full_band_from: a band-scheduled likelihood ("noise_aware", "dps"): low-pass
+            cut-offs [Hz] in increasing order (e.g. ``multiscale.DEFAULT_BANDS``), each for an
+            equal share of the first ``full_band_from`` × ``steps`` steps, the full band after
+            (:mod:`~ubdiff_phys.inversion.likelihood`); None: the full band at every step.
         generator: noise of the sampler (float64, CPU).
         callback: called after every step with ``{"i", "t", "x", "x0", "misfit"}``.
 
@@ -359,7 +332,7 @@ def posterior_sample(
     prior = load_prior() if prior is None else prior
     survey = survey or prior.survey or Survey.openfwi()
     boundary = boundary or prior.boundary or "openfwi"
-    _check_choices(method, boundary, n_samples, latent_fit, inner)
+    _check_choices(method, boundary, n_samples, latent_fit, inner, bands, full_band_from)
     obs = _observed(observed, survey)
     noise_std = _noise_std(obs, noise_std)
     lo, hi = prior.bounds
@@ -369,19 +342,21 @@ def posterior_sample(
     )
     settings: dict[str, Any] = {"method": method, "n_samples": n_samples, "steps": steps}
     settings |= {"noise_std": noise_std, "boundary": boundary, "latent_fit": latent_fit}
+    if bands is not None:
+        settings |= {"bands": list(bands), "full_band_from": full_band_from}
     err = None
-    if method != "dps":
-        err, settings["denoiser_error"] = (
-            (denoiser_error, "given")
-            if denoiser_error is not None
-            else _denoiser_error(prior, survey, boundary, 0, state=method == "proximal")
-        )
+    if method != "dps" and denoiser_error is not None:
+        err, settings["denoiser_error"] = denoiser_error, "given"
+    elif method != "dps":
+        err, settings["denoiser_error"] = _denoiser_error(prior, survey, boundary, 0, method)
     options = _likelihood_options(method, err, noise_std, settings, trust, step_size, inner)
     obs_b = obs.to(prior.device).expand(n_samples, *obs.shape).contiguous()
-    misfits = _Misfits(prior, survey, boundary)
+    misfits = StateMisfits(prior, survey, boundary)
     misfit = misfits.against(obs_b)
     if method == "proximal":
         options["perturbed_misfit"] = misfits.perturbed(obs_b, noise_std)
+    if bands is not None:
+        options["step_misfit"] = misfits.scheduled(obs_b, steps, bands, full_band_from)
     z = torch.randn((n_samples, *prior.latent_shape), generator=generator, dtype=torch.float64)
     t0 = time.perf_counter()
     x = sample_posterior(

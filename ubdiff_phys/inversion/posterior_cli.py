@@ -17,8 +17,10 @@ starts a multiscale FWI (:mod:`~ubdiff_phys.inversion.refine_cli`: N L-BFGS iter
 of ``--refine-bands``; the refinements whose misfit is within ``--keep-within`` of the best kept
 and polished with ``--polish-iterations`` full-band ones), adding ``refined.npy`` (rows, n, 1, nz,
 nx), ``refined_mean.npy`` (rows, 1, nz, nx: the mean of the kept ones) and a ``refined`` entry per
-row in ``posterior.json``. Files are written under temporary names and renamed; existing outputs
-are refused unless ``--overwrite``.
+row in ``posterior.json``. With ``--bands 3,4,5,6,8,10,12,full`` (dps, noise_aware) the
+sampler's likelihood uses low-passed data and wavelet early, the cut-offs spread over the first
+``--full-band-from`` of the steps (:mod:`~ubdiff_phys.inversion.likelihood`). Files are written
+under temporary names and renamed; existing outputs are refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
 from ubdiff_phys.inversion.decoder_error import estimate_decoder_error
+from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.prior import LatentPrior, estimate_denoiser_error, load_prior
 from ubdiff_phys.inversion.refine import RefinedSamples
@@ -103,6 +106,13 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
         default=0,
         help="L-BFGS iterations of a data fit on each sample's final latent (default 0: none)",
     )
+    g.add_argument(
+        "--full-band-from",
+        type=float,
+        default=0.6,
+        help="with --bands (dps, noise_aware: a band-scheduled likelihood, the cut-offs spread "
+        "over the first steps): the fraction of the steps before the full band (default 0.6)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler and the added noise")
     add_refine_options(p)
 
@@ -130,9 +140,26 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--step-size must be finite and >= 0, got {args.step_size}")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
+    args.likelihood_bands = _likelihood_bands(args)
     check_refine_options(args)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
+
+
+def _likelihood_bands(args: argparse.Namespace) -> tuple[float | None, ...] | None:
+    """``--bands`` for a posterior method: the band-scheduled likelihood's cut-offs (None
+    without it); UserError for a bad list, for --method proximal or a --full-band-from outside
+    [0, 1]."""
+    if args.bands is None:
+        return None
+    if args.method == "proximal":
+        raise UserError("--bands is for --method fwi, dps or noise_aware (not proximal)")
+    if not 0 <= args.full_band_from <= 1:
+        raise UserError(f"--full-band-from must be in [0, 1], got {args.full_band_from}")
+    try:
+        return parse_bands(args.bands)
+    except ValueError as exc:
+        raise UserError(f"--bands: {exc}") from None
 
 
 def _load_prior(args: argparse.Namespace) -> LatentPrior:
@@ -178,6 +205,8 @@ def run_posterior(args: argparse.Namespace) -> int:
                 step_size=args.step_size,
                 inner=args.inner,
                 latent_fit=args.latent_fit,
+                bands=args.likelihood_bands,
+                full_band_from=args.full_band_from,
                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
             )
         except ValueError as exc:  # e.g. a survey the prior's velocities are unstable on
