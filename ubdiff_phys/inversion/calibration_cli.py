@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import torch
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
+from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.posterior_cli import add_noise, store_maps
 from ubdiff_phys.inversion.prior import load_prior
@@ -40,6 +41,8 @@ def calibrate_interval(
     n_samples: int = 8,
     steps: int = 50,
     trust: float | None = 1.0,
+    bands: Sequence[float | None] | None = None,
+    full_band_from: float = 0.6,
     seed: int = 0,
     source: str = "held-out maps",
     report: Callable[[int, PosteriorResult, float], None] | None = None,
@@ -51,7 +54,8 @@ def calibrate_interval(
             survey and boundary (its training data's).
         velocities: (M, 1, nz, nx) true maps [m/s] the prior did not train on.
         noise: data noise as a fraction of each record's RMS; level: the interval's level.
-        n_samples, steps, trust: :func:`~ubdiff_phys.inversion.posterior_sample`'s settings.
+        n_samples, steps, trust, bands, full_band_from: :func:`~ubdiff_phys.inversion.
+            posterior_sample`'s settings (a scale holds for the sampler it was measured with).
         seed: seeds the noise (``seed * 1_000_003 + k`` for map k) and the sampler (``seed + k``).
         source: what the maps are (recorded).
         report: called after each map with (k, its result, its base-interval coverage).
@@ -81,6 +85,8 @@ def calibrate_interval(
             steps=steps,
             method="noise_aware",
             trust=trust,
+            bands=bands,
+            full_band_from=full_band_from,
             generator=torch.Generator().manual_seed(seed + k),
         )
         results.append(res)
@@ -90,6 +96,8 @@ def calibrate_interval(
     cal = conformal_scale(results, truths, level, base)
     settings = {"method": "noise_aware", "noise": noise, "n_samples": n_samples, "steps": steps}
     settings |= {"trust": trust, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+    if bands is not None:  # as posterior_sample records them, so that differs_from compares
+        settings |= {"bands": list(bands), "full_band_from": full_band_from}
     return dataclasses.replace(cal, source=source, settings=settings), results
 
 
@@ -110,6 +118,12 @@ def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--n-samples", type=int, default=8, help="posterior samples per map (8)")
     p.add_argument("--steps", type=int, default=50, help="reverse-diffusion steps (default 50)")
+    p.add_argument(
+        "--bands",
+        help="the sampler's band-scheduled likelihood (as invert --bands), e.g. "
+        "3,4,5,6,8,10,12,full",
+    )
+    p.add_argument("--full-band-from", type=float, default=0.6, help="with --bands (0.6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a stored calibration")
     p.set_defaults(func=_calibrate)
@@ -124,6 +138,12 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--noise must be positive and finite, got {args.noise}")
     if not args.store.is_file():
         raise UserError(f"--store {str(args.store)!r} not found")
+    if not 0 <= args.full_band_from <= 1:
+        raise UserError(f"--full-band-from must be in [0, 1], got {args.full_band_from}")
+    try:
+        args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
+    except ValueError as exc:
+        raise UserError(f"--bands: {exc}") from None
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -153,6 +173,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         level=args.level,
         n_samples=args.n_samples,
         steps=args.steps,
+        bands=args.likelihood_bands,
+        full_band_from=args.full_band_from,
         seed=args.seed,
         source=f"held-out store rows {args.skip}..{args.skip + args.n_maps - 1} of "
         f"{args.store.name}",
