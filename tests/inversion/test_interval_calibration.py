@@ -113,6 +113,23 @@ def test_calibrate_interval_with_the_shipped_prior_reaches_the_level_on_its_maps
     assert cal.coverage_before == pytest.approx(base, abs=1e-6)
 
 
+def test_calibration_records_the_band_schedule_it_was_measured_with() -> None:
+    """A scale holds for the sampler it was measured with: one measured with a band-scheduled
+    likelihood records the bands as ``posterior_sample`` does, so a run with the same schedule
+    matches it and a full-band run is told."""
+    prior = load_prior()
+    v = torch.as_tensor(generate("flatvel-a", 1, seed=78)).float().reshape(1, 1, 70, 70)
+    kw = {"noise": 0.02, "n_samples": 2, "steps": 3, "seed": 5}
+    cal, results = calibrate_interval(prior, v, bands=(3.0, None), full_band_from=0.5, **kw)
+    assert cal.settings["bands"] == [3.0, None] and cal.settings["full_band_from"] == 0.5
+    assert results[0].settings["bands"] == [3.0, None]
+    assert cal.differs_from(results[0].settings) == {}
+    plain, plain_results = calibrate_interval(prior, v, **kw)
+    assert cal.differs_from(plain_results[0].settings)["bands"] == ([3.0, None], None)
+    assert plain.differs_from(plain_results[0].settings) == {}
+    assert not torch.equal(results[0].samples, plain_results[0].samples), "bands must act"
+
+
 def test_calibrate_interval_cli_stores_the_record_and_refuses_to_replace_it(tmp_path) -> None:
     ckpt = tmp_path / "prior"
     shutil.copytree(Path(load_prior().info["diffusion"]).parent, ckpt)
@@ -141,6 +158,9 @@ def test_calibrate_interval_cli_stores_the_record_and_refuses_to_replace_it(tmp_
     assert again.stderr.count("\n") == 1
     too_many = run("--n-maps", "3", "--skip", "1", "--overwrite")
     assert too_many.returncode == 2 and "3 held-out rows" in too_many.stderr
+    bad_bands = run("--n-maps", "2", "--bands", "8,4", "--overwrite")
+    assert bad_bands.returncode == 2 and "--bands" in bad_bands.stderr
+    assert bad_bands.stderr.count("\n") == 1
     assert load_prior(ckpt).interval_calibration == cal, "a refused run must not touch the file"
 
 
