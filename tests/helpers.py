@@ -191,6 +191,26 @@ FWI_SURVEY = Survey(
 )
 
 
+def posterior_survey(nt: int, **extra: Any) -> Survey:
+    """The 16 × 16 acoustic problem of the posterior tests: 10 m cells, 1 ms steps, two sources
+    and 8 receivers on the second row, 25 Hz, sponge 6, C-PML 5 cells; ``nt`` steps and any
+    other :class:`Survey` field in ``extra``."""
+    return Survey(
+        nz=16,
+        nx=16,
+        dz=10.0,
+        dx=10.0,
+        dt=0.001,
+        nt=nt,
+        sources=((1, 3), (1, 12)),
+        receivers=tuple((1, j) for j in range(0, 16, 2)),
+        frequency=25.0,
+        sponge_width=6,
+        pml_width=5,
+        **extra,
+    )
+
+
 def layered(top: float = 2000.0, mid: float = 2700.0, deep: float = 3400.0) -> torch.Tensor:
     """(1, 1, 30, 30) float64 three-layer model [m/s] on :data:`FWI_SURVEY`'s grid, interfaces
     at rows 10 and 20."""

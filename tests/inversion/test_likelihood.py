@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import posterior_survey
 
 from ubdiff_phys.inversion.likelihood import StateMisfits
 from ubdiff_phys.inversion.multiscale import (
@@ -15,22 +16,9 @@ from ubdiff_phys.inversion.multiscale import (
     gaussian_lowpass_taps,
     lowpass_time,
 )
-from ubdiff_phys.physics import Survey, simulate
+from ubdiff_phys.physics import simulate
 
-SURVEY = Survey(
-    nz=16,
-    nx=16,
-    dz=10.0,
-    dx=10.0,
-    dt=0.001,
-    nt=400,
-    sources=((1, 3), (1, 12)),
-    receivers=tuple((1, j) for j in range(0, 16, 2)),
-    frequency=25.0,
-    sponge_width=6,
-    pml_width=5,
-    pml_max_velocity=3500.0,
-)
+SURVEY = posterior_survey(400, pml_max_velocity=3500.0)
 
 
 class _Identity:

@@ -11,26 +11,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import GaussianDenoiser
+from helpers import GaussianDenoiser, posterior_survey
 
 from ubdiff_phys.data import Normalizer
 from ubdiff_phys.inversion.posterior import posterior_sample
 from ubdiff_phys.inversion.prior import LatentPrior, VelocityPrior, estimate_denoiser_error
-from ubdiff_phys.physics import Survey, misfit, simulate
+from ubdiff_phys.physics import misfit, simulate
 
-SURVEY = Survey(
-    nz=16,
-    nx=16,
-    dz=10.0,
-    dx=10.0,
-    dt=0.001,
-    nt=150,
-    sources=((1, 3), (1, 12)),
-    receivers=tuple((1, j) for j in range(0, 16, 2)),
-    frequency=25.0,
-    sponge_width=6,
-    pml_width=5,
-)
+SURVEY = posterior_survey(150)
 
 
 class LinearDecoder(torch.nn.Module):
