@@ -156,6 +156,9 @@ def main() -> None:
     ap.add_argument(
         "--latent-fit", type=int, default=0, help="posterior_sample's latent_fit (default 0)"
     )
+    ap.add_argument(
+        "--error-fit", type=int, default=0, help="posterior_sample's error_fit (default 0)"
+    )
     ap.add_argument("--method", default="noise_aware", choices=POSTERIOR_METHODS)
     ap.add_argument(
         "--trust", type=float, default=1.0, help="posterior_sample's trust (noise_aware; default 1)"
@@ -274,6 +277,7 @@ def evaluate_one(
         method=args.method,
         inner=args.inner,
         latent_fit=args.latent_fit,
+        error_fit=args.error_fit,
         trust=args.trust,
         bands=args.likelihood_bands,
         full_band_from=args.full_band_from,

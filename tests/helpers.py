@@ -218,3 +218,42 @@ def layered(top: float = 2000.0, mid: float = 2700.0, deep: float = 3400.0) -> t
     v[..., 10:, :] = mid
     v[..., 20:, :] = deep
     return v
+
+
+class LinearDecoder(torch.nn.Module):
+    """z (B, 2) -> normalised velocity (B, 1, 16, 16): base + z1 * deep layer + z2 * gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        depth = torch.arange(16, dtype=torch.float32)[:, None].expand(16, 16)
+        self.register_buffer("base", torch.full((16, 16), -1 / 3))
+        self.register_buffer("p1", 0.4 * (depth >= 9).float())
+        self.register_buffer("p2", 0.3 * depth / 15)
+
+    def decode_velocity(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.reshape(z.shape[0], 2).float()
+        x = self.base + z[:, :1, None] * self.p1 + z[:, 1:, None] * self.p2
+        return x[:, None]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # least squares on the two patterns
+        a = torch.stack([self.p1.flatten(), self.p2.flatten()], dim=1)
+        rhs = (x.reshape(x.shape[0], -1) - self.base.flatten()).T
+        return torch.linalg.lstsq(a, rhs).solution.T
+
+
+def linear_prior(survey: Survey, s: float = 0.5) -> Any:
+    """The posterior tests' prior: z ~ N(0, s² I) in 2-D (exact denoiser) and the
+    :class:`LinearDecoder`, velocities in [1500, 4500] m/s, modelled on ``survey`` with "pml"."""
+    from ubdiff_phys.data import Normalizer
+    from ubdiff_phys.inversion.prior import LatentPrior
+
+    return LatentPrior(
+        denoiser=GaussianDenoiser(torch.zeros(2, dtype=torch.float64), s, timesteps=128),
+        autoencoder=LinearDecoder(),
+        normalizer=Normalizer(v_min=1500.0, v_max=4500.0),
+        latent_dim=2,
+        survey=survey,
+        boundary="pml",
+        device=torch.device("cpu"),
+        error_path=None,  # type: ignore[arg-type]
+    )

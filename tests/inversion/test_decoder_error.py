@@ -14,6 +14,7 @@ import pytest
 import torch
 from helpers import child_env, result_from_samples, small_store
 
+from ubdiff_phys.data.families import generate
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion import PosteriorResult, load_prior
 from ubdiff_phys.inversion.decoder_error import (
@@ -106,6 +107,7 @@ def test_prior_error_decoder_only_measures_the_autoencoders_error(tmp_path: Path
     ckpt = tmp_path / "prior"
     shutil.copytree(shipped, ckpt)
     (ckpt / "decoder_error.json").unlink()
+    (ckpt / "decoder_error_basis.npz").unlink()
     store = small_store(tmp_path / "s.h5", 6, 1, 3, seed=11)
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "prior-error", str(ckpt), "--store", str(store)]
     r = subprocess.run(
@@ -126,5 +128,21 @@ def test_prior_error_decoder_only_measures_the_autoencoders_error(tmp_path: Path
         rec = (rec.clamp(-1, 1) + 1) * 0.5 * (prior.bounds[1] - prior.bounds[0]) + prior.bounds[0]
     expected = (rec - v).square().mean(0).sqrt()
     torch.testing.assert_close(prior.decoder_error.tensor(), expected, atol=0.02, rtol=0)
+    # the error basis: fresh maps of the store's family, not the store's (seed 0) maps
+    basis = prior.error_basis
+    assert basis is not None and (basis.k, basis.n_maps) == (64, 512)
+    assert basis.source == "fresh flatvel-a maps (seed 1000003)" and 0.5 < basis.explained <= 1
+    fresh = torch.as_tensor(generate("flatvel-a", 512, seed=1_000_003)).float()
+    with torch.no_grad():
+        rec = prior.velocity(prior.encode(fresh.reshape(512, 1, 70, 70)))
+    mean_error = (fresh.reshape(512, 1, 70, 70) - rec).mean(0)[0]
+    torch.testing.assert_close(basis.mean, mean_error, atol=0.05, rtol=0)
+    r = subprocess.run(
+        [*cmd, "--decoder-only", "--basis-maps", "8", "--basis-components", "8"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 2 and "--basis-components" in r.stderr and r.stderr.count("\n") == 1
     r = subprocess.run([*cmd, "--decoder-maps", "1"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "must be >= 2" in r.stderr

@@ -11,53 +11,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import GaussianDenoiser, posterior_survey
+from helpers import GaussianDenoiser, linear_prior, posterior_survey
 
 from ubdiff_phys.data import Normalizer
 from ubdiff_phys.inversion.posterior import posterior_sample
-from ubdiff_phys.inversion.prior import LatentPrior, VelocityPrior, estimate_denoiser_error
+from ubdiff_phys.inversion.prior import VelocityPrior, estimate_denoiser_error
 from ubdiff_phys.physics import misfit, simulate
 
 SURVEY = posterior_survey(150)
 
 
-class LinearDecoder(torch.nn.Module):
-    """z (B, 2) -> normalised velocity (B, 1, 16, 16): base + z1 * deep layer + z2 * gradient."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        depth = torch.arange(16, dtype=torch.float32)[:, None].expand(16, 16)
-        self.register_buffer("base", torch.full((16, 16), -1 / 3))
-        self.register_buffer("p1", 0.4 * (depth >= 9).float())
-        self.register_buffer("p2", 0.3 * depth / 15)
-
-    def decode_velocity(self, z: torch.Tensor) -> torch.Tensor:
-        z = z.reshape(z.shape[0], 2).float()
-        x = self.base + z[:, :1, None] * self.p1 + z[:, 1:, None] * self.p2
-        return x[:, None]
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:  # least squares on the two patterns
-        a = torch.stack([self.p1.flatten(), self.p2.flatten()], dim=1)
-        rhs = (x.reshape(x.shape[0], -1) - self.base.flatten()).T
-        return torch.linalg.lstsq(a, rhs).solution.T
-
-
-def _prior(s: float = 0.5) -> LatentPrior:
-    return LatentPrior(
-        denoiser=GaussianDenoiser(torch.zeros(2, dtype=torch.float64), s, timesteps=128),
-        autoencoder=LinearDecoder(),
-        normalizer=Normalizer(v_min=1500.0, v_max=4500.0),
-        latent_dim=2,
-        survey=SURVEY,
-        boundary="pml",
-        device=torch.device("cpu"),
-        error_path=None,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.parametrize("method", ["noise_aware", "dps"])
 def test_posterior_samples_fit_the_data_to_the_noise_level(method: str) -> None:
-    prior = _prior()
+    prior = linear_prior(SURVEY)
     survey = SURVEY.with_(pml_max_velocity=4500.0)
     z_true = torch.tensor([[0.6, -0.4]], dtype=torch.float64)
     v_true = prior.velocity(z_true)
@@ -101,7 +67,7 @@ def test_posterior_samples_fit_the_data_to_the_noise_level(method: str) -> None:
 
 
 def test_posterior_sample_rejects_bad_inputs() -> None:
-    prior = _prior()
+    prior = linear_prior(SURVEY)
     obs = torch.zeros(SURVEY.n_sources, SURVEY.nt, SURVEY.n_receivers)
     with pytest.raises(ValueError, match="observed"):
         posterior_sample(obs[:, :10], SURVEY, prior=prior, boundary="pml")
@@ -119,7 +85,7 @@ def test_band_scheduled_likelihood_still_fits_the_data_to_the_noise_level() -> N
     """bands: low-passed data early, the full band for the last steps; the samples must end at
     the noise level as the full-band likelihood's do (the oracle above), the solver calls are
     the same, the settings say which bands ran; proximal and bad bands are refused."""
-    prior = _prior()
+    prior = linear_prior(SURVEY)
     survey = SURVEY.with_(pml_max_velocity=4500.0)
     v_true = prior.velocity(torch.tensor([[0.6, -0.4]], dtype=torch.float64))
     clean = simulate(v_true, survey, boundary="pml").float()
@@ -155,7 +121,7 @@ def test_band_scheduled_likelihood_still_fits_the_data_to_the_noise_level() -> N
 def test_latent_fit_lowers_each_samples_misfit_from_the_same_draws() -> None:
     # the same generator gives the same posterior draws; the fit must not raise the normalised
     # misfit sum it minimises (L-BFGS with a strong-Wolfe line search only accepts descent)
-    prior = _prior()
+    prior = linear_prior(SURVEY)
     survey = SURVEY.with_(pml_max_velocity=4500.0)
     v_true = prior.velocity(torch.tensor([[0.6, -0.4]], dtype=torch.float64))
     observed = simulate(v_true, survey, boundary="pml").float()

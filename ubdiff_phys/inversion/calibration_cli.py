@@ -25,8 +25,9 @@ from ubdiff_phys.inversion.cli_common import UserError
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
-from ubdiff_phys.inversion.posterior_cli import add_noise, store_maps
+from ubdiff_phys.inversion.posterior_cli import add_noise
 from ubdiff_phys.inversion.prior import load_prior
+from ubdiff_phys.inversion.prior_error_cli import store_maps
 from ubdiff_phys.physics.forward import simulate
 
 __all__ = ["calibrate_interval", "register_calibrate_interval"]

@@ -38,11 +38,8 @@ from ubdiff_phys.inversion.cli_common import (
 )
 from ubdiff_phys.inversion.fwi import OPTIMIZERS, fwi, smooth_velocity
 from ubdiff_phys.inversion.multiscale import multiscale_fwi, parse_bands
-from ubdiff_phys.inversion.posterior_cli import (
-    add_posterior_options,
-    register_prior_error,
-    run_posterior,
-)
+from ubdiff_phys.inversion.posterior_cli import add_posterior_options, run_posterior
+from ubdiff_phys.inversion.prior_error_cli import register_prior_error
 from ubdiff_phys.physics.forward import BOUNDARIES
 from ubdiff_phys.physics.misfit import misfit
 from ubdiff_phys.runtime.device import resolve_device

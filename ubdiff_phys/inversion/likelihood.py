@@ -20,7 +20,7 @@ from ubdiff_phys.inversion.multiscale import band_problem, band_schedule, gaussi
 from ubdiff_phys.physics.misfit import misfit_and_grad
 from ubdiff_phys.physics.survey import Survey
 
-__all__ = ["NativeMisfit", "StateMisfits"]
+__all__ = ["NativeMisfit", "StateMisfits", "likelihood_options"]
 
 #: ``misfit(x0) -> (B,)``: the data misfit of each state, differentiable in x0
 StateMisfit = Callable[[torch.Tensor], torch.Tensor]
@@ -96,3 +96,31 @@ class StateMisfits:
         survey, filtered = band_problem(self.survey, data, cutoff_hz)
         gain = float(gaussian_lowpass_taps(cutoff_hz, self.survey.dt).square().sum())
         return survey, filtered.contiguous(), gain
+
+
+def _data_variance(err: Any, noise_std: float) -> Callable[[int], float]:
+    """``t -> σ_d² + r_t²``: the noise-aware likelihood's variance per data value."""
+
+    def variance(t: int) -> float:
+        return noise_std**2 + err.rms_at(t) ** 2
+
+    return variance
+
+
+def likelihood_options(method, err, noise_std, settings, trust, step_size, inner) -> dict:
+    """The keyword arguments of :func:`~ubdiff_phys.diffusion.posterior.sample_posterior` that
+    ``method`` needs, for the denoiser error ``err`` (a
+    :class:`~ubdiff_phys.inversion.prior.DenoiserError`; None for "dps") and noise σ_d
+    ``noise_std``; records them in ``settings``."""
+    if method == "noise_aware":
+        settings["trust"] = trust
+        return {"data_variance": _data_variance(err, noise_std), "trust": trust}
+    if method == "proximal":
+        settings["inner"] = inner
+        return {
+            "data_variance": lambda t: noise_std**2,
+            "state_variance": lambda t: err.state_rms_at(t) ** 2,
+            "inner": inner,
+        }
+    settings["step_size"] = step_size
+    return {"step_size": step_size}

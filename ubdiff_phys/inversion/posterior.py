@@ -22,8 +22,9 @@ import torch
 
 from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS, sample_posterior
 from ubdiff_phys.diffusion.samplers import sample_ddim
+from ubdiff_phys.inversion.error_basis import fit_error
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, calibrated_half_width
-from ubdiff_phys.inversion.likelihood import StateMisfits
+from ubdiff_phys.inversion.likelihood import StateMisfits, likelihood_options
 from ubdiff_phys.inversion.multiscale import band_schedule
 from ubdiff_phys.inversion.prior import (
     DenoiserError,
@@ -220,32 +221,6 @@ def _check_choices(
         band_schedule(1, bands, full_from)  # ValueError for bad bands or full_from
 
 
-def _data_variance(err: DenoiserError, noise_std: float) -> Callable[[int], float]:
-    """``t -> σ_d² + r_t²``: the noise-aware likelihood's variance per data value."""
-
-    def variance(t: int) -> float:
-        return noise_std**2 + err.rms_at(t) ** 2
-
-    return variance
-
-
-def _likelihood_options(method, err, noise_std, settings, trust, step_size, inner) -> dict:
-    """The keyword arguments of :func:`sample_posterior` that the method needs (and records
-    them in ``settings``)."""
-    if method == "noise_aware":
-        settings["trust"] = trust
-        return {"data_variance": _data_variance(err, noise_std), "trust": trust}
-    if method == "proximal":
-        settings["inner"] = inner
-        return {
-            "data_variance": lambda t: noise_std**2,
-            "state_variance": lambda t: err.state_rms_at(t) ** 2,
-            "inner": inner,
-        }
-    settings["step_size"] = step_size
-    return {"step_size": step_size}
-
-
 def fit_latents(misfit: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, iterations: int):
     """L-BFGS (strong-Wolfe line search) on Σ_i misfit_i(z) / misfit_i(z0) from latents z0
     (B, ...), then clamped to the sampler's latent range [-1, 1]; ``misfit(z) -> (B,)``
@@ -287,6 +262,7 @@ def posterior_sample(
     denoiser_error: DenoiserError | None = None,
     trust: float | None = 1.0,
     latent_fit: int = 0,
+    error_fit: int = 0,
     inner: int = 5,
     bands: Sequence[float | None] | None = None,
     full_band_from: float = 0.6,
@@ -318,6 +294,11 @@ def posterior_sample(
             :func:`ubdiff_phys.diffusion.posterior.sample_posterior`).
         latent_fit: L-BFGS iterations of :func:`fit_latents` on the final latents (0: none): a
             mode search from each draw, towards the data and away from the exact posterior.
+        error_fit: L-BFGS iterations of :func:`~.error_basis.fit_error` (0: none): each final
+            sample gets the decoder-error field, under the prior's stored low-rank error model
+            (``prior-error``), that explains the data, drawn by randomised maximum likelihood.
+            The result then has no ``decoder_error`` (the fit replaces it) and no
+            ``calibration`` (measured without the fit): its interval is the predictive one.
         inner: "proximal": L-BFGS iterations per step.
         bands, full_band_from: a band-scheduled likelihood ("noise_aware", "dps"): low-pass
             cut-offs [Hz] in increasing order (e.g. ``multiscale.DEFAULT_BANDS``), each for an
@@ -335,21 +316,11 @@ def posterior_sample(
     _check_choices(method, boundary, n_samples, latent_fit, inner, bands, full_band_from)
     obs = _observed(observed, survey)
     noise_std = _noise_std(obs, noise_std)
-    lo, hi = prior.bounds
-    survey = modelling_survey(survey, boundary, hi)
-    check_stability(
-        torch.full((1, survey.nz, survey.nx), hi, dtype=torch.float64), survey, boundary
-    )
-    settings: dict[str, Any] = {"method": method, "n_samples": n_samples, "steps": steps}
-    settings |= {"noise_std": noise_std, "boundary": boundary, "latent_fit": latent_fit}
-    if bands is not None:
-        settings |= {"bands": list(bands), "full_band_from": full_band_from}
-    err = None
-    if method != "dps" and denoiser_error is not None:
-        err, settings["denoiser_error"] = denoiser_error, "given"
-    elif method != "dps":
-        err, settings["denoiser_error"] = _denoiser_error(prior, survey, boundary, 0, method)
-    options = _likelihood_options(method, err, noise_std, settings, trust, step_size, inner)
+    survey = _stable_modelling(survey, boundary, prior.bounds[1])
+    settings = _settings(method, n_samples, steps, noise_std, boundary, latent_fit)
+    settings |= _bands_setting(bands, full_band_from) | _error_fit_setting(prior, error_fit)
+    err = _choose_denoiser_error(prior, survey, boundary, method, denoiser_error, settings)
+    options = likelihood_options(method, err, noise_std, settings, trust, step_size, inner)
     obs_b = obs.to(prior.device).expand(n_samples, *obs.shape).contiguous()
     misfits = StateMisfits(prior, survey, boundary)
     misfit = misfits.against(obs_b)
@@ -371,13 +342,71 @@ def posterior_sample(
     )
     if latent_fit:
         x = fit_latents(misfit, x, latent_fit)
-    return _result(prior, x, obs_b, survey, boundary, t0, misfits.calls, noise_std, settings)
+    v, calls = _decode(prior, x, obs_b, survey, boundary, noise_std, error_fit, generator)
+    calls += misfits.calls
+    return _result(prior, v, obs_b, survey, boundary, t0, calls, noise_std, settings)
 
 
-def _result(prior, x, obs_b, survey, boundary, t0, calls, noise_std, settings) -> PosteriorResult:
-    """Decode the final latents, score them, and pack the :class:`PosteriorResult`."""
+def _stable_modelling(survey: Survey, boundary: str, v_max: float) -> Survey:
+    """:func:`modelling_survey`, checked stable at the prior's ``v_max`` [m/s]."""
+    survey = modelling_survey(survey, boundary, v_max)
+    v = torch.full((1, survey.nz, survey.nx), v_max, dtype=torch.float64)
+    check_stability(v, survey, boundary)
+    return survey
+
+
+def _choose_denoiser_error(prior, survey, boundary, method, given, settings):
+    """The r_t (ρ_t) the method uses, None for "dps"; records its origin in ``settings``."""
+    if method == "dps":
+        return None
+    if given is not None:
+        settings["denoiser_error"] = "given"
+        return given
+    err, settings["denoiser_error"] = _denoiser_error(prior, survey, boundary, 0, method)
+    return err
+
+
+def _settings(method, n_samples, steps, noise_std, boundary, latent_fit) -> dict[str, Any]:
+    """The sampler's settings as recorded in :attr:`PosteriorResult.settings`."""
+    settings: dict[str, Any] = {"method": method, "n_samples": n_samples, "steps": steps}
+    return settings | {"noise_std": noise_std, "boundary": boundary, "latent_fit": latent_fit}
+
+
+def _bands_setting(bands, full_band_from: float) -> dict[str, Any]:
+    """The band schedule's settings (none without one)."""
+    return {} if bands is None else {"bands": list(bands), "full_band_from": full_band_from}
+
+
+def _error_fit_setting(prior, error_fit: int) -> dict[str, Any]:
+    """Checks ``error_fit`` against the prior; the settings it adds (none when 0, so runs
+    without it match interval calibrations that predate it)."""
+    if not (isinstance(error_fit, int) and error_fit >= 0):
+        raise ValueError(f"error_fit must be an integer >= 0, got {error_fit!r}")
+    if not error_fit:
+        return {}
+    if getattr(prior, "error_basis", None) is None:
+        raise ValueError(
+            "this prior has no decoder-error basis: measure one with "
+            "`ubdiff-phys prior-error CHECKPOINT --store TRAIN.h5 --decoder-only`"
+        )
+    return {"error_fit": error_fit, "error_basis": prior.error_basis.describe()}
+
+
+def _decode(prior, x, obs_b, survey, boundary, noise_std, error_fit, generator):
+    """(velocity samples (n, 1, nz, nx) float32 [m/s] of the final latents x, with the
+    decoder-error fit when ``error_fit`` > 0; the solver calls it made)."""
     with torch.no_grad():
         v = prior.velocity(x).float()
+    if not error_fit:
+        return v, 0
+    fit = (survey, boundary, prior.error_basis, noise_std, prior.bounds, error_fit)
+    return fit_error(v, obs_b, *fit, generator=generator)
+
+
+def _result(prior, v, obs_b, survey, boundary, t0, calls, noise_std, settings) -> PosteriorResult:
+    """Score the final velocity samples (n, 1, nz, nx) [m/s] and pack the
+    :class:`PosteriorResult` (after an error fit, no ``decoder_error``: the fit replaces it, and
+    no ``calibration``: the prior's was measured on samples without the fit)."""
     f, _ = misfit_and_grad(v, obs_b, survey, boundary=boundary)
     seconds = time.perf_counter() - t0
     n = v.shape[0]
@@ -390,6 +419,10 @@ def _result(prior, x, obs_b, survey, boundary, t0, calls, noise_std, settings) -
         seconds=seconds,
         solver_calls=calls + 1,
         settings=settings,
-        decoder_error=None if prior.decoder_error is None else prior.decoder_error.tensor(),
-        calibration=prior.interval_calibration,
+        decoder_error=(
+            None
+            if prior.decoder_error is None or "error_fit" in settings
+            else prior.decoder_error.tensor()
+        ),
+        calibration=None if "error_fit" in settings else prior.interval_calibration,
     )

@@ -33,12 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
-from ubdiff_phys.inversion.decoder_error import estimate_decoder_error
 from ubdiff_phys.inversion.multiscale import parse_bands
-from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
-from ubdiff_phys.inversion.prior import LatentPrior, estimate_denoiser_error, load_prior
+from ubdiff_phys.inversion.posterior import PosteriorResult, posterior_sample
+from ubdiff_phys.inversion.prior import LatentPrior, load_prior
 from ubdiff_phys.inversion.refine import RefinedSamples
 from ubdiff_phys.inversion.refine_cli import (
     REFINED_OUTPUTS,
@@ -53,9 +51,7 @@ __all__ = [
     "OUTPUTS",
     "add_noise",
     "add_posterior_options",
-    "register_prior_error",
     "run_posterior",
-    "store_maps",
 ]
 
 OUTPUTS = ("samples.npy", "mean.npy", "std.npy", "interval_90.npy", "posterior.json", "figure.png")
@@ -107,6 +103,14 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
         help="L-BFGS iterations of a data fit on each sample's final latent (default 0: none)",
     )
     g.add_argument(
+        "--error-fit",
+        type=int,
+        default=0,
+        help="L-BFGS iterations fitting each sample's decoder error to the data under the "
+        "prior's stored error basis (`prior-error --basis-maps`), drawn by randomised maximum "
+        "likelihood (default 0: none; 40 measured)",
+    )
+    g.add_argument(
         "--full-band-from",
         type=float,
         default=0.6,
@@ -130,8 +134,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError("--n-samples and --steps must be >= 1")
     if args.inner < 0:
         raise UserError("--inner must be >= 0")
-    if args.latent_fit < 0:
-        raise UserError("--latent-fit must be >= 0")
+    if args.latent_fit < 0 or args.error_fit < 0:
+        raise UserError("--latent-fit and --error-fit must be >= 0")
     if not 0 <= args.add_noise < float("inf"):
         raise UserError(f"--add-noise must be finite and >= 0, got {args.add_noise}")
     if args.noise_std is not None and not 0 < args.noise_std < float("inf"):
@@ -169,6 +173,11 @@ def _load_prior(args: argparse.Namespace) -> LatentPrior:
         raise UserError(f"cannot load the prior: {exc}") from None
     if args.steps > prior.denoiser.schedule.timesteps:
         raise UserError(f"--steps must be <= {prior.denoiser.schedule.timesteps} for this prior")
+    if args.error_fit and prior.error_basis is None:
+        raise UserError(
+            "--error-fit: this prior has no decoder-error basis; measure one with `ubdiff-phys "
+            "prior-error CHECKPOINT --store TRAIN.h5 --decoder-only`"
+        )
     return prior
 
 
@@ -205,6 +214,7 @@ def run_posterior(args: argparse.Namespace) -> int:
                 step_size=args.step_size,
                 inner=args.inner,
                 latent_fit=args.latent_fit,
+                error_fit=args.error_fit,
                 bands=args.likelihood_bands,
                 full_band_from=args.full_band_from,
                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
@@ -344,74 +354,3 @@ def _figure(path: Path, truth: torch.Tensor, results: list[PosteriorResult], lo,
             a.axis("off")
     fig.tight_layout()
     atomic_save_figure(fig, path)
-
-
-def register_prior_error(sub: argparse._SubParsersAction) -> None:
-    """``ubdiff-phys prior-error CHECKPOINT --store TRAIN.h5``: measure and store the denoiser
-    error r_t that ``invert --method noise_aware`` uses, and the decoder's approximation error
-    that widens the posterior's ``approximation`` interval."""
-    p = sub.add_parser(
-        "prior-error",
-        help="measure a diffusion prior's denoiser error in data space (for noise-aware "
-        "inversion) and its decoder's approximation error in velocity",
-        description="Encode --n-maps training velocities of --store (a velocity-space prior: "
-        "normalise them), noise them to each of --n-timesteps levels, denoise, decode and "
-        "simulate, and store the RMS data-space error "
-        "per level beside the checkpoint (denoiser_error.json), for the store's survey and "
-        "boundary (the C-PML pinned to the prior's v_max, as the inversion models). Then encode "
-        "and decode up to --decoder-maps held-out velocities of the store (its test rows; the "
-        "training rows when it has none) and store the pixel-wise RMS reconstruction error "
-        "[m/s] (decoder_error.json).",
-    )
-    p.add_argument(
-        "checkpoint",
-        help="UB-Diff checkpoint folder, train-diffusion run or train-velocity-diffusion run",
-    )
-    p.add_argument("--store", type=Path, required=True, help="training store (HDF5)")
-    p.add_argument("--n-maps", type=int, default=32, help="training velocities (default 32)")
-    p.add_argument("--n-timesteps", type=int, default=12, help="noise levels (default 12)")
-    p.add_argument("--decoder-maps", type=int, default=64, help="held-out velocities (default 64)")
-    p.add_argument(
-        "--decoder-only",
-        action="store_true",
-        help="measure only the decoder error (no solver runs; keeps the denoiser error)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_prior_error)
-
-
-def store_maps(st, rows: np.ndarray) -> torch.Tensor:
-    """velocity rows of an open store -> (N, 1, nz, nx) float32 [m/s]."""
-    v = np.stack([st.velocity(int(r)) for r in rows])
-    return torch.from_numpy(v).float().reshape(len(rows), 1, *v.shape[-2:])
-
-
-def _prior_error(args: argparse.Namespace) -> int:
-    if args.n_maps < 2 or args.n_timesteps < 2 or args.decoder_maps < 2:
-        raise UserError("--n-maps, --n-timesteps and --decoder-maps must be >= 2")
-    prior = load_prior(args.checkpoint)
-    with open_store(args.store) as st:
-        survey, boundary = st.survey, st.attrs.get("boundary")
-        v = store_maps(st, st.train_index[: args.n_maps])
-        held_out = len(st.test_index) >= 2
-        rows = (st.test_index if held_out else st.train_index)[: args.decoder_maps]
-        v_dec = store_maps(st, rows)
-    if survey is None or boundary is None:
-        raise UserError(f"{str(args.store)!r} records no survey/boundary")
-    source = "held-out store rows" if held_out else "training store rows (no held-out rows)"
-    dec = estimate_decoder_error(prior, v_dec, source=source)
-    prior.save_decoder_error(dec)
-    print(
-        f"prior-error: wrote {prior.decoder_error_path} ({dec.n_maps} {source}): RMS "
-        f"{dec.mean_rms:.4g} m/s"
-    )
-    if args.decoder_only:
-        return 0
-    survey = modelling_survey(survey, boundary, prior.bounds[1])
-    err = estimate_denoiser_error(
-        prior, v, survey, boundary=boundary, n_timesteps=args.n_timesteps, seed=args.seed
-    )
-    prior.save_denoiser_error(err)
-    pairs = ", ".join(f"t={t}: {r:.3g}" for t, r in zip(err.timesteps, err.rms, strict=True))
-    print(f"prior-error: wrote {prior.error_path} ({v.shape[0]} maps): {pairs}")
-    return 0

@@ -34,6 +34,7 @@ from ubdiff_phys.inversion.decoder_error import (
     decoder_error_path,
     stored_decoder_error,
 )
+from ubdiff_phys.inversion.error_basis import ErrorBasis, error_basis_path, stored_error_basis
 from ubdiff_phys.inversion.interval_calibration import (
     IntervalCalibration,
     interval_calibration_path,
@@ -142,6 +143,8 @@ class _PriorCommon:
         (:mod:`ubdiff_phys.inversion.decoder_error`), or None.
     interval_calibration: the stored scale of the posterior interval
         (:mod:`ubdiff_phys.inversion.interval_calibration`), or None.
+    error_basis: the stored low-rank model of the decoder error
+        (:mod:`ubdiff_phys.inversion.error_basis`), or None.
     info: where it was loaded from.
     """
 
@@ -154,6 +157,7 @@ class _PriorCommon:
     denoiser_error: DenoiserError | None = None
     decoder_error: DecoderError | None = None
     interval_calibration: IntervalCalibration | None = None
+    error_basis: ErrorBasis | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -195,6 +199,16 @@ class _PriorCommon:
         """Store ``cal`` beside the checkpoint (atomic) and keep it on the prior."""
         atomic_write_json(self.interval_calibration_path, cal.to_dict())
         self.interval_calibration = cal
+
+    @property
+    def error_basis_path(self) -> Path:
+        """Where the decoder error's basis is stored (beside the checkpoint)."""
+        return error_basis_path(Path(self.info["diffusion"]))
+
+    def save_error_basis(self, basis: ErrorBasis) -> None:
+        """Store ``basis`` beside the checkpoint (atomic) and keep it on the prior."""
+        basis.save(self.error_basis_path)
+        self.error_basis = basis
 
 
 @dataclass(kw_only=True)
@@ -292,6 +306,7 @@ def load_velocity_prior(
         interval_calibration=stored_interval_calibration(
             interval_calibration_path(Path(gen.info["diffusion"]))
         ),
+        error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )
 
@@ -322,6 +337,7 @@ def load_prior(
         interval_calibration=stored_interval_calibration(
             interval_calibration_path(Path(gen.info["diffusion"]))
         ),
+        error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )
 
