@@ -13,6 +13,10 @@ by ``--iterations`` batched L-BFGS steps (the native fused misfit + adjoint). ``
 d_i = d, η_i = 0 (each sample's most likely correction); ``--mode rml``: d_i = d + N(0, σ²) and
 η_i ~ N(0, I) (randomised maximum likelihood: an exact posterior draw of e for a linear F).
 
+``--basis pca:K`` replaces the pixel prior by a low-rank Gaussian one: the mean and first K
+principal components of v − D(E(v)) over ``--basis-maps`` fresh maps (what
+``ubdiff_phys.inversion.error_basis`` ships for ``posterior_sample(error_fit=)``).
+
 Reads the samples ``examples/posterior_inversion.py`` saved, rebuilds each map's noisy gathers as
 the example did (same maps, seed, noise draw), and scores the mean of the corrected samples
 against the posterior mean (SSIM on the prior's range), the samples' misfit over the noise level
@@ -22,6 +26,8 @@ against the posterior mean (SSIM on the prior's range), the samples' misfit over
         --n-maps 4 --noise 0.01 --out out/post4
     PYTHONPATH=. python research/probes/approximation_error_correction_probe.py \
         --samples out/post4/posterior_samples.npz --n-maps 4 --mode map,rml --smooth 0,3
+    PYTHONPATH=. python research/probes/approximation_error_correction_probe.py \
+        --samples out/post4/posterior_samples.npz --n-maps 4 --mode map,rml --basis pca:32,pca:64
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from posterior_inversion import add_held_out_options, open_held_out, score  # noqa: E402
 
+from ubdiff_phys.data.families import generate  # noqa: E402
 from ubdiff_phys.inversion import smooth_velocity  # noqa: E402
+from ubdiff_phys.inversion.error_basis import estimate_error_basis  # noqa: E402
 from ubdiff_phys.inversion.likelihood import NativeMisfit  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.physics import misfit  # noqa: E402
@@ -65,19 +73,37 @@ def smoother(sigma: float):
     return lambda u: smooth_velocity(u, sigma) * gain
 
 
-def correct(samples, obs, sigma, e, survey, boundary, bounds, mode, smooth, iterations, gen):
-    """(corrected samples (n, 1, nz, nx) float32 [m/s], objective calls) for one map."""
+def pixel_correction(e: torch.Tensor, sigma: float):
+    """(u -> e_rms ⊙ K u, shape of u per sample): the independent-pixel error prior."""
+    k = smoother(sigma)
+    return (lambda u: e * k(u)), tuple(e.shape[1:])
+
+
+def pca_correction(prior, family: str, n_maps: int, k: int, seed: int):
+    """(c -> ē + Σ_j s_j c_j b_j, (k,), explained share): the decoder error e = v − D(E(v)) on
+    ``n_maps`` fresh ``family`` maps drawn with ``seed`` (not the evaluation's), as its mean ē
+    plus its first ``k`` principal components b_j with standard deviations s_j [m/s]
+    (:func:`ubdiff_phys.inversion.error_basis.estimate_error_basis`); c ~ N(0, I)."""
+    v = torch.as_tensor(generate(family, n_maps, seed=seed)).float()
+    v = v.reshape(n_maps, 1, prior.survey.nz, prior.survey.nx)
+    basis = estimate_error_basis(prior, v, k)
+    return basis.field, (k,), basis.explained
+
+
+def correct(samples, obs, sigma, correction, survey, boundary, bounds, mode, iterations, gen):
+    """(corrected samples (n, 1, nz, nx) float32 [m/s], objective calls) for one map;
+    ``correction`` = (u -> field (n, 1, nz, nx) [m/s], shape of u per sample), u ~ N(0, I)."""
+    field, ushape = correction
     n = samples.shape[0]
     data = obs[None].expand(n, *obs.shape).double()
-    eta = torch.zeros_like(samples)
+    eta = torch.zeros(n, *ushape, dtype=torch.float64)
     if mode == "rml":
         data = data + sigma * torch.randn(data.shape, generator=gen, dtype=torch.float64)
-        eta = torch.randn(samples.shape, generator=gen, dtype=torch.float64)
+        eta = torch.randn(eta.shape, generator=gen, dtype=torch.float64)
     data = data.float().contiguous()
-    k = smoother(smooth)
 
     def velocity(u: torch.Tensor) -> torch.Tensor:
-        return (samples + e * k(u)).clamp(*bounds)
+        return (samples + field(u)).clamp(*bounds)
 
     def objective(u: torch.Tensor) -> torch.Tensor:
         f = NativeMisfit.apply(velocity(u).float(), data, survey, boundary).double()
@@ -104,6 +130,14 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--mode", default="map,rml", help="comma list of map, rml")
     ap.add_argument("--smooth", default="0", help="comma list of smoothing sigmas [cells]")
+    ap.add_argument(
+        "--basis",
+        default="pixel",
+        help="comma list of error priors: pixel (e_rms, with --smooth) or pca:K (the mean and K "
+        "principal components of the decoder error on --basis-maps fresh maps)",
+    )
+    ap.add_argument("--basis-maps", type=int, default=512)
+    ap.add_argument("--basis-seed", type=int, default=4321, help="seed of the basis maps")
     ap.add_argument("--decoder-error", type=Path, default=SHIPPED_ERROR)
     ap.add_argument(
         "--out",
@@ -117,7 +151,19 @@ def main() -> None:
     npz = np.load(args.samples)
     rms = json.loads(args.decoder_error.read_text())["rms"]
     e = torch.tensor(rms, dtype=torch.float64)[None, None]
-    settings = [(m, float(s)) for m in args.mode.split(",") for s in args.smooth.split(",")]
+    corrections, explained = {}, {}
+    for b in args.basis.split(","):
+        if b == "pixel":
+            for sm in args.smooth.split(","):
+                corrections[f"smooth{float(sm):g}"] = pixel_correction(e, float(sm))
+        else:
+            k = int(b.removeprefix("pca:"))
+            field, shape, explained[b] = pca_correction(
+                prior, args.family, args.basis_maps, k, args.basis_seed
+            )
+            corrections[f"pca{k}"] = (field, shape)
+    print(json.dumps({"explained": explained}), flush=True)
+    settings = [(m, c) for m in args.mode.split(",") for c in corrections]
     rows = []
     for k in range(args.n_maps):
         obs, sigma = add_noise(clean[k], args.noise, seed=args.seed * 1_000_003 + k)
@@ -132,14 +178,14 @@ def main() -> None:
             "posterior_coverage": coverage(s, t),
             "misfit_over_noise_before": float(f0.median() / nm),
         }
-        for mode, smooth in settings:
+        for mode, name in settings:
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(100 + k)
             v, calls = correct(
-                s, obs, sigma, e, survey, bd, bounds, mode, smooth, args.iterations, gen
+                s, obs, sigma, corrections[name], survey, bd, bounds, mode, args.iterations, gen
             )
             f1 = misfit(v, obs_n, survey, boundary=bd, reduction="none")
-            row[f"{mode}_smooth{smooth:g}"] = {
+            row[f"{mode}_{name}"] = {
                 "mean_ssim": score(v.mean(0)[None], t, *bounds)["ssim"],
                 "sample_ssim": float(np.mean([score(x[None], t, *bounds)["ssim"] for x in v])),
                 "misfit_over_noise": float(f1.median() / nm),
@@ -149,7 +195,7 @@ def main() -> None:
             }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    keys = [f"{m}_smooth{s:g}" for m, s in settings]
+    keys = [f"{m}_{c}" for m, c in settings]
     summary = {
         "posterior_ssim": float(np.mean([r["posterior_ssim"] for r in rows])),
         "posterior_coverage": float(np.mean([r["posterior_coverage"] for r in rows])),
@@ -166,6 +212,7 @@ def main() -> None:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rows": rows,
         "summary": summary,
+        "explained": explained,
         **run_record(),
     }
     append_json_record(args.out, record)
