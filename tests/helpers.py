@@ -257,3 +257,27 @@ def linear_prior(survey: Survey, s: float = 0.5) -> Any:
         device=torch.device("cpu"),
         error_path=None,  # type: ignore[arg-type]
     )
+
+
+def linear_posterior_problem(survey: Survey, extra: torch.Tensor | None = None):
+    """(prior, true map (1, 1, 16, 16) [m/s], its noise-free gathers, ``posterior_sample``
+    keyword arguments) of the posterior tests' tiny problem: :func:`linear_prior`, the map
+    decoded from z = (0.6, −0.4) plus ``extra`` [m/s], σ = 0.2 % of the gathers' RMS, 4 samples
+    × 10 steps, the denoiser error of 16 prior draws; gathers modelled with the C-PML pinned at
+    4,500 m/s."""
+    from ubdiff_phys.inversion.prior import estimate_denoiser_error
+    from ubdiff_phys.physics import simulate
+
+    prior = linear_prior(survey)
+    pinned = survey.with_(pml_max_velocity=4500.0)
+    v_true = prior.velocity(torch.tensor([[0.6, -0.4]], dtype=torch.float64))
+    v_true = v_true if extra is None else v_true + extra
+    observed = simulate(v_true, pinned, boundary="pml").float()
+    sigma = 0.002 * float(observed.square().mean().sqrt())
+    g = torch.Generator().manual_seed(7)
+    train = prior.velocity(0.5 * torch.randn(16, 2, generator=g, dtype=torch.float64))
+    err = estimate_denoiser_error(prior, train, pinned, boundary="pml", n_timesteps=8)
+    kw = dict(
+        boundary="pml", prior=prior, n_samples=4, noise_std=sigma, steps=10, denoiser_error=err
+    )
+    return prior, v_true, observed, kw

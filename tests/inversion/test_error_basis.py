@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import linear_prior, posterior_survey
+from helpers import linear_posterior_problem, linear_prior, posterior_survey
 
 from ubdiff_phys.inversion.error_basis import ErrorBasis, estimate_error_basis, fit_error
 from ubdiff_phys.inversion.posterior import modelling_survey, posterior_sample
-from ubdiff_phys.inversion.prior import estimate_denoiser_error
 from ubdiff_phys.physics import misfit, simulate
 
 SURVEY = posterior_survey(150)
@@ -118,18 +117,8 @@ def test_fit_explains_data_the_decoder_cannot() -> None:
 
 
 def test_posterior_sample_error_fit_records_and_lowers_the_misfit() -> None:
-    prior = linear_prior(SURVEY)
-    survey = SURVEY.with_(pml_max_velocity=4500.0)
     basis, e_true = _shallow_layer_basis()  # the latent samples misread the shallow layer
-    v_true = prior.velocity(torch.tensor([[0.6, -0.4]], dtype=torch.float64)) + e_true
-    observed = simulate(v_true, survey, boundary="pml").float()
-    sigma = 0.002 * float(observed.square().mean().sqrt())
-    g = torch.Generator().manual_seed(7)
-    train = prior.velocity(0.5 * torch.randn(16, 2, generator=g, dtype=torch.float64))
-    err = estimate_denoiser_error(prior, train, survey, boundary="pml", n_timesteps=8)
-    kw = dict(
-        boundary="pml", prior=prior, n_samples=4, noise_std=sigma, steps=10, denoiser_error=err
-    )
+    prior, v_true, observed, kw = linear_posterior_problem(SURVEY, e_true)
     with pytest.raises(ValueError, match="no decoder-error basis"):
         posterior_sample(observed, SURVEY, error_fit=5, **kw)
     prior.error_basis = basis

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import GaussianDenoiser, linear_prior, posterior_survey
+from helpers import GaussianDenoiser, linear_posterior_problem, linear_prior, posterior_survey
 
 from ubdiff_phys.data import Normalizer
 from ubdiff_phys.inversion.posterior import posterior_sample
@@ -121,17 +121,7 @@ def test_band_scheduled_likelihood_still_fits_the_data_to_the_noise_level() -> N
 def test_latent_fit_lowers_each_samples_misfit_from_the_same_draws() -> None:
     # the same generator gives the same posterior draws; the fit must not raise the normalised
     # misfit sum it minimises (L-BFGS with a strong-Wolfe line search only accepts descent)
-    prior = linear_prior(SURVEY)
-    survey = SURVEY.with_(pml_max_velocity=4500.0)
-    v_true = prior.velocity(torch.tensor([[0.6, -0.4]], dtype=torch.float64))
-    observed = simulate(v_true, survey, boundary="pml").float()
-    sigma = 0.002 * float(observed.square().mean().sqrt())
-    g = torch.Generator().manual_seed(7)
-    train = prior.velocity(0.5 * torch.randn(16, 2, generator=g, dtype=torch.float64))
-    err = estimate_denoiser_error(prior, train, survey, boundary="pml", n_timesteps=8)
-    kw = dict(
-        boundary="pml", prior=prior, n_samples=4, noise_std=sigma, steps=10, denoiser_error=err
-    )
+    _, _, observed, kw = linear_posterior_problem(SURVEY)
     plain = posterior_sample(observed, SURVEY, generator=torch.Generator().manual_seed(3), **kw)
     fitted = posterior_sample(
         observed, SURVEY, latent_fit=5, generator=torch.Generator().manual_seed(3), **kw
