@@ -34,6 +34,7 @@ from posterior_inversion import held_out_maps, score  # noqa: E402
 from ubdiff_phys.diffusion.posterior import sample_posterior  # noqa: E402
 from ubdiff_phys.inversion import load_prior, posterior_sample  # noqa: E402
 from ubdiff_phys.inversion.likelihood import StateMisfits  # noqa: E402
+from ubdiff_phys.inversion.multiscale import parse_bands  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
 from ubdiff_phys.physics.misfit import misfit_and_grad  # noqa: E402
@@ -56,15 +57,23 @@ def summary(v: torch.Tensor, t: torch.Tensor, lo: float, hi: float, f: torch.Ten
     }
 
 
-def refine(vprior, x_start, obs_b, ms, boundary, sigma, method, t_start, steps, inner, gen):
+def refine(
+    vprior, x_start, obs_b, ms, boundary, sigma, method, t_start, steps, inner, gen, bands=None,
+    full_from=0.6,
+):  # fmt: skip
     """Velocity-prior posterior samples from x_start (n, 1, nz, nx) normalised, noised to
-    t_start. Returns (velocity (n, 1, nz, nx) float32, solver calls)."""
+    t_start (t_start ≥ T − 1: from pure noise, x_start unused); ``bands``: a band-scheduled
+    likelihood. Returns (velocity (n, 1, nz, nx) float32, solver calls)."""
     err = vprior.denoiser_error
-    ab = float(vprior.denoiser.schedule.alphas_cumprod[t_start])
+    sched = vprior.denoiser.schedule
+    t_start = min(t_start, sched.timesteps - 1)
+    ab = float(sched.alphas_cumprod[t_start])
     eps = torch.randn(x_start.shape, generator=gen, dtype=torch.float64)
     x_t = ab**0.5 * x_start + (1 - ab) ** 0.5 * eps
     misfits = StateMisfits(vprior, ms, boundary)
     opts: dict[str, Any] = {"misfit": misfits.against(obs_b), "method": method}
+    if bands is not None:
+        opts["step_misfit"] = misfits.scheduled(obs_b, steps, bands, full_from)
     if method == "proximal":
         opts |= {
             "data_variance": lambda t: sigma**2,
@@ -72,6 +81,10 @@ def refine(vprior, x_start, obs_b, ms, boundary, sigma, method, t_start, steps, 
             "inner": inner,
             "perturbed_misfit": misfits.perturbed(obs_b, sigma),
         }
+        if bands is not None:
+            opts["step_perturbed_misfit"] = misfits.perturbed_scheduled(
+                obs_b, sigma, steps, bands, full_from
+            )
     else:
         opts |= {"data_variance": lambda t: sigma**2 + err.rms_at(t) ** 2}
     x = sample_posterior(vprior.denoiser, x_t, steps, generator=gen, t_start=t_start, **opts)
@@ -90,8 +103,11 @@ def main() -> None:
     ap.add_argument("--inner", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--n-maps", type=int, default=3)
+    ap.add_argument("--bands", default=None, help="e.g. 3,4,5,6,8,10,12,full (default: full)")
+    ap.add_argument("--full-band-from", type=float, default=0.6)
     ap.add_argument("--out", type=Path, default=None, help="JSON file to append a record to")
     args = ap.parse_args()
+    bands = parse_bands(args.bands) if args.bands else None
     prior = load_prior()
     vprior = load_velocity_prior(shipped_velocity_checkpoint())
     lo, hi = prior.bounds
@@ -119,7 +135,7 @@ def main() -> None:
                 gen = torch.Generator().manual_seed(1000 + k)
                 v, calls = refine(
                     vprior, x_start, obs_b, ms, boundary, sigma, method, ts, args.steps,
-                    args.inner, gen,
+                    args.inner, gen, bands, args.full_band_from,
                 )  # fmt: skip
                 f, _ = misfit_and_grad(v, obs_b, ms, boundary=boundary)
                 key = f"velocity_{method}_{ts}"

@@ -204,7 +204,8 @@ def test_start_timestep_continues_the_exact_reverse_chain() -> None:
 def test_step_misfit_replaces_the_misfit_step_by_step() -> None:
     """``step_misfit(i)`` is the likelihood of step i: a zero misfit at every step leaves the
     unconditional ancestral chain (the DPS chain with step size 0, same noise), the true misfit
-    at every step gives the plain noise-aware chain bit for bit, and the steps ask in order."""
+    at every step gives the plain noise-aware (or proximal) chain bit for bit, and the steps ask
+    in order."""
     d, s, a, sigma, n, steps = 4, 0.4, 1.0, 0.2, 64, 20
     mu, q = _problem(d, seed=9)
     y = a * q @ (mu + 0.8 * s)
@@ -219,16 +220,11 @@ def test_step_misfit_replaces_the_misfit_step_by_step() -> None:
     z = torch.randn((n, 1, d), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 
     def run(method: str, **kw) -> torch.Tensor:
+        kw.setdefault("data_variance", lambda t: sigma**2 + a**2 * model.posterior_var(t))
         return sample_posterior(
-            model,
-            z,
-            steps,
-            method=method,
-            data_variance=lambda t: sigma**2 + a**2 * model.posterior_var(t),
-            generator=torch.Generator().manual_seed(4),
-            clip=None,
-            **kw,
-        )
+            model, z, steps, method=method, generator=torch.Generator().manual_seed(4),
+            clip=None, **kw,
+        )  # fmt: skip
 
     asked: list[int] = []
 
@@ -246,14 +242,35 @@ def test_step_misfit_replaces_the_misfit_step_by_step() -> None:
     late = run("noise_aware", misfit=misfit, step_misfit=lambda i: misfit if i >= 10 else zero)
     err = {k: float(misfit(v).mean()) for k, v in (("u", unconditional), ("l", late))}
     assert err["l"] < err["u"] and not torch.equal(late, plain)
-    with pytest.raises(ValueError, match="step_misfit"):
-        sample_posterior(
-            model,
-            z,
-            steps,
-            misfit=misfit,
-            method="proximal",
-            data_variance=lambda t: sigma**2,
-            state_variance=lambda t: 0.1,
-            step_misfit=lambda i: misfit,
-        )
+    # proximal: the same replacement, and perturbed draws come from step_perturbed_misfit
+    prox = dict(data_variance=lambda t: sigma**2, state_variance=model.posterior_var, inner=8)
+    plain_prox = run("proximal", misfit=misfit, **prox)
+    assert torch.equal(
+        run("proximal", misfit=zero, step_misfit=lambda i: misfit, **prox), plain_prox
+    )
+    assert torch.equal(
+        run("proximal", misfit=misfit, step_misfit=lambda i: zero, **prox), unconditional
+    )
+
+    def perturbed(gen: torch.Generator | None):
+        yb = y + sigma * torch.randn((n, d), generator=gen, dtype=torch.float64)
+        return lambda x0: 0.5 * (a * x0.reshape(n, d) @ q.T - yb).square().sum(dim=1)
+
+    drawn: list[int] = []
+
+    def perturbed_at(gen: torch.Generator | None, i: int):
+        drawn.append(i)
+        return perturbed(gen)
+
+    draw = run("proximal", misfit=misfit, perturbed_misfit=perturbed, **prox)
+    stepped = run(
+        "proximal", misfit=zero, step_misfit=lambda i: misfit, perturbed_misfit=perturbed,
+        step_perturbed_misfit=perturbed_at, **prox,
+    )  # fmt: skip
+    assert torch.equal(stepped, draw) and drawn == list(range(steps))
+    with pytest.raises(ValueError, match="step_perturbed_misfit"):
+        run("proximal", misfit=misfit, step_misfit=lambda i: misfit, perturbed_misfit=perturbed,
+            **prox)  # fmt: skip
+    with pytest.raises(ValueError, match="step_perturbed_misfit"):
+        run("noise_aware", misfit=misfit, step_misfit=lambda i: misfit,
+            step_perturbed_misfit=perturbed_at)  # fmt: skip

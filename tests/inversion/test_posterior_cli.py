@@ -112,7 +112,7 @@ def test_invert_refines_the_samples_with_multiscale_fwi(observed: Path, tmp_path
 def test_invert_posterior_with_a_band_scheduled_likelihood(observed: Path, tmp_path) -> None:
     """--bands with a posterior method: the sampler's likelihood low-passes the data early; the
     report records the bands, the calibration note names them (the stored scale was measured
-    with the full band), and proximal or a bad --full-band-from is one line before any work."""
+    with the full band), and a bad --full-band-from or band list is one line before any work."""
     out = tmp_path / "banded"
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "invert", str(observed), "--out", str(out)]
     base = [*cmd, "--n-samples", "2", "--steps", "4", "--rows", "0"]
@@ -126,7 +126,7 @@ def test_invert_posterior_with_a_band_scheduled_likelihood(observed: Path, tmp_p
     assert row["settings"]["full_band_from"] == 0.5 and row["solver_calls"] == 5
     assert row["calibration_differs_in"]["bands"] == [None, [3.0, 6.0, None]]
     for extra, word in (
-        (["--method", "proximal", "--bands", "3,full"], "--bands"),
+        (["--method", "proximal", "--bands", "full,3"], "--bands"),
         (["--method", "noise_aware", "--bands", "3,full", "--full-band-from", "1.5"], "full-band"),
         (["--method", "dps", "--bands", "6,3"], "--bands"),
     ):

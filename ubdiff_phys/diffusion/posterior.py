@@ -125,7 +125,9 @@ def _proximal_step(
         return x0, misfit(x0).detach()
 
 
-def _check_arguments(method, data_variance, state_variance, inner, step_size, step_misfit) -> None:
+def _check_arguments(
+    method, data_variance, state_variance, inner, step_size, step_misfit, perturbed, step_perturbed
+) -> None:
     """ValueError for a choice of :func:`sample_posterior` that cannot run."""
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
@@ -135,8 +137,13 @@ def _check_arguments(method, data_variance, state_variance, inner, step_size, st
         raise ValueError("method 'proximal' needs data_variance(t) and state_variance(t)")
     if not (isinstance(inner, int) and inner >= 0):
         raise ValueError(f"inner must be an integer >= 0, got {inner!r}")
-    if method == "proximal" and step_misfit is not None:
-        raise ValueError("step_misfit is for 'dps' and 'noise_aware' (not 'proximal')")
+    if step_perturbed and (method != "proximal" or step_misfit is None):
+        raise ValueError("step_perturbed_misfit is for 'proximal' with a step_misfit")
+    if method == "proximal" and step_misfit is not None and perturbed and not step_perturbed:
+        raise ValueError(
+            "a 'proximal' step_misfit with perturbed_misfit needs step_perturbed_misfit "
+            "(the perturbed data must be in each step's band)"
+        )
     if method == "dps" and not (0 <= step_size < float("inf")):
         raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
 
@@ -169,6 +176,7 @@ def sample_posterior(
     perturbed_misfit: Callable[[torch.Generator | None], DataMisfit] | None = None,
     t_start: int | None = None,
     step_misfit: Callable[[int], DataMisfit] | None = None,
+    step_perturbed_misfit: Callable[[torch.Generator | None, int], DataMisfit] | None = None,
 ) -> torch.Tensor:
     """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit
     and its gradient).
@@ -202,13 +210,18 @@ def sample_posterior(
             to it, ``√ᾱ x + √(1 − ᾱ) ε``, the sampler refines x (SDEdit) instead of drawing from
             scratch; the ``steps`` timesteps are then spread over [0, t_start].
         step_misfit: ``i -> misfit`` of reverse step i (0 … steps − 1) in place of ``misfit``
-            (e.g. a likelihood on low-passed data early and the full band late); "dps" and
-            "noise_aware" only (the proximal step's perturbed data are full-band).
+            (e.g. a likelihood on low-passed data early and the full band late).
+        step_perturbed_misfit: "proximal" with ``step_misfit`` and drawing:
+            ``(generator, i) -> misfit`` against perturbed data in step i's band, in place of
+            ``perturbed_misfit``.
 
     Returns:
         (B, ...) float64 samples.
     """
-    _check_arguments(method, data_variance, state_variance, inner, step_size, step_misfit)
+    _check_arguments(
+        method, data_variance, state_variance, inner, step_size, step_misfit,
+        perturbed_misfit is not None, step_perturbed_misfit is not None,
+    )  # fmt: skip
     sched = model.schedule
     ab_all = sched.alphas_cumprod.tolist()
     seq = timestep_sequence(_first_timestep(t_start, sched.timesteps) + 1, steps)
@@ -225,9 +238,12 @@ def sample_posterior(
             if not rho2 > 0:
                 raise ValueError(f"state_variance({t}) must be positive, got {rho2}")
             draw = None
-            if perturbed_misfit is not None:
+            if step_perturbed_misfit is not None:
+                draw = (step_perturbed_misfit(generator, i), _noise(x0, generator))
+            elif perturbed_misfit is not None:
                 draw = (perturbed_misfit(generator), _noise(x0, generator))
-            x0, r = _proximal_step(x0, misfit, var_t, rho2, inner, draw, callback is not None)
+            fit = misfit if step_misfit is None else step_misfit(i)
+            x0, r = _proximal_step(x0, fit, var_t, rho2, inner, draw, callback is not None)
             g = torch.zeros_like(x0)
         else:
             fit = misfit if step_misfit is None else step_misfit(i)

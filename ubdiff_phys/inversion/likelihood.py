@@ -89,6 +89,25 @@ class StateMisfits:
 
         return draw
 
+    def perturbed_scheduled(
+        self,
+        data: torch.Tensor,
+        noise_std: float,
+        steps: int,
+        bands: Sequence[float | None],
+        full_from: float,
+    ) -> Callable[[torch.Generator | None, int], StateMisfit]:
+        """``(generator, i) -> misfit`` of reverse step i against ``data`` plus a fresh
+        N(0, noise_std²) draw, in the band :meth:`scheduled` gives step i (the noise is drawn
+        full-band, then low-passed with the data, so the band's misfit keeps its variance)."""
+        per_step = band_schedule(steps, bands, full_from)
+
+        def draw(gen: torch.Generator | None, i: int) -> StateMisfit:
+            noise = torch.randn(data.shape, generator=gen, dtype=torch.float64)
+            return self.against(data + (noise_std * noise).to(data), per_step[i])
+
+        return draw
+
     def _band(self, data: torch.Tensor, cutoff_hz: float | None):
         """(survey, data, noise variance gain ‖h‖²) of one band (the inputs and 1 for None)."""
         if cutoff_hz is None:

@@ -216,8 +216,6 @@ def _check_choices(
     if not (isinstance(inner, int) and inner >= 0):
         raise ValueError(f"inner must be an integer >= 0, got {inner!r}")
     if bands is not None:
-        if method == "proximal":
-            raise ValueError("bands (a band-scheduled likelihood) is for 'noise_aware' and 'dps'")
         band_schedule(1, bands, full_from)  # ValueError for bad bands or full_from
 
 
@@ -300,7 +298,8 @@ def posterior_sample(
             The result then has no ``decoder_error`` (the fit replaces it) and no
             ``calibration`` (measured without the fit): its interval is the predictive one.
         inner: "proximal": L-BFGS iterations per step.
-        bands, full_band_from: a band-scheduled likelihood ("noise_aware", "dps"): low-pass
+        bands, full_band_from: a band-scheduled likelihood (any method; "proximal" draws its
+            perturbed data in each step's band too): low-pass
             cut-offs [Hz] in increasing order (e.g. ``multiscale.DEFAULT_BANDS``), each for an
             equal share of the first ``full_band_from`` × ``steps`` steps, the full band after
             (:mod:`~ubdiff_phys.inversion.likelihood`); None: the full band at every step.
@@ -328,6 +327,10 @@ def posterior_sample(
         options["perturbed_misfit"] = misfits.perturbed(obs_b, noise_std)
     if bands is not None:
         options["step_misfit"] = misfits.scheduled(obs_b, steps, bands, full_band_from)
+        if method == "proximal":
+            options["step_perturbed_misfit"] = misfits.perturbed_scheduled(
+                obs_b, noise_std, steps, bands, full_band_from
+            )
     z = torch.randn((n_samples, *prior.latent_shape), generator=generator, dtype=torch.float64)
     t0 = time.perf_counter()
     x = sample_posterior(

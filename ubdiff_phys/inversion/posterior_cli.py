@@ -17,7 +17,7 @@ starts a multiscale FWI (:mod:`~ubdiff_phys.inversion.refine_cli`: N L-BFGS iter
 of ``--refine-bands``; the refinements whose misfit is within ``--keep-within`` of the best kept
 and polished with ``--polish-iterations`` full-band ones), adding ``refined.npy`` (rows, n, 1, nz,
 nx), ``refined_mean.npy`` (rows, 1, nz, nx: the mean of the kept ones) and a ``refined`` entry per
-row in ``posterior.json``. With ``--bands 3,4,5,6,8,10,12,full`` (dps, noise_aware) the
+row in ``posterior.json``. With ``--bands 3,4,5,6,8,10,12,full`` (any posterior method) the
 sampler's likelihood uses low-passed data and wavelet early, the cut-offs spread over the first
 ``--full-band-from`` of the steps (:mod:`~ubdiff_phys.inversion.likelihood`). Files are written
 under temporary names and renamed; existing outputs are refused unless ``--overwrite``.
@@ -114,7 +114,7 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
         "--full-band-from",
         type=float,
         default=0.6,
-        help="with --bands (dps, noise_aware: a band-scheduled likelihood, the cut-offs spread "
+        help="with --bands (a posterior method: a band-scheduled likelihood, the cut-offs spread "
         "over the first steps): the fraction of the steps before the full band (default 0.6)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler and the added noise")
@@ -152,12 +152,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _likelihood_bands(args: argparse.Namespace) -> tuple[float | None, ...] | None:
     """``--bands`` for a posterior method: the band-scheduled likelihood's cut-offs (None
-    without it); UserError for a bad list, for --method proximal or a --full-band-from outside
-    [0, 1]."""
+    without it); UserError for a bad list or a --full-band-from outside [0, 1]."""
     if args.bands is None:
         return None
-    if args.method == "proximal":
-        raise UserError("--bands is for --method fwi, dps or noise_aware (not proximal)")
     if not 0 <= args.full_band_from <= 1:
         raise UserError(f"--full-band-from must be in [0, 1], got {args.full_band_from}")
     try:
