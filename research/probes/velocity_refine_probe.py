@@ -43,14 +43,18 @@ from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E4
 
 
 def summary(v: torch.Tensor, t: torch.Tensor, lo: float, hi: float, f: torch.Tensor, noise: float):
-    """Mean's score, 90 % prediction-interval coverage (t_0.95 with n − 1 dof) and misfits."""
+    """Mean's score, 90 % prediction-interval coverage (t_0.95 with n − 1 dof) and misfits; the
+    SSIM of the mean of the samples whose misfit is within 1.25× of the smallest (``kept``)."""
     from ubdiff_phys.runtime.stats import student_t_quantile
 
     n = v.shape[0]
     mean, std = v.mean(0), v.std(0)
     half = student_t_quantile(0.95, n - 1) * std * (1 + 1 / n) ** 0.5
     cov = float(((t[0] >= mean - half) & (t[0] <= mean + half)).float().mean())
+    keep = f <= 1.25 * f.min()  # the multistart refinement's rule (--keep-within 1.25)
     return score(mean[None], t, lo, hi) | {
+        "kept_ssim": score(v[keep].mean(0)[None], t, lo, hi)["ssim"],
+        "n_kept": int(keep.sum()),
         "coverage": cov,
         "misfit_over_noise_median": float(f.median()) / noise,
         "sample_ssim": [round(score(v[i : i + 1], t, lo, hi)["ssim"], 4) for i in range(n)],
