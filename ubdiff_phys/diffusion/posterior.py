@@ -125,6 +125,16 @@ def _proximal_step(
         return x0, misfit(x0).detach()
 
 
+def _draw(x0, i: int, generator, perturbed, step_perturbed) -> tuple | None:
+    """The proximal step's (perturbed misfit, standard normal draw like x0) of step i, or None
+    when neither ``perturbed`` nor ``step_perturbed`` is given."""
+    if step_perturbed is not None:
+        return step_perturbed(generator, i), _noise(x0, generator)
+    if perturbed is not None:
+        return perturbed(generator), _noise(x0, generator)
+    return None
+
+
 def _check_arguments(
     method, data_variance, state_variance, inner, step_size, step_misfit, perturbed, step_perturbed
 ) -> None:
@@ -237,11 +247,7 @@ def sample_posterior(
             rho2 = float(state_variance(t))  # type: ignore[misc]
             if not rho2 > 0:
                 raise ValueError(f"state_variance({t}) must be positive, got {rho2}")
-            draw = None
-            if step_perturbed_misfit is not None:
-                draw = (step_perturbed_misfit(generator, i), _noise(x0, generator))
-            elif perturbed_misfit is not None:
-                draw = (perturbed_misfit(generator), _noise(x0, generator))
+            draw = _draw(x0, i, generator, perturbed_misfit, step_perturbed_misfit)
             fit = misfit if step_misfit is None else step_misfit(i)
             x0, r = _proximal_step(x0, fit, var_t, rho2, inner, draw, callback is not None)
             g = torch.zeros_like(x0)

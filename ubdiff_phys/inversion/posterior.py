@@ -323,14 +323,7 @@ def posterior_sample(
     obs_b = obs.to(prior.device).expand(n_samples, *obs.shape).contiguous()
     misfits = StateMisfits(prior, survey, boundary)
     misfit = misfits.against(obs_b)
-    if method == "proximal":
-        options["perturbed_misfit"] = misfits.perturbed(obs_b, noise_std)
-    if bands is not None:
-        options["step_misfit"] = misfits.scheduled(obs_b, steps, bands, full_band_from)
-        if method == "proximal":
-            options["step_perturbed_misfit"] = misfits.perturbed_scheduled(
-                obs_b, noise_std, steps, bands, full_band_from
-            )
+    options |= _data_options(misfits, method, obs_b, noise_std, steps, bands, full_band_from)
     z = torch.randn((n_samples, *prior.latent_shape), generator=generator, dtype=torch.float64)
     t0 = time.perf_counter()
     x = sample_posterior(
@@ -373,6 +366,21 @@ def _settings(method, n_samples, steps, noise_std, boundary, latent_fit) -> dict
     """The sampler's settings as recorded in :attr:`PosteriorResult.settings`."""
     settings: dict[str, Any] = {"method": method, "n_samples": n_samples, "steps": steps}
     return settings | {"noise_std": noise_std, "boundary": boundary, "latent_fit": latent_fit}
+
+
+def _data_options(misfits: StateMisfits, method, obs_b, noise_std, steps, bands, full_from):
+    """The misfits :func:`sample_posterior` takes besides ``misfit``: the proximal step's
+    perturbed data, and with ``bands`` the per-step (perturbed) band misfits."""
+    out: dict[str, Any] = {}
+    if method == "proximal":
+        out["perturbed_misfit"] = misfits.perturbed(obs_b, noise_std)
+    if bands is not None:
+        out["step_misfit"] = misfits.scheduled(obs_b, steps, bands, full_from)
+        if method == "proximal":
+            out["step_perturbed_misfit"] = misfits.perturbed_scheduled(
+                obs_b, noise_std, steps, bands, full_from
+            )
+    return out
 
 
 def _bands_setting(bands, full_band_from: float) -> dict[str, Any]:
