@@ -281,3 +281,38 @@ def linear_posterior_problem(survey: Survey, extra: torch.Tensor | None = None):
         boundary="pml", prior=prior, n_samples=4, noise_std=sigma, steps=10, denoiser_error=err
     )
     return prior, v_true, observed, kw
+
+
+def gaussian_velocity_problem(survey: Survey):
+    """(prior, μ, true map (1, 1, 16, 16) [m/s], observed gathers, σ, denoiser error, the
+    generator the draws came from, for further draws) of the
+    velocity-space posterior tests: a :class:`~ubdiff_phys.inversion.prior.VelocityPrior` whose
+    exact Gaussian denoiser draws each normalised pixel from N(μ, 0.05²) (μ: a step at row 9 on a
+    gradient), a truth drawn from it, its gathers (C-PML pinned at 4,500 m/s) plus noise at 0.2 %
+    of their RMS, and the denoiser error of 16 prior draws."""
+    from ubdiff_phys.data import Normalizer
+    from ubdiff_phys.inversion.prior import VelocityPrior, estimate_denoiser_error
+    from ubdiff_phys.physics import simulate
+
+    depth = torch.arange(16, dtype=torch.float64)[:, None].expand(16, 16)
+    mu = (-1 / 3 + 0.4 * (depth >= 9) + 0.3 * depth / 15)[None]
+    prior = VelocityPrior(
+        denoiser=GaussianDenoiser(mu, 0.05, timesteps=128),
+        shape=(16, 16),
+        normalizer=Normalizer(v_min=1500.0, v_max=4500.0),
+        survey=survey,
+        boundary="pml",
+        device=torch.device("cpu"),
+        error_path=None,  # type: ignore[arg-type]
+    )
+    g = torch.Generator().manual_seed(5)
+    v_true = prior.velocity(
+        mu + 0.05 * torch.randn((1, 1, 16, 16), generator=g, dtype=torch.float64)
+    )
+    pinned = survey.with_(pml_max_velocity=4500.0)
+    clean = simulate(v_true, pinned, boundary="pml").float()
+    sigma = 0.002 * float(clean.square().mean().sqrt())
+    observed = clean + torch.randn(clean.shape, generator=g) * sigma
+    train = prior.velocity(mu + 0.05 * torch.randn((16, 1, 16, 16), generator=g).double())
+    err = estimate_denoiser_error(prior, train, pinned, boundary="pml", n_timesteps=8)
+    return prior, mu, v_true, observed, sigma, err, g

@@ -1,6 +1,7 @@
 """Inversion: velocity from observed gathers with the native adjoint: deterministic FWI (one band
 or multiscale), posterior sampling with the latent diffusion prior (DPS and the noise-aware
-likelihood), and multi-start FWI from the posterior samples."""
+likelihood), sharpening of its samples with the velocity-space prior, and multi-start FWI from
+the posterior samples."""
 
 from ubdiff_phys.inversion.fwi import OPTIMIZERS, FWIResult, fwi, smooth_velocity
 from ubdiff_phys.inversion.multiscale import DEFAULT_BANDS, multiscale_fwi
@@ -12,9 +13,11 @@ from ubdiff_phys.inversion.prior import (
     load_prior,
 )
 from ubdiff_phys.inversion.refine import RefinedSamples, refine_samples
+from ubdiff_phys.inversion.sharpen import DEFAULT_SHARPEN, sharpen_samples
 
 __all__ = [
     "DEFAULT_BANDS",
+    "DEFAULT_SHARPEN",
     "OPTIMIZERS",
     "DenoiserError",
     "FWIResult",
@@ -28,5 +31,6 @@ __all__ = [
     "multiscale_fwi",
     "posterior_sample",
     "refine_samples",
+    "sharpen_samples",
     "smooth_velocity",
 ]

@@ -45,6 +45,11 @@ from ubdiff_phys.inversion.refine_cli import (
     refine_row,
     refined_report,
 )
+from ubdiff_phys.inversion.sharpen_cli import (
+    add_sharpen_options,
+    check_sharpen_options,
+    sharpen_row,
+)
 from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
 
 __all__ = [
@@ -119,6 +124,7 @@ def add_posterior_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler and the added noise")
     add_refine_options(p)
+    add_sharpen_options(p)
 
 
 def add_noise(observed: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, float]:
@@ -148,6 +154,7 @@ def _check_args(args: argparse.Namespace) -> None:
     check_refine_options(args)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
+    check_sharpen_options(args)
 
 
 def _likelihood_bands(args: argparse.Namespace) -> tuple[float | None, ...] | None:
@@ -216,6 +223,8 @@ def run_posterior(args: argparse.Namespace) -> int:
                 full_band_from=args.full_band_from,
                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
             )
+            if args.sharpen:
+                res = sharpen_row(args, data, obs, res, row)
         except ValueError as exc:  # e.g. a survey the prior's velocities are unstable on
             print(f"invert: error: {exc}", file=sys.stderr)
             return 2

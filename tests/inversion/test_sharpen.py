@@ -1,0 +1,63 @@
+"""Sharpening posterior samples with a velocity-space prior (SDEdit with the likelihood), on the
+16 × 16 Gaussian velocity-prior oracle of the posterior tests: its noise-aware samples stay far
+from the data (thousands of times the noise level after 20 steps), and the sharpened ones,
+started from them, must end near the noise level with the true map inside their interval."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import gaussian_velocity_problem, posterior_survey, result_from_samples
+
+from ubdiff_phys.inversion import posterior_sample, sharpen_samples
+
+SURVEY = posterior_survey(150)
+
+
+def test_sharpened_samples_reach_the_noise_level_from_a_poor_start() -> None:
+    """Measured: the noise-aware start at 9,580x the noise level (median over 8 samples),
+    sharpened (t_start 64, 10 steps x 10 iterations, bands 10, 15 Hz then the full band) 4.2x,
+    coverage of the true pixels 0.93; the result
+    records what ran and adds its solver calls and time to the start's."""
+    prior, _, v_true, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
+    start = posterior_sample(
+        observed, SURVEY, boundary="pml", prior=prior, n_samples=8, noise_std=sigma, steps=20,
+        denoiser_error=err, generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
+    prior.denoiser_error = err
+    res = sharpen_samples(
+        start, observed, SURVEY, prior=prior, t_start=64, steps=10, inner=10,
+        bands=(10.0, 15.0, None), generator=torch.Generator().manual_seed(4),
+    )  # fmt: skip
+    before = float(start.misfit.median()) / start.noise_misfit
+    after = float(res.misfit.median()) / res.noise_misfit
+    assert before > 100.0 and after < 8.0, (before, after)
+    assert res.coverage(v_true[0]) > 0.8
+    assert res.samples.shape == start.samples.shape and res.noise_misfit == start.noise_misfit
+    assert res.solver_calls > start.solver_calls + 10 and res.seconds > start.seconds
+    sharpen = res.settings["sharpen"]
+    assert sharpen["t_start"] == 64 and sharpen["bands"] == [10.0, 15.0, None]
+    assert res.settings["method"] == start.settings["method"]
+    assert res.decoder_error is None and res.calibration is None
+
+
+def test_sharpen_rejects_what_it_cannot_run() -> None:
+    prior, _, _, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
+    start = posterior_sample(
+        observed, SURVEY, boundary="pml", prior=prior, n_samples=2, noise_std=sigma, steps=2,
+        denoiser_error=err,
+    )  # fmt: skip
+    for kw, word in (
+        ({"t_start": 128}, "t_start"),
+        ({"t_start": 0}, "t_start"),
+        ({"t_start": 8, "steps": 10}, "steps"),
+        ({"inner": 0}, "inner"),
+        ({"bands": (15.0, 10.0)}, "increasing"),
+        ({"prior": object()}, "VelocityPrior"),
+    ):
+        kw = {"prior": prior, "t_start": 64} | kw
+        with pytest.raises(ValueError, match=word):
+            sharpen_samples(start, observed, SURVEY, **kw)
+    bare = result_from_samples(start.samples)
+    with pytest.raises(ValueError, match="posterior_sample"):
+        sharpen_samples(bare, observed, SURVEY, prior=prior)

@@ -1,0 +1,102 @@
+"""``invert --sharpen``: the options of :func:`~ubdiff_phys.inversion.sharpen.sharpen_samples`
+(each row's posterior samples re-drawn under the velocity-space prior, started from them)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+
+from ubdiff_phys.inversion.cli_common import UserError
+from ubdiff_phys.inversion.multiscale import parse_bands
+from ubdiff_phys.inversion.posterior import PosteriorResult
+from ubdiff_phys.inversion.prior import load_velocity_prior
+from ubdiff_phys.inversion.sharpen import DEFAULT_SHARPEN, sharpen_samples
+
+__all__ = ["add_sharpen_options", "check_sharpen_options", "sharpen_row"]
+
+_BANDS = "3,4,5,6,8,10,12,full"
+
+
+def add_sharpen_options(p: argparse.ArgumentParser) -> None:
+    """The sharpening's options (inert without ``--sharpen``)."""
+    g = p.add_argument_group("sharpening with the velocity-space prior (--sharpen)")
+    g.add_argument(
+        "--sharpen",
+        action="store_true",
+        help="re-draw every posterior sample under the velocity-space prior, started from it "
+        "(noised to --sharpen-t-start; proximal steps with a band-scheduled likelihood)",
+    )
+    g.add_argument(
+        "--sharpen-checkpoint",
+        help="velocity-space prior (default: the shipped FlatVel-A one)",
+    )
+    for name, what in (
+        ("t-start", "the velocity prior's timestep the samples are noised to"),
+        ("steps", "reverse steps from there"),
+        ("inner", "L-BFGS iterations per step"),
+    ):
+        key = name.replace("-", "_")
+        g.add_argument(
+            f"--sharpen-{name}",
+            type=int,
+            default=DEFAULT_SHARPEN[key],
+            help=f"{what} (default {DEFAULT_SHARPEN[key]})",
+        )
+    g.add_argument(
+        "--sharpen-bands",
+        default=_BANDS,
+        help=f"its likelihood's low-pass cut-offs in Hz, then 'full' (default {_BANDS})",
+    )
+
+
+def check_sharpen_options(args: argparse.Namespace) -> None:
+    """Load the velocity prior into ``args.sharpen_prior`` and parse the bands; UserError for
+    a mistake (before any sampling)."""
+    args.sharpen_prior = None
+    if not args.sharpen:
+        return
+    try:
+        args.sharpen_band_list = parse_bands(args.sharpen_bands)
+    except ValueError as exc:
+        raise UserError(f"--sharpen-bands: {exc}") from None
+    try:
+        if args.sharpen_checkpoint is None:
+            from ubdiff_phys.pipelines.generator import shipped_velocity_checkpoint
+
+            args.sharpen_checkpoint = str(shipped_velocity_checkpoint())
+        prior = load_velocity_prior(args.sharpen_checkpoint, args.device)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        raise UserError(
+            f"--sharpen-checkpoint: cannot load a velocity-space prior: {exc}"
+        ) from None
+    t_max = prior.denoiser.schedule.timesteps - 1
+    if not 0 < args.sharpen_t_start <= t_max:
+        raise UserError(f"--sharpen-t-start must be in [1, {t_max}], got {args.sharpen_t_start}")
+    if not 1 <= args.sharpen_steps <= args.sharpen_t_start + 1 or args.sharpen_inner < 1:
+        raise UserError(
+            "--sharpen-steps must be in [1, --sharpen-t-start + 1], --sharpen-inner >= 1"
+        )
+    args.sharpen_prior = prior
+
+
+def sharpen_row(
+    args: argparse.Namespace,
+    data: dict[str, Any],
+    obs: torch.Tensor,
+    res: PosteriorResult,
+    row: int,
+) -> PosteriorResult:
+    """``res`` sharpened as the options say (seeded per row like the sampler)."""
+    return sharpen_samples(
+        res,
+        obs.to(args.sharpen_prior.device),
+        data["survey"],
+        prior=args.sharpen_prior,
+        t_start=args.sharpen_t_start,
+        steps=args.sharpen_steps,
+        inner=args.sharpen_inner,
+        bands=args.sharpen_band_list,
+        generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row + 7),
+    )
