@@ -130,15 +130,27 @@ def test_invert_posterior_with_a_band_scheduled_likelihood(observed: Path, tmp_p
         (["--method", "noise_aware", "--bands", "3,full", "--full-band-from", "1.5"], "full-band"),
         (["--method", "dps", "--bands", "6,3"], "--bands"),
     ):
-        r = subprocess.run(
-            [*base, *extra, "--overwrite"],
-            capture_output=True,
-            text=True,
-            env=child_env(),
-            cwd=tmp_path,
-            timeout=300,
-        )
-        assert r.returncode == 2 and word in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        _assert_one_line_mistake([*base, *extra, "--overwrite"], tmp_path, word)
+
+
+def _assert_one_line_mistake(args: list[str], cwd: Path, word: str) -> None:
+    """``args`` exits 2 with one line on stderr that names ``word``."""
+    r = subprocess.run(args, capture_output=True, text=True, env=child_env(), cwd=cwd, timeout=300)
+    assert r.returncode == 2 and word in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def _invert_report(args: list[str], out: Path) -> dict:
+    """``posterior.json`` of ``invert`` run with ``args`` into ``out`` (which must succeed)."""
+    r = subprocess.run(
+        [*args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=out.parent,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads((out / "posterior.json").read_text())
 
 
 def test_invert_error_fit_uses_the_shipped_basis_and_says_when_there_is_none(
@@ -151,17 +163,7 @@ def test_invert_error_fit_uses_the_shipped_basis_and_says_when_there_is_none(
     base += ["--add-noise", "0.01"]
     rows = {}
     for fit in (0, 4):
-        out = tmp_path / f"fit{fit}"
-        r = subprocess.run(
-            [*base, "--error-fit", str(fit), "--out", str(out)],
-            capture_output=True,
-            text=True,
-            env=child_env(),
-            cwd=tmp_path,
-            timeout=600,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        report = json.loads((out / "posterior.json").read_text())
+        report = _invert_report([*base, "--error-fit", str(fit)], tmp_path / f"fit{fit}")
         assert report["interval_90_kind"] == ("predictive" if fit else "calibrated")
         rows[fit] = report["per_row"][0]
     fitted, plain = rows[4], rows[0]
@@ -200,17 +202,7 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
     sharpen += ["--sharpen-inner", "3"]
     rows = {}
     for extra in ([], sharpen):
-        out = tmp_path / f"sharpen{len(extra)}"
-        r = subprocess.run(
-            [*base, *extra, "--out", str(out)],
-            capture_output=True,
-            text=True,
-            env=child_env(),
-            cwd=tmp_path,
-            timeout=600,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        report = json.loads((out / "posterior.json").read_text())
+        report = _invert_report([*base, *extra], tmp_path / f"sharpen{len(extra)}")
         rows[bool(extra)] = report["per_row"][0], report["interval_90_kind"]
     (sharp, kind), (plain, plain_kind) = rows[True], rows[False]
     assert sharp["settings"]["sharpen"]["t_start"] == 16 and "sharpen" not in plain["settings"]
@@ -223,12 +215,5 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
         (["--sharpen-checkpoint", str(tmp_path / "missing.pt")], "--sharpen-checkpoint"),
         (["--sharpen-bands", "6,3"], "--sharpen-bands"),
     ):
-        r = subprocess.run(
-            [*base, "--sharpen", *extra, "--out", str(tmp_path / "bad")],
-            capture_output=True,
-            text=True,
-            env=child_env(),
-            cwd=tmp_path,
-            timeout=300,
-        )
-        assert r.returncode == 2 and word in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        args = [*base, "--sharpen", *extra, "--out", str(tmp_path / "bad")]
+        _assert_one_line_mistake(args, tmp_path, word)
