@@ -33,11 +33,11 @@ samples are random given the data. The state is float64; the denoiser runs in it
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
 
 import torch
 
+from ubdiff_phys.diffusion.resampling import systematic_resample, tempered_weights
 from ubdiff_phys.diffusion.samplers import Callback, timestep_sequence
 from ubdiff_phys.diffusion.targets import x0_from_v
 from ubdiff_phys.runtime.lbfgs import batched_lbfgs
@@ -136,9 +136,14 @@ def _draw(x0, i: int, generator, perturbed, step_perturbed) -> tuple | None:
 
 
 def _check_arguments(
-    method, data_variance, state_variance, inner, step_size, step_misfit, perturbed, step_perturbed
-) -> None:
+    method, data_variance, state_variance, inner, step_size, step_misfit, perturbed, step_perturbed,
+    resample_at, resample_ess,
+) -> None:  # fmt: skip
     """ValueError for a choice of :func:`sample_posterior` that cannot run."""
+    if not all(isinstance(i, int) and i >= 0 for i in resample_at):
+        raise ValueError(f"resample_at must hold step indices >= 0, got {resample_at!r}")
+    if not (0.0 < resample_ess <= 1.0):
+        raise ValueError(f"resample_ess must be in (0, 1], got {resample_ess}")
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"method must be one of {POSTERIOR_METHODS}, got {method!r}")
     if method == "noise_aware" and data_variance is None:
@@ -156,6 +161,33 @@ def _check_arguments(
         )
     if method == "dps" and not (0 <= step_size < float("inf")):
         raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
+
+
+def _resample(x, x0, g, r, var_y: float, ess: float, generator) -> tuple[torch.Tensor, ...]:
+    """(x, x0, g, r, ancestors (B,)) after misfit resampling of the particles by their misfits
+    r (B,) (:func:`~ubdiff_phys.diffusion.resampling.tempered_weights` with β ≤ 1/σ_y²)."""
+    w, _ = tempered_weights(r, 1.0 / var_y, ess)
+    idx = systematic_resample(w, generator)
+    return (*(a[idx.to(a.device)] for a in (x, x0, g, r)), idx)
+
+
+def _positive(variance: Callable[[int], float] | None, t: int, name: str) -> float:
+    """``variance(t)`` as a float (ValueError unless positive)."""
+    v = float(variance(t))  # type: ignore[misc]
+    if not v > 0:
+        raise ValueError(f"{name}({t}) must be positive, got {v}")
+    return v
+
+
+def _ancestral(x, x0, ab_t: float, ab_s: float, last: bool, generator) -> torch.Tensor:
+    """The DDPM posterior step q(x_s | x_t, x0): its mean at the last step, else a draw."""
+    alpha = ab_t / ab_s
+    beta = 1.0 - alpha
+    mean = (ab_s**0.5 * beta * x0 + alpha**0.5 * (1.0 - ab_s) * x) / (1.0 - ab_t)
+    if last:
+        return mean
+    var = beta * (1.0 - ab_s) / (1.0 - ab_t)
+    return mean + var**0.5 * _noise(x, generator)
 
 
 def _first_timestep(t_start: int | None, timesteps: int) -> int:
@@ -187,6 +219,8 @@ def sample_posterior(
     t_start: int | None = None,
     step_misfit: Callable[[int], DataMisfit] | None = None,
     step_perturbed_misfit: Callable[[torch.Generator | None, int], DataMisfit] | None = None,
+    resample_at: Collection[int] = (),
+    resample_ess: float = 0.5,
 ) -> torch.Tensor:
     """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit
     and its gradient).
@@ -201,7 +235,8 @@ def sample_posterior(
             for "proximal": ``t -> σ_y²`` (the data noise alone).
         step_size: ζ of "dps" (unused by "noise_aware").
         generator: the ancestral noise (float64, CPU).
-        callback: ``callback({"i", "t", "x", "x0", "misfit"})`` after every step.
+        callback: ``callback({"i", "t", "x", "x0", "misfit", "ancestors"})`` after every step
+            (``ancestors``: the particles' indices (B,) after a resampling step, else None).
         clip: the clean estimate is clamped to [-clip, clip] (None: not clamped).
         trust: "noise_aware" only: the likelihood's correction of x̂0 is scaled down, per sample,
             to an RMS of at most ``trust`` · √((1 − ᾱ_t)/ᾱ_t), the spread of x0 given x_t under a
@@ -224,46 +259,44 @@ def sample_posterior(
         step_perturbed_misfit: "proximal" with ``step_misfit`` and drawing:
             ``(generator, i) -> misfit`` against perturbed data in step i's band, in place of
             ``perturbed_misfit``.
+        resample_at: reverse steps (0 … steps − 1) after whose likelihood step the particles
+            (the batch) are resampled by their misfit (that step's, against the data), with
+            weights tempered to an effective sample size ≥ ``resample_ess`` · B
+            (:mod:`~ubdiff_phys.diffusion.resampling`); the ancestral step that follows gives
+            the copies fresh noise. Empty: never (the chains stay independent).
 
     Returns:
         (B, ...) float64 samples.
     """
     _check_arguments(
         method, data_variance, state_variance, inner, step_size, step_misfit,
-        perturbed_misfit is not None, step_perturbed_misfit is not None,
+        perturbed_misfit is not None, step_perturbed_misfit is not None, resample_at, resample_ess,
     )  # fmt: skip
-    sched = model.schedule
-    ab_all = sched.alphas_cumprod.tolist()
-    seq = timestep_sequence(_first_timestep(t_start, sched.timesteps) + 1, steps)
+    ab_all = model.schedule.alphas_cumprod.tolist()
+    seq = timestep_sequence(_first_timestep(t_start, model.schedule.timesteps) + 1, steps)
     x = z.to(torch.float64)
     for i, t in enumerate(seq):
         s = seq[i + 1] if i + 1 < len(seq) else -1
         ab_t, ab_s = ab_all[t], (ab_all[s] if s >= 0 else 1.0)
-        var_t = float(data_variance(t)) if data_variance is not None else 1.0
-        if not var_t > 0:
-            raise ValueError(f"data_variance({t}) must be positive, got {var_t}")
+        var_t = _positive(data_variance, t, "data_variance") if data_variance else 1.0
+        fit = misfit if step_misfit is None else step_misfit(i)
         if method == "proximal":
             x0 = _denoise(model, x, t, ab_t, clip)
-            rho2 = float(state_variance(t))  # type: ignore[misc]
-            if not rho2 > 0:
-                raise ValueError(f"state_variance({t}) must be positive, got {rho2}")
+            rho2 = _positive(state_variance, t, "state_variance")
             draw = _draw(x0, i, generator, perturbed_misfit, step_perturbed_misfit)
-            fit = misfit if step_misfit is None else step_misfit(i)
-            x0, r = _proximal_step(x0, fit, var_t, rho2, inner, draw, callback is not None)
+            report = callback is not None or i in resample_at
+            x0, r = _proximal_step(x0, fit, var_t, rho2, inner, draw, report)
             g = torch.zeros_like(x0)
         else:
-            fit = misfit if step_misfit is None else step_misfit(i)
             x0, g, r = _likelihood_step(model, x, t, ab_t, fit, method, var_t, trust)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
-        alpha = ab_t / ab_s
-        beta = 1.0 - alpha
-        mean = (ab_s**0.5 * beta * x0 + alpha**0.5 * (1.0 - ab_s) * x) / (1.0 - ab_t)
-        var = beta * (1.0 - ab_s) / (1.0 - ab_t)
-        x = mean + var**0.5 * _noise(x, generator) if s >= 0 else mean
+        ancestors = None
+        if i in resample_at:
+            x, x0, g, r, ancestors = _resample(x, x0, g, r, var_t, resample_ess, generator)
+        x = _ancestral(x, x0, ab_t, ab_s, s < 0, generator)
         if method == "dps":
             x = x - step_size * g
         if callback is not None:
-            info: dict[str, Any] = {"i": i, "t": t, "x": x, "x0": x0, "misfit": r}
-            callback(info)
+            callback({"i": i, "t": t, "x": x, "x0": x0, "misfit": r, "ancestors": ancestors})
     return x.detach()
