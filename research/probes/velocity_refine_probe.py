@@ -58,16 +58,18 @@ def summary(v: torch.Tensor, t: torch.Tensor, lo: float, hi: float, f: torch.Ten
         "coverage": cov,
         "misfit_over_noise_median": float(f.median()) / noise,
         "sample_ssim": [round(score(v[i : i + 1], t, lo, hi)["ssim"], 4) for i in range(n)],
+        "sample_misfit_over_noise": [round(float(x) / noise, 3) for x in f],
     }
 
 
 def refine(
     vprior, x_start, obs_b, ms, boundary, sigma, method, t_start, steps, inner, gen, bands=None,
-    full_from=0.6,
+    full_from=0.6, resample_at=(), resample_ess=0.5,
 ):  # fmt: skip
     """Velocity-prior posterior samples from x_start (n, 1, nz, nx) normalised, noised to
     t_start (t_start ≥ T − 1: from pure noise, x_start unused); ``bands``: a band-scheduled
-    likelihood. Returns (velocity (n, 1, nz, nx) float32, solver calls)."""
+    likelihood; ``resample_at``: steps after which the particles are resampled by misfit.
+    Returns (velocity (n, 1, nz, nx) float32, solver calls)."""
     err = vprior.denoiser_error
     sched = vprior.denoiser.schedule
     t_start = min(t_start, sched.timesteps - 1)
@@ -91,6 +93,7 @@ def refine(
             )
     else:
         opts |= {"data_variance": lambda t: sigma**2 + err.rms_at(t) ** 2}
+    opts |= {"resample_at": resample_at, "resample_ess": resample_ess}
     x = sample_posterior(vprior.denoiser, x_t, steps, generator=gen, t_start=t_start, **opts)
     return vprior.velocity(x).float(), misfits.calls
 
@@ -109,9 +112,13 @@ def main() -> None:
     ap.add_argument("--n-maps", type=int, default=3)
     ap.add_argument("--bands", default=None, help="e.g. 3,4,5,6,8,10,12,full (default: full)")
     ap.add_argument("--full-band-from", type=float, default=0.6)
+    ap.add_argument("--resample-at", default="", help="steps to resample the particles after")
+    ap.add_argument("--resample-ess", type=float, default=0.5)
     ap.add_argument("--out", type=Path, default=None, help="JSON file to append a record to")
+    ap.add_argument("--save-samples", type=Path, default=None, help="folder for per-map .pt files")
     args = ap.parse_args()
     bands = parse_bands(args.bands) if args.bands else None
+    resample_at = {int(i) for i in args.resample_at.split(",") if i}
     prior = load_prior()
     vprior = load_velocity_prior(shipped_velocity_checkpoint())
     lo, hi = prior.bounds
@@ -139,15 +146,22 @@ def main() -> None:
                 gen = torch.Generator().manual_seed(1000 + k)
                 v, calls = refine(
                     vprior, x_start, obs_b, ms, boundary, sigma, method, ts, args.steps,
-                    args.inner, gen, bands, args.full_band_from,
+                    args.inner, gen, bands, args.full_band_from, resample_at, args.resample_ess,
                 )  # fmt: skip
                 f, _ = misfit_and_grad(v, obs_b, ms, boundary=boundary)
-                key = f"velocity_{method}_{ts}"
+                key = f"velocity_{method}_{ts}" + ("_resampled" if resample_at else "")
                 row[key] = summary(v, t, lo, hi, f, noise) | {
                     "seconds": time.perf_counter() - t0,
                     "solver_calls": calls + 1,
                 }
                 print(json.dumps({"map": k, key: row[key]}), flush=True)
+                if args.save_samples is not None:
+                    args.save_samples.mkdir(parents=True, exist_ok=True)
+                    torch.save(
+                        {"truth": t, "latent": res.samples, "latent_misfit": res.misfit,
+                         "samples": v, "misfit": f, "noise_misfit": noise},
+                        args.save_samples / f"map{k}_{key}.pt",
+                    )  # fmt: skip
         rows.append(row)
     if args.out is not None:
         append_json_record(

@@ -54,6 +54,8 @@ def test_sharpen_rejects_what_it_cannot_run() -> None:
         ({"inner": 0}, "inner"),
         ({"bands": (15.0, 10.0)}, "increasing"),
         ({"prior": object()}, "VelocityPrior"),
+        ({"steps": 10, "resample_at": [10]}, "resample_at"),
+        ({"resample_ess": 0.0}, "resample_ess"),
     ):
         kw = {"prior": prior, "t_start": 64} | kw
         with pytest.raises(ValueError, match=word):

@@ -39,11 +39,13 @@ from ubdiff_phys.inversion.prior import VelocityPrior, load_velocity_prior
 from ubdiff_phys.physics.misfit import misfit_and_grad
 from ubdiff_phys.physics.survey import Survey
 
-__all__ = ["DEFAULT_SHARPEN", "sharpen_samples"]
+__all__ = ["DEFAULT_RESAMPLE_AT", "DEFAULT_SHARPEN", "sharpen_samples"]
 
 #: t_start, steps, inner of :func:`sharpen_samples` (measured on FlatVel-A maps at 1 % noise:
 #: 5 iterations per step leave the samples at 8–33× the noise level, 15 at 2–5×)
 DEFAULT_SHARPEN = {"t_start": 128, "steps": 20, "inner": 15}
+#: the steps after which the default sharpening resamples its samples by misfit
+DEFAULT_RESAMPLE_AT: tuple[int, ...] = ()
 
 
 def _velocity_prior(prior: VelocityPrior | None) -> VelocityPrior:
@@ -56,7 +58,9 @@ def _velocity_prior(prior: VelocityPrior | None) -> VelocityPrior:
     return prior
 
 
-def _check(result: PosteriorResult, t_start: int, steps: int, inner: int, timesteps: int) -> None:
+def _check(
+    result: PosteriorResult, t_start: int, steps: int, inner: int, timesteps: int, resample_at
+) -> None:
     if "noise_std" not in result.settings or "boundary" not in result.settings:
         raise ValueError("result must come from posterior_sample (its settings name the noise)")
     if not (isinstance(t_start, int) and 0 < t_start < timesteps):
@@ -65,6 +69,8 @@ def _check(result: PosteriorResult, t_start: int, steps: int, inner: int, timest
         raise ValueError(f"steps must be an integer in [1, t_start + 1], got {steps!r}")
     if not (isinstance(inner, int) and inner >= 1):
         raise ValueError(f"inner must be an integer >= 1, got {inner!r}")
+    if not all(isinstance(i, int) and 0 <= i < steps for i in resample_at):
+        raise ValueError(f"resample_at must hold steps in [0, {steps}), got {resample_at!r}")
 
 
 def sharpen_samples(
@@ -78,6 +84,8 @@ def sharpen_samples(
     inner: int = DEFAULT_SHARPEN["inner"],
     bands: Sequence[float | None] | None = DEFAULT_BANDS,
     full_band_from: float = 0.6,
+    resample_at: Sequence[int] = DEFAULT_RESAMPLE_AT,
+    resample_ess: float = 0.5,
     generator: torch.Generator | None = None,
 ) -> PosteriorResult:
     """Posterior samples under the velocity-space prior, started from ``result``'s samples.
@@ -93,6 +101,8 @@ def sharpen_samples(
             less of the start kept).
         steps: reverse steps from ``t_start`` to 0; inner: L-BFGS iterations per step.
         bands, full_band_from: the band-scheduled likelihood (None: the full band throughout).
+        resample_at, resample_ess: steps (0 … steps − 1) after which the samples are resampled
+            by their misfit (:mod:`~ubdiff_phys.diffusion.resampling`; empty: never).
         generator: noise of the sampler (float64, CPU).
 
     Returns:
@@ -101,7 +111,9 @@ def sharpen_samples(
         include ``result``'s.
     """
     vprior = _velocity_prior(prior)
-    _check(result, t_start, steps, inner, vprior.denoiser.schedule.timesteps)
+    _check(result, t_start, steps, inner, vprior.denoiser.schedule.timesteps, resample_at)
+    if not 0 < resample_ess <= 1:
+        raise ValueError(f"resample_ess must be in (0, 1], got {resample_ess}")
     if bands is not None:
         band_schedule(steps, bands, full_band_from)  # ValueError for bad bands
     noise_std, boundary = float(result.settings["noise_std"]), str(result.settings["boundary"])
@@ -124,13 +136,15 @@ def sharpen_samples(
     x = sample_posterior(
         vprior.denoiser, x_t, steps, misfit=misfits.against(obs_b), method="proximal",
         data_variance=lambda t: noise_std**2, state_variance=lambda t: err.state_rms_at(t) ** 2,
-        inner=inner, generator=generator, t_start=t_start, **options,
+        inner=inner, generator=generator, t_start=t_start, resample_at=set(resample_at),
+        resample_ess=resample_ess, **options,
     )  # fmt: skip
     with torch.no_grad():
         v = vprior.velocity(x).float()
     f, _ = misfit_and_grad(v, obs_b, survey, boundary=boundary)
     sharpen = {"t_start": t_start, "steps": steps, "inner": inner, "state_error": source}
     sharpen |= {"bands": None if bands is None else list(bands), "full_band_from": full_band_from}
+    sharpen |= {"resample_at": sorted(resample_at), "resample_ess": resample_ess}
     return replace(
         result,
         samples=v.cpu(),

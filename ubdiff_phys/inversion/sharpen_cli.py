@@ -12,7 +12,7 @@ from ubdiff_phys.inversion.cli_common import UserError
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult
 from ubdiff_phys.inversion.prior import load_velocity_prior
-from ubdiff_phys.inversion.sharpen import DEFAULT_SHARPEN, sharpen_samples
+from ubdiff_phys.inversion.sharpen import DEFAULT_RESAMPLE_AT, DEFAULT_SHARPEN, sharpen_samples
 
 __all__ = ["add_sharpen_options", "check_sharpen_options", "sharpen_row"]
 
@@ -49,6 +49,28 @@ def add_sharpen_options(p: argparse.ArgumentParser) -> None:
         default=_BANDS,
         help=f"its likelihood's low-pass cut-offs in Hz, then 'full' (default {_BANDS})",
     )
+    g.add_argument(
+        "--sharpen-resample-at",
+        default=",".join(str(i) for i in DEFAULT_RESAMPLE_AT),
+        help="steps (from 0) after which the samples are resampled by their data misfit, "
+        "comma-separated; 'none': never (default "
+        f"{','.join(str(i) for i in DEFAULT_RESAMPLE_AT) or 'none'})",
+    )
+
+
+def _resample_steps(text: str, steps: int) -> list[int]:
+    """The steps of ``--sharpen-resample-at`` (UserError unless integers in [0, steps))."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        out = [int(x) for x in text.split(",")]
+    except ValueError:
+        out = [-1]
+    if not all(0 <= i < steps for i in out):
+        raise UserError(
+            f"--sharpen-resample-at must be 'none' or steps in [0, {steps}), got {text!r}"
+        )
+    return out
 
 
 def check_sharpen_options(args: argparse.Namespace) -> None:
@@ -61,6 +83,7 @@ def check_sharpen_options(args: argparse.Namespace) -> None:
         args.sharpen_band_list = parse_bands(args.sharpen_bands)
     except ValueError as exc:
         raise UserError(f"--sharpen-bands: {exc}") from None
+    args.sharpen_resample_list = _resample_steps(args.sharpen_resample_at, args.sharpen_steps)
     try:
         if args.sharpen_checkpoint is None:
             from ubdiff_phys.pipelines.generator import shipped_velocity_checkpoint
@@ -98,5 +121,6 @@ def sharpen_row(
         steps=args.sharpen_steps,
         inner=args.sharpen_inner,
         bands=args.sharpen_band_list,
+        resample_at=args.sharpen_resample_list,
         generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row + 7),
     )
