@@ -199,7 +199,7 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
     base = [*cmd, "noise_aware", "--n-samples", "2", "--steps", "3", "--rows", "1"]
     base += ["--add-noise", "0.01"]
     sharpen = ["--sharpen", "--sharpen-t-start", "16", "--sharpen-steps", "3"]
-    sharpen += ["--sharpen-inner", "3", "--sharpen-resample-at", "1"]
+    sharpen += ["--sharpen-inner", "3"]
     rows = {}
     for extra in ([], sharpen):
         report = _invert_report([*base, *extra], tmp_path / f"sharpen{len(extra)}")
@@ -207,7 +207,7 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
     (sharp, kind), (plain, plain_kind) = rows[True], rows[False]
     assert sharp["settings"]["sharpen"]["t_start"] == 16 and "sharpen" not in plain["settings"]
     assert sharp["settings"]["sharpen"]["bands"][-1] is None
-    assert sharp["settings"]["sharpen"]["resample_at"] == [1]
+    assert sharp["settings"]["sharpen"]["resample_at"] == [1, 2]  # default: 35 % and 60 %
     assert sharp["solver_calls"] > plain["solver_calls"] + 5
     assert sharp["misfit_median"] < plain["misfit_median"], (sharp, plain)
     assert kind == "predictive" and plain_kind == "calibrated"

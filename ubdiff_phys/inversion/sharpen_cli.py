@@ -12,7 +12,7 @@ from ubdiff_phys.inversion.cli_common import UserError
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult
 from ubdiff_phys.inversion.prior import load_velocity_prior
-from ubdiff_phys.inversion.sharpen import DEFAULT_RESAMPLE_AT, DEFAULT_SHARPEN, sharpen_samples
+from ubdiff_phys.inversion.sharpen import DEFAULT_SHARPEN, default_resample_at, sharpen_samples
 
 __all__ = ["add_sharpen_options", "check_sharpen_options", "sharpen_row"]
 
@@ -51,10 +51,9 @@ def add_sharpen_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--sharpen-resample-at",
-        default=",".join(str(i) for i in DEFAULT_RESAMPLE_AT),
+        default="default",
         help="steps (from 0) after which the samples are resampled by their data misfit, "
-        "comma-separated; 'none': never (default "
-        f"{','.join(str(i) for i in DEFAULT_RESAMPLE_AT) or 'none'})",
+        "comma-separated; 'none': never (default: 35 %% and 60 %% of the way, 7,12 of 20)",
     )
 
 
@@ -62,6 +61,8 @@ def _resample_steps(text: str, steps: int) -> list[int]:
     """The steps of ``--sharpen-resample-at`` (UserError unless integers in [0, steps))."""
     if text.strip().lower() in ("", "none"):
         return []
+    if text.strip().lower() == "default":
+        return default_resample_at(steps) if steps >= 1 else []
     try:
         out = [int(x) for x in text.split(",")]
     except ValueError:
