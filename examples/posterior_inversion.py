@@ -288,7 +288,13 @@ def evaluate_one(
         generator=torch.Generator().manual_seed(k),
     )
     if args.sharpen:  # the shipped velocity-space prior from these samples (library defaults)
-        res = sharpen_samples(res, obs, survey, generator=torch.Generator().manual_seed(1000 + k))
+        res = sharpen_samples(
+            res,
+            obs,
+            survey,
+            calibration=prior.sharpened_interval_calibration,
+            generator=torch.Generator().manual_seed(1000 + k),
+        )
     SAMPLES[f"samples_{level}_{k}"] = res.samples.numpy()
     out = {"map": k, "noise": level, "sigma": sigma, "noise_misfit": noise_misfit}
     maps = {"posterior": res.mean[None], "prior_mean": prior_mean}

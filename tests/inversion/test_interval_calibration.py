@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -13,12 +14,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import child_env, result_from_samples, small_store
+from helpers import (
+    child_env,
+    gaussian_velocity_problem,
+    posterior_survey,
+    result_from_samples,
+    small_store,
+)
 
 from ubdiff_phys.data.families import generate
-from ubdiff_phys.inversion import load_prior
+from ubdiff_phys.inversion import load_prior, posterior_sample, sharpen_samples
 from ubdiff_phys.inversion.calibration_cli import calibrate_interval
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
+from ubdiff_phys.inversion.posterior import modelling_survey
+from ubdiff_phys.inversion.posterior_cli import add_noise
+from ubdiff_phys.physics import simulate
 
 
 def misjudged_result(n: int, pixels: int, inflate: float, seed: int):
@@ -91,6 +101,9 @@ def test_calibrated_kind_scales_the_base_interval_and_refuses_without_a_calibrat
     same = {"method": "noise_aware", "n_samples": 8, "steps": 50, "noise_std": 0.3}
     assert cal.differs_from(same) == {}
     assert cal.differs_from(same | {"n_samples": 16}) == {"n_samples": (8, 16)}
+    # a record that predates latent_fit was measured without the fit (0)
+    assert cal.differs_from(same | {"latent_fit": 0}) == {}
+    assert cal.differs_from(same | {"latent_fit": 20}) == {"latent_fit": (0, 20)}
 
 
 def test_calibrate_interval_with_the_shipped_prior_reaches_the_level_on_its_maps() -> None:
@@ -162,6 +175,23 @@ def test_calibrate_interval_cli_stores_the_record_and_refuses_to_replace_it(tmp_
     assert bad_bands.returncode == 2 and "--bands" in bad_bands.stderr
     assert bad_bands.stderr.count("\n") == 1
     assert load_prior(ckpt).interval_calibration == cal, "a refused run must not touch the file"
+    (ckpt / "interval_calibration_sharpened.json").unlink(missing_ok=True)
+    sharpen = ["--n-maps", "1", "--sharpen", "--sharpen-t-start", "16", "--sharpen-steps", "3"]
+    sharpen += ["--sharpen-inner", "2", "--latent-fit", "2"]
+    r = run(*sharpen)
+    assert r.returncode == 0, r.stderr
+    assert "interval_calibration_sharpened.json" in r.stdout
+    again = load_prior(ckpt)
+    assert again.interval_calibration == cal, "--sharpen must leave the latent sampler's scale"
+    sharp = again.sharpened_interval_calibration
+    assert sharp is not None and sharp.base == "predictive" and sharp.n_maps == 1
+    assert sharp.settings["sharpen"]["t_start"] == 16 and sharp.settings["latent_fit"] == 2
+    assert sharp.settings["sharpen"]["resample_at"] == [1]
+    refused = run(*sharpen)
+    assert refused.returncode == 2 and "interval_calibration_sharpened.json" in refused.stderr
+    bad = run(*sharpen, "--sharpen-t-start", "0", "--overwrite")
+    assert bad.returncode == 2 and "--sharpen-t-start" in bad.stderr
+    assert bad.stderr.count("\n") == 1
 
 
 def test_shipped_prior_carries_its_interval_calibration() -> None:
@@ -170,3 +200,54 @@ def test_shipped_prior_carries_its_interval_calibration() -> None:
     assert cal.level == 0.9 and cal.base == "approximation" and cal.n_maps >= 16
     assert cal.source.startswith("held-out store rows") and cal.settings["n_samples"] == 8
     assert 0 < cal.coverage_before < 1 and cal.scale > 0
+
+
+def test_calibrate_interval_with_sharpening_scales_the_sharpened_predictive_interval() -> None:
+    """``sharpen=``: every posterior is sharpened exactly as ``sharpen_samples`` does with the
+    documented seeds (checked by redoing map 1 by hand), the scale is the conformal rank of the
+    sharpened samples' predictive interval, and the record names the sharpening, so a result
+    sharpened the same way matches it and an unsharpened one is told."""
+    survey = posterior_survey(150)
+    prior, mu, _, _, _, err, g = gaussian_velocity_problem(survey)
+    prior.denoiser_error = err
+    v = prior.velocity(mu + 0.05 * torch.randn((2, 1, 16, 16), generator=g, dtype=torch.float64))
+    sharpen = {"prior": prior, "t_start": 32, "steps": 4, "inner": 4, "bands": (15.0, None)}
+    kw = {"noise": 0.01, "n_samples": 3, "steps": 4, "seed": 2}
+    cal, results = calibrate_interval(prior, v.float(), sharpen=sharpen, **kw)
+    assert cal.base == "predictive" and cal.n_maps == 2
+    assert cal.settings["sharpen"] == results[0].settings["sharpen"]
+    assert cal.settings["sharpen"]["resample_at"] == [1, 2]  # the default for 4 steps
+    assert cal.differs_from(results[1].settings) == {}
+    plain, plain_results = calibrate_interval(prior, v.float(), **kw)
+    assert "sharpen" in plain.differs_from(results[0].settings)
+    assert cal.differs_from(plain_results[0].settings)["sharpen"][1] is None
+
+    truth = v[1].float()  # map 1 by hand, with the seeds calibrate_interval documents
+    clean = simulate(truth[None], prior.survey, boundary=prior.boundary).float()[0]
+    obs, sigma = add_noise(clean, 0.01, seed=2 * 1_000_003 + 1)
+    ms = modelling_survey(prior.survey, prior.boundary, prior.bounds[1])
+    start = posterior_sample(
+        obs, ms, boundary=prior.boundary, prior=prior, n_samples=3, noise_std=sigma, steps=4,
+        generator=torch.Generator().manual_seed(2 + 1),
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(2 * 1_000_003 + 1 + 7)
+    again = sharpen_samples(start, obs, ms, generator=gen, **sharpen)
+    torch.testing.assert_close(again.samples, results[1].samples, rtol=0, atol=0)
+
+    def pooled(scale: float) -> float:
+        c = dataclasses.replace(cal, scale=scale)
+        covs = [
+            dataclasses.replace(r, calibration=c).coverage(v[k].float(), 0.9, "calibrated")
+            for k, r in enumerate(results)
+        ]
+        return sum(covs) / 2
+
+    k = math.ceil((cal.n_pixels + 1) * 0.9)  # the rank of the scale among the pooled scores
+    assert pooled(cal.scale) >= k / cal.n_pixels > pooled(cal.scale * 0.999)
+    kept = sharpen_samples(start, obs, ms, generator=gen, calibration=cal, **sharpen)
+    assert kept.calibration == cal
+    lo, hi = kept.interval(0.9)
+    clo, chi = kept.interval(0.9, kind="calibrated")
+    torch.testing.assert_close(chi - clo, cal.scale * (hi - lo), rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="predictive"):
+        sharpen_samples(start, obs, ms, calibration=dataclasses.replace(cal, base="approximation"))

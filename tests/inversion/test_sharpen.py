@@ -10,6 +10,7 @@ import torch
 from helpers import gaussian_velocity_problem, posterior_survey, result_from_samples
 
 from ubdiff_phys.inversion import posterior_sample, sharpen_samples
+from ubdiff_phys.inversion.sharpen import default_resample_at
 
 SURVEY = posterior_survey(150)
 
@@ -66,3 +67,12 @@ def test_sharpen_rejects_what_it_cannot_run() -> None:
     bare = result_from_samples(start.samples)
     with pytest.raises(ValueError, match="posterior_sample"):
         sharpen_samples(bare, observed, SURVEY, prior=prior)
+
+
+def test_default_resampling_never_follows_the_last_step() -> None:
+    """35 % and 60 % of the way (7 and 12 of 20), but never the last step, whose ancestral step
+    is the mean (no noise): copies made there would stay equal and the interval collapse."""
+    assert default_resample_at(20) == [7, 12] and default_resample_at(4) == [1, 2]
+    assert default_resample_at(3) == [1] and default_resample_at(1) == []
+    for steps in range(1, 60):
+        assert all(0 <= i <= steps - 2 for i in default_resample_at(steps)), steps

@@ -2,11 +2,15 @@
 posterior sampling on held-out maps with known truth, then the split-conformal scale.
 
     ubdiff-phys calibrate-interval CHECKPOINT --store TRAIN.h5 [--n-maps 16] [--noise 0.01]
+        [--latent-fit N] [--sharpen [--sharpen-...]]
 
 The maps are the store's held-out (test) rows, simulated on the prior's survey and boundary with
 Gaussian noise of ``--noise`` times each record's RMS, and sampled as ``invert --method
 noise_aware`` and ``examples/posterior_inversion.py`` do; the scale is stored beside the
 checkpoint (``interval_calibration.json``; refused when one exists unless ``--overwrite``).
+With ``--sharpen`` every posterior is sharpened as ``invert --sharpen`` does (same options and
+defaults) and the scale of the sharpened posterior's predictive interval is stored as
+``interval_calibration_sharpened.json``, which ``invert --sharpen`` then uses.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, p
 from ubdiff_phys.inversion.posterior_cli import add_noise
 from ubdiff_phys.inversion.prior import load_prior
 from ubdiff_phys.inversion.prior_error_cli import store_maps
+from ubdiff_phys.inversion.sharpen import sharpen_samples
+from ubdiff_phys.inversion.sharpen_cli import add_sharpen_options, check_sharpen_options
 from ubdiff_phys.physics.forward import simulate
 
 __all__ = ["calibrate_interval", "register_calibrate_interval"]
@@ -44,6 +50,8 @@ def calibrate_interval(
     trust: float | None = 1.0,
     bands: Sequence[float | None] | None = None,
     full_band_from: float = 0.6,
+    latent_fit: int = 0,
+    sharpen: dict[str, Any] | None = None,
     seed: int = 0,
     source: str = "held-out maps",
     report: Callable[[int, PosteriorResult, float], None] | None = None,
@@ -57,6 +65,11 @@ def calibrate_interval(
         noise: data noise as a fraction of each record's RMS; level: the interval's level.
         n_samples, steps, trust, bands, full_band_from: :func:`~ubdiff_phys.inversion.
             posterior_sample`'s settings (a scale holds for the sampler it was measured with).
+        latent_fit: ``posterior_sample``'s latent_fit (latent priors only).
+        sharpen: None, or keyword arguments of :func:`~ubdiff_phys.inversion.sharpen_samples`
+            (``prior``, ``t_start``, ...): every posterior is sharpened (seeded
+            ``seed * 1_000_003 + k + 7``, as ``invert --sharpen`` seeds row k) and the scale is
+            that of the sharpened posterior's predictive interval.
         seed: seeds the noise (``seed * 1_000_003 + k`` for map k) and the sampler (``seed + k``).
         source: what the maps are (recorded).
         report: called after each map with (k, its result, its base-interval coverage).
@@ -68,7 +81,7 @@ def calibrate_interval(
         raise ValueError("the prior records no survey: cannot simulate calibration data")
     if velocities.dim() != 4 or velocities.shape[1] != 1 or velocities.shape[0] < 1:
         raise ValueError(f"velocities must be (M, 1, nz, nx), got {tuple(velocities.shape)}")
-    base = "predictive" if prior.decoder_error is None else "approximation"
+    base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
     msurvey = modelling_survey(prior.survey, prior.boundary, prior.bounds[1])
     results, truths = [], []
     t0 = time.perf_counter()
@@ -88,8 +101,12 @@ def calibrate_interval(
             trust=trust,
             bands=bands,
             full_band_from=full_band_from,
+            latent_fit=latent_fit,
             generator=torch.Generator().manual_seed(seed + k),
         )
+        if sharpen is not None:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + k + 7)
+            res = sharpen_samples(res, obs, msurvey, generator=gen, **sharpen)
         results.append(res)
         truths.append(truth[0])
         if report is not None:
@@ -97,6 +114,9 @@ def calibrate_interval(
     cal = conformal_scale(results, truths, level, base)
     settings = {"method": "noise_aware", "noise": noise, "n_samples": n_samples, "steps": steps}
     settings |= {"trust": trust, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+    settings |= {"latent_fit": latent_fit}
+    if sharpen is not None:  # as sharpen_samples records it
+        settings["sharpen"] = results[0].settings["sharpen"]
     if bands is not None:  # as posterior_sample records them, so that differs_from compares
         settings |= {"bands": list(bands), "full_band_from": full_band_from}
     return dataclasses.replace(cal, source=source, settings=settings), results
@@ -125,14 +145,20 @@ def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
         "3,4,5,6,8,10,12,full",
     )
     p.add_argument("--full-band-from", type=float, default=0.6, help="with --bands (0.6)")
+    p.add_argument(
+        "--latent-fit", type=int, default=0, help="posterior_sample's latent_fit (default 0)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a stored calibration")
-    p.set_defaults(func=_calibrate)
+    add_sharpen_options(p)
+    p.set_defaults(func=_calibrate, device="cpu")
 
 
 def _check(args: argparse.Namespace) -> None:
     if args.n_maps < 1 or args.skip < 0 or args.n_samples < 2 or args.steps < 1:
         raise UserError("--n-maps and --steps must be >= 1, --n-samples >= 2, --skip >= 0")
+    if args.latent_fit < 0:
+        raise UserError(f"--latent-fit must be >= 0, got {args.latent_fit}")
     if not 0 < args.level < 1:
         raise UserError(f"--level must be in (0, 1), got {args.level}")
     if not 0 < args.noise < float("inf"):
@@ -145,6 +171,21 @@ def _check(args: argparse.Namespace) -> None:
         args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
     except ValueError as exc:
         raise UserError(f"--bands: {exc}") from None
+    check_sharpen_options(args)
+
+
+def _sharpen_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``calibrate_interval``'s ``sharpen`` from the options (None without ``--sharpen``)."""
+    if not args.sharpen:
+        return None
+    return {
+        "prior": args.sharpen_prior,
+        "t_start": args.sharpen_t_start,
+        "steps": args.sharpen_steps,
+        "inner": args.sharpen_inner,
+        "bands": args.sharpen_band_list,
+        "resample_at": args.sharpen_resample_list,
+    }
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -153,8 +194,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         prior = load_prior(args.checkpoint)
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise UserError(f"cannot load the prior: {exc}") from None
-    if prior.interval_calibration_path.exists() and not args.overwrite:
-        raise UserError(f"{prior.interval_calibration_path} exists: pass --overwrite to replace it")
+    path = prior.interval_calibration_path
+    if args.sharpen:
+        path = prior.sharpened_interval_calibration_path
+    if path.exists() and not args.overwrite:
+        raise UserError(f"{path} exists: pass --overwrite to replace it")
     with open_store(args.store) as st:
         rows = st.test_index[args.skip : args.skip + args.n_maps]
         if len(rows) < args.n_maps:
@@ -167,23 +211,28 @@ def _calibrate(args: argparse.Namespace) -> int:
     def report(k: int, res: PosteriorResult, cov: float) -> None:
         print(f"calibrate-interval: map {k + 1}/{args.n_maps}: base coverage {cov:.3f}", flush=True)
 
-    cal, _ = calibrate_interval(
-        prior,
-        v,
-        noise=args.noise,
-        level=args.level,
-        n_samples=args.n_samples,
-        steps=args.steps,
-        bands=args.likelihood_bands,
-        full_band_from=args.full_band_from,
-        seed=args.seed,
-        source=f"held-out store rows {args.skip}..{args.skip + args.n_maps - 1} of "
-        f"{args.store.name}",
-        report=report,
-    )
-    prior.save_interval_calibration(cal)
+    source = f"held-out store rows {args.skip}..{args.skip + args.n_maps - 1} of {args.store.name}"
+    try:
+        cal, _ = calibrate_interval(
+            prior,
+            v,
+            noise=args.noise,
+            level=args.level,
+            n_samples=args.n_samples,
+            steps=args.steps,
+            bands=args.likelihood_bands,
+            full_band_from=args.full_band_from,
+            latent_fit=args.latent_fit,
+            sharpen=_sharpen_kwargs(args),
+            seed=args.seed,
+            source=source,
+            report=report,
+        )
+    except ValueError as exc:  # e.g. too few pixels with a finite score: nothing is written
+        raise UserError(str(exc)) from None
+    prior.save_interval_calibration(cal, sharpened=args.sharpen)
     print(
-        f"calibrate-interval: wrote {prior.interval_calibration_path}: scale {cal.scale:.4g} on "
+        f"calibrate-interval: wrote {path}: scale {cal.scale:.4g} on "
         f"the {cal.base} interval (its coverage on these maps {cal.coverage_before:.3f} -> "
         f"{cal.level})"
     )

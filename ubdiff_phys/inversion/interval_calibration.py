@@ -35,6 +35,7 @@ from ubdiff_phys.inversion.decoder_error import beside_checkpoint
 __all__ = [
     "INTERVAL_CALIBRATION_FILE",
     "IntervalCalibration",
+    "SHARPENED_INTERVAL_CALIBRATION_FILE",
     "calibrated_half_width",
     "conformal_scale",
     "interval_calibration_path",
@@ -43,6 +44,11 @@ __all__ = [
 
 #: stored beside the prior's ``diffusion.pt`` (the shipped layout) or its checkpoint file
 INTERVAL_CALIBRATION_FILE = "interval_calibration.json"
+#: the scale of the interval after :func:`~ubdiff_phys.inversion.sharpen_samples` (measured by
+#: ``calibrate-interval --sharpen``), stored beside the *start* prior's checkpoint
+SHARPENED_INTERVAL_CALIBRATION_FILE = "interval_calibration_sharpened.json"
+#: the value a sampler setting has when a record predates it
+_SETTING_DEFAULTS: dict[str, Any] = {"latent_fit": 0}
 
 
 @dataclass(frozen=True)
@@ -74,15 +80,19 @@ class IntervalCalibration:
         return {"kind": "ubdiff_phys.interval_calibration", **self.__dict__}
 
     def differs_from(self, settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-        """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps, bands)
-        in which a posterior's ``settings`` differ from those the scale was measured with (a
-        scale measured with 8 samples over-widens a 16-sample interval a little: on the
-        FlatVel-A evaluation 0.94 coverage against 0.92)."""
-        keys = ("method", "n_samples", "steps", "bands", "full_band_from")
+        """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps, bands,
+        latent_fit, and the sharpening's settings) in which a posterior's ``settings`` differ
+        from those the scale was measured with (a scale measured with 8 samples over-widens a
+        16-sample interval a little: on the FlatVel-A evaluation 0.94 coverage against 0.92)."""
+        keys = ("method", "n_samples", "steps", "bands", "full_band_from", "latent_fit", "sharpen")
+
+        def get(d: dict[str, Any], k: str) -> Any:
+            return d.get(k, _SETTING_DEFAULTS.get(k))
+
         return {
-            k: (self.settings.get(k), settings.get(k))
+            k: (get(self.settings, k), get(settings, k))
             for k in keys
-            if self.settings.get(k) != settings.get(k)
+            if get(self.settings, k) != get(settings, k)
         }
 
     @classmethod
@@ -149,9 +159,11 @@ def calibrated_half_width(
     return centre - half, centre + half
 
 
-def interval_calibration_path(diff_path: Path) -> Path:
-    """Where the interval calibration of a diffusion checkpoint file ``diff_path`` is stored."""
-    return beside_checkpoint(diff_path, INTERVAL_CALIBRATION_FILE)
+def interval_calibration_path(diff_path: Path, *, sharpened: bool = False) -> Path:
+    """Where the interval calibration of a diffusion checkpoint file ``diff_path`` is stored
+    (``sharpened``: the one of its posterior sharpened by the velocity-space prior)."""
+    name = SHARPENED_INTERVAL_CALIBRATION_FILE if sharpened else INTERVAL_CALIBRATION_FILE
+    return beside_checkpoint(diff_path, name)
 
 
 def stored_interval_calibration(path: Path) -> IntervalCalibration | None:

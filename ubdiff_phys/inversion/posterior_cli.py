@@ -224,7 +224,7 @@ def run_posterior(args: argparse.Namespace) -> int:
                 generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
             )
             if args.sharpen:
-                res = sharpen_row(args, data, obs, res, row)
+                res = sharpen_row(args, data, obs, res, row, prior.sharpened_interval_calibration)
         except ValueError as exc:  # e.g. a survey the prior's velocities are unstable on
             print(f"invert: error: {exc}", file=sys.stderr)
             return 2
@@ -250,9 +250,10 @@ def _note_calibration(res: PosteriorResult) -> None:
     diff = {} if res.calibration is None else res.calibration.differs_from(res.settings)
     if diff:
         pairs = ", ".join(f"{k} {a} (this run: {b})" for k, (a, b) in diff.items())
+        cmd = "calibrate-interval --sharpen" if "sharpen" in res.settings else "calibrate-interval"
         print(
             f"invert: note: the prior's interval calibration was measured with {pairs}; "
-            "`ubdiff-phys calibrate-interval --overwrite` with these settings measures it for them"
+            f"`ubdiff-phys {cmd} --overwrite` with these settings measures it for them"
         )
 
 

@@ -143,6 +143,9 @@ class _PriorCommon:
         (:mod:`ubdiff_phys.inversion.decoder_error`), or None.
     interval_calibration: the stored scale of the posterior interval
         (:mod:`ubdiff_phys.inversion.interval_calibration`), or None.
+    sharpened_interval_calibration: the stored scale of the interval of this prior's posterior
+        after :func:`~ubdiff_phys.inversion.sharpen_samples` (``calibrate-interval --sharpen``),
+        or None.
     error_basis: the stored low-rank model of the decoder error
         (:mod:`ubdiff_phys.inversion.error_basis`), or None.
     info: where it was loaded from.
@@ -157,6 +160,7 @@ class _PriorCommon:
     denoiser_error: DenoiserError | None = None
     decoder_error: DecoderError | None = None
     interval_calibration: IntervalCalibration | None = None
+    sharpened_interval_calibration: IntervalCalibration | None = None
     error_basis: ErrorBasis | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -195,10 +199,22 @@ class _PriorCommon:
         """Where the interval calibration is stored (beside the checkpoint)."""
         return interval_calibration_path(Path(self.info["diffusion"]))
 
-    def save_interval_calibration(self, cal: IntervalCalibration) -> None:
-        """Store ``cal`` beside the checkpoint (atomic) and keep it on the prior."""
-        atomic_write_json(self.interval_calibration_path, cal.to_dict())
-        self.interval_calibration = cal
+    @property
+    def sharpened_interval_calibration_path(self) -> Path:
+        """Where the calibration of the sharpened posterior's interval is stored."""
+        return interval_calibration_path(Path(self.info["diffusion"]), sharpened=True)
+
+    def save_interval_calibration(
+        self, cal: IntervalCalibration, *, sharpened: bool = False
+    ) -> None:
+        """Store ``cal`` beside the checkpoint (atomic) and keep it on the prior (``sharpened``:
+        as the calibration of the sharpened posterior)."""
+        if sharpened:
+            atomic_write_json(self.sharpened_interval_calibration_path, cal.to_dict())
+            self.sharpened_interval_calibration = cal
+        else:
+            atomic_write_json(self.interval_calibration_path, cal.to_dict())
+            self.interval_calibration = cal
 
     @property
     def error_basis_path(self) -> Path:
@@ -306,6 +322,9 @@ def load_velocity_prior(
         interval_calibration=stored_interval_calibration(
             interval_calibration_path(Path(gen.info["diffusion"]))
         ),
+        sharpened_interval_calibration=stored_interval_calibration(
+            interval_calibration_path(Path(gen.info["diffusion"]), sharpened=True)
+        ),
         error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )
@@ -336,6 +355,9 @@ def load_prior(
         decoder_error=stored_decoder_error(decoder_error_path(Path(gen.info["diffusion"]))),
         interval_calibration=stored_interval_calibration(
             interval_calibration_path(Path(gen.info["diffusion"]))
+        ),
+        sharpened_interval_calibration=stored_interval_calibration(
+            interval_calibration_path(Path(gen.info["diffusion"]), sharpened=True)
         ),
         error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),

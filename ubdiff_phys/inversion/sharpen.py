@@ -16,9 +16,12 @@ steps) the samples are resampled by their band's data misfit
 size): samples stuck in a basin that cannot explain the data are replaced by copies of better
 ones, which the later steps' noise makes differ again.
 
-The result's interval has no ``decoder_error`` (no decoder draws these maps) and no
-``calibration`` (the stored scale was measured for the latent sampler alone): its interval is
-the predictive one.
+The result's interval has no ``decoder_error`` (no decoder draws these maps); its base interval
+is the predictive one. The start prior's ``calibration`` was measured for its own sampler and is
+dropped; pass ``calibration=prior.sharpened_interval_calibration`` (measured with sharpening by
+``calibrate-interval --sharpen``) for a ``"calibrated"`` interval: resampling by misfit narrows
+the samples' spread (on 12 FlatVel-A maps the predictive interval held 0.71 of the true pixels
+with it, 0.86 without).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import torch
 
 from ubdiff_phys.diffusion.posterior import sample_posterior
+from ubdiff_phys.inversion.interval_calibration import IntervalCalibration
 from ubdiff_phys.inversion.likelihood import StateMisfits
 from ubdiff_phys.inversion.multiscale import DEFAULT_BANDS, band_schedule
 from ubdiff_phys.inversion.posterior import (
@@ -61,8 +65,11 @@ DEFAULT_RESAMPLE_FRACTIONS = (0.35, 0.6)
 
 def default_resample_at(steps: int) -> list[int]:
     """The default resampling steps for ``steps`` reverse steps: round(f · steps) for each
-    fraction f of :data:`DEFAULT_RESAMPLE_FRACTIONS` (7 and 12 of 20)."""
-    return sorted({min(round(f * steps), steps - 1) for f in DEFAULT_RESAMPLE_FRACTIONS})
+    fraction f of :data:`DEFAULT_RESAMPLE_FRACTIONS` (7 and 12 of 20), never the last step
+    (its ancestral step adds no noise, so the copies a resampling makes there would stay equal
+    and the interval would have zero width; none for fewer than 2 steps)."""
+    picked = {min(round(f * steps), steps - 2) for f in DEFAULT_RESAMPLE_FRACTIONS}
+    return sorted(i for i in picked if i >= 0)
 
 
 def _velocity_prior(prior: VelocityPrior | None) -> VelocityPrior:
@@ -103,6 +110,7 @@ def sharpen_samples(
     full_band_from: float = 0.6,
     resample_at: Sequence[int] | None = None,
     resample_ess: float = 0.5,
+    calibration: IntervalCalibration | None = None,
     generator: torch.Generator | None = None,
 ) -> PosteriorResult:
     """Posterior samples under the velocity-space prior, started from ``result``'s samples.
@@ -122,6 +130,9 @@ def sharpen_samples(
             by their band's misfit, tempered to an effective sample size ≥ ``resample_ess`` · n
             (:mod:`~ubdiff_phys.diffusion.resampling`; None: :func:`default_resample_at`;
             empty: never).
+        calibration: the interval scale measured for this start and sharpening (a prior's
+            ``sharpened_interval_calibration``; its base must be "predictive"), kept on the
+            result for ``interval(kind="calibrated")``; None: the result has none.
         generator: noise of the sampler (float64, CPU).
 
     Returns:
@@ -135,6 +146,11 @@ def sharpen_samples(
     _check(result, t_start, steps, inner, vprior.denoiser.schedule.timesteps, resample_at)
     if not 0 < resample_ess <= 1:
         raise ValueError(f"resample_ess must be in (0, 1], got {resample_ess}")
+    if calibration is not None and calibration.base != "predictive":
+        raise ValueError(
+            f"a sharpened posterior's calibration must scale the predictive interval, not the "
+            f"{calibration.base!r} one (measure it with `calibrate-interval --sharpen`)"
+        )
     if bands is not None:
         band_schedule(steps, bands, full_band_from)  # ValueError for bad bands
     noise_std, boundary = float(result.settings["noise_std"]), str(result.settings["boundary"])
@@ -176,5 +192,5 @@ def sharpen_samples(
         solver_calls=result.solver_calls + misfits.calls + 1,
         settings=result.settings | {"sharpen": sharpen},
         decoder_error=None,
-        calibration=None,
+        calibration=calibration,
     )

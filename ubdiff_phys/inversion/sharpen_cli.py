@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ubdiff_phys.inversion.cli_common import UserError
+from ubdiff_phys.inversion.interval_calibration import IntervalCalibration
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult
 from ubdiff_phys.inversion.prior import load_velocity_prior
@@ -111,8 +112,10 @@ def sharpen_row(
     obs: torch.Tensor,
     res: PosteriorResult,
     row: int,
+    calibration: IntervalCalibration | None = None,
 ) -> PosteriorResult:
-    """``res`` sharpened as the options say (seeded per row like the sampler)."""
+    """``res`` sharpened as the options say (seeded per row like the sampler), with the start
+    prior's ``calibration`` of the sharpened interval (None: none)."""
     return sharpen_samples(
         res,
         obs.to(args.sharpen_prior.device),
@@ -123,5 +126,6 @@ def sharpen_row(
         inner=args.sharpen_inner,
         bands=args.sharpen_band_list,
         resample_at=args.sharpen_resample_list,
+        calibration=calibration,
         generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row + 7),
     )

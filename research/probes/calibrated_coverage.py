@@ -1,0 +1,114 @@
+"""Probe: coverage of the sharpened posterior's 90 % interval with a stored calibration, from the
+samples ``examples/posterior_inversion.py`` saved (``posterior_samples.npz``).
+
+For every map of the saved run: the share of true pixels inside the predictive interval
+(mean ± t · s · √(1 + 1/n)), inside the calibrated one (the stored scale ``c`` of
+``calibrate-interval --sharpen``, measured on *other* maps: the store's held-out rows), and, as a
+second reference that uses no stored file, inside the interval scaled by the conformal scale of
+the other maps of the same run (leave one map out). Appends a JSON record.
+
+    python research/probes/calibrated_coverage.py out/post_flat12_sharpen/posterior_samples.npz \
+        --noise 0.01 --out benchmarks/results/sharpened_interval_calibration.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ubdiff_phys.inversion import PosteriorResult, load_prior
+from ubdiff_phys.inversion.interval_calibration import conformal_scale, stored_interval_calibration
+from ubdiff_phys.runtime.files import append_json_record, run_record
+
+
+def result(samples: torch.Tensor) -> PosteriorResult:
+    """A result holding ``samples`` (n, 1, nz, nx) [m/s] (mean, std from them)."""
+    n = samples.shape[0]
+    return PosteriorResult(
+        samples=samples,
+        mean=samples.mean(0),
+        std=samples.std(0),
+        misfit=torch.zeros(n, dtype=torch.float64),
+        noise_misfit=1.0,
+        seconds=0.0,
+        solver_calls=0,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("samples", type=Path, help="posterior_samples.npz of the example")
+    ap.add_argument("--noise", default="0.01", help="the noise level key of the saved samples")
+    ap.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="interval_calibration_sharpened.json (default: the shipped prior's)",
+    )
+    ap.add_argument("--out", type=Path, default=None, help="JSON list to append a record to")
+    args = ap.parse_args()
+    data = np.load(args.samples)
+    truth = torch.as_tensor(data["truth"]).float()
+    keys = sorted(
+        (k for k in data.files if k.startswith(f"samples_{args.noise}_")),
+        key=lambda k: int(k.rsplit("_", 1)[1]),
+    )
+    results = [result(torch.as_tensor(data[k]).float()) for k in keys]
+    truths = [truth[int(k.rsplit("_", 1)[1])] for k in keys]
+    path = args.calibration or load_prior().sharpened_interval_calibration_path
+    cal = stored_interval_calibration(path)
+    if cal is None:
+        raise SystemExit(f"calibrated_coverage: error: no calibration at {path}")
+    rows = []
+    for i, (res, t) in enumerate(zip(results, truths, strict=True)):
+        others = [r for j, r in enumerate(results) if j != i]
+        other_truths = [x for j, x in enumerate(truths) if j != i]
+        loo = conformal_scale(others, other_truths, 0.9, "predictive")
+        rows.append(
+            {
+                "map": int(keys[i].rsplit("_", 1)[1]),
+                "predictive": res.coverage(t, 0.9),
+                "calibrated": dataclasses.replace(res, calibration=cal).coverage(
+                    t, 0.9, "calibrated"
+                ),
+                "leave_one_out_scale": loo.scale,
+                "leave_one_out": dataclasses.replace(res, calibration=loo).coverage(
+                    t, 0.9, "calibrated"
+                ),
+            }
+        )
+    summary = {
+        k: round(statistics.mean(r[k] for r in rows), 4)
+        for k in ("predictive", "calibrated", "leave_one_out", "leave_one_out_scale")
+    }
+    summary["calibrated_per_map_range"] = [
+        round(min(r["calibrated"] for r in rows), 4),
+        round(max(r["calibrated"] for r in rows), 4),
+    ]
+    record = {
+        "what": "coverage of the sharpened posterior's 90 % interval: predictive, calibrated "
+        "with the stored scale (other maps), leave-one-map-out conformal scale",
+        "samples": str(args.samples),
+        "noise": args.noise,
+        "calibration": cal.to_dict(),
+        "rows": rows,
+        "summary": summary,
+        **run_record(),
+    }
+    for r in rows:
+        print(
+            f"map {r['map']:2d}: predictive {r['predictive']:.3f}  calibrated {r['calibrated']:.3f}"
+            f"  leave-one-out {r['leave_one_out']:.3f} (scale {r['leave_one_out_scale']:.3f})"
+        )
+    print(f"mean: {summary}  (stored scale {cal.scale:.4g} from {cal.n_maps} maps)")
+    if args.out is not None:
+        append_json_record(args.out, record)
+
+
+if __name__ == "__main__":
+    main()
