@@ -2,8 +2,8 @@
 samples ``examples/posterior_inversion.py`` saved (``posterior_samples.npz``).
 
 For every map of the saved run: the share of true pixels inside the predictive interval
-(mean ± t · s · √(1 + 1/n)), inside the calibrated one (the stored scale ``c`` of
-``calibrate-interval --sharpen``, measured on *other* maps: the store's held-out rows), and, as a
+(mean ± t · s · √(1 + 1/n)), inside the calibrated one when the prior stores a scale ``c`` of
+``calibrate-interval --sharpen`` (measured on *other* maps: the store's held-out rows), and, as a
 second reference that uses no stored file, inside the interval scaled by the conformal scale of
 the other maps of the same run (leave one map out). Appends a JSON record.
 
@@ -48,7 +48,7 @@ def main() -> None:
         "--calibration",
         type=Path,
         default=None,
-        help="interval_calibration_sharpened.json (default: the shipped prior's)",
+        help="interval_calibration_sharpened.json (default: the shipped prior's, if it has one)",
     )
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append a record to")
     args = ap.parse_args()
@@ -61,9 +61,7 @@ def main() -> None:
     results = [result(torch.as_tensor(data[k]).float()) for k in keys]
     truths = [truth[int(k.rsplit("_", 1)[1])] for k in keys]
     path = args.calibration or load_prior().sharpened_interval_calibration_path
-    cal = stored_interval_calibration(path)
-    if cal is None:
-        raise SystemExit(f"calibrated_coverage: error: no calibration at {path}")
+    cal = stored_interval_calibration(path)  # None: the leave-one-out scale only
     rows = []
     for i, (res, t) in enumerate(zip(results, truths, strict=True)):
         others = [r for j, r in enumerate(results) if j != i]
@@ -73,39 +71,42 @@ def main() -> None:
             {
                 "map": int(keys[i].rsplit("_", 1)[1]),
                 "predictive": res.coverage(t, 0.9),
-                "calibrated": dataclasses.replace(res, calibration=cal).coverage(
-                    t, 0.9, "calibrated"
-                ),
+                "calibrated": None
+                if cal is None
+                else dataclasses.replace(res, calibration=cal).coverage(t, 0.9, "calibrated"),
                 "leave_one_out_scale": loo.scale,
                 "leave_one_out": dataclasses.replace(res, calibration=loo).coverage(
                     t, 0.9, "calibrated"
                 ),
             }
         )
-    summary = {
-        k: round(statistics.mean(r[k] for r in rows), 4)
-        for k in ("predictive", "calibrated", "leave_one_out", "leave_one_out_scale")
-    }
-    summary["calibrated_per_map_range"] = [
-        round(min(r["calibrated"] for r in rows), 4),
-        round(max(r["calibrated"] for r in rows), 4),
-    ]
+    keys = ("predictive", "leave_one_out", "leave_one_out_scale") + (
+        () if cal is None else ("calibrated",)
+    )
+    summary: dict = {k: round(statistics.mean(r[k] for r in rows), 4) for k in keys}
+    for k in ("predictive", "leave_one_out") + (() if cal is None else ("calibrated",)):
+        summary[f"{k}_per_map_range"] = [
+            round(min(r[k] for r in rows), 4),
+            round(max(r[k] for r in rows), 4),
+        ]
     record = {
         "what": "coverage of the sharpened posterior's 90 % interval: predictive, calibrated "
         "with the stored scale (other maps), leave-one-map-out conformal scale",
         "samples": str(args.samples),
         "noise": args.noise,
-        "calibration": cal.to_dict(),
+        "calibration": None if cal is None else cal.to_dict(),
         "rows": rows,
         "summary": summary,
         **run_record(),
     }
     for r in rows:
+        stored = "" if cal is None else f"  calibrated {r['calibrated']:.3f}"
         print(
-            f"map {r['map']:2d}: predictive {r['predictive']:.3f}  calibrated {r['calibrated']:.3f}"
+            f"map {r['map']:2d}: predictive {r['predictive']:.3f}{stored}"
             f"  leave-one-out {r['leave_one_out']:.3f} (scale {r['leave_one_out_scale']:.3f})"
         )
-    print(f"mean: {summary}  (stored scale {cal.scale:.4g} from {cal.n_maps} maps)")
+    where = "no stored calibration" if cal is None else f"stored scale {cal.scale:.4g}"
+    print(f"mean: {summary}  ({where})")
     if args.out is not None:
         append_json_record(args.out, record)
 
