@@ -193,8 +193,8 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
     observed: Path, tmp_path
 ) -> None:
     """--sharpen: every row's samples re-drawn under the shipped velocity-space prior (recorded,
-    more solver calls, a lower misfit than the same latent draws alone, the predictive
-    interval); a bad timestep or checkpoint is one line before any work."""
+    more solver calls, a lower misfit than the same latent draws alone, the shipped calibration
+    of the sharpened interval); a bad timestep or checkpoint is one line before any work."""
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "invert", str(observed), "--method"]
     base = [*cmd, "noise_aware", "--n-samples", "2", "--steps", "3", "--rows", "1"]
     base += ["--add-noise", "0.01"]
@@ -210,7 +210,11 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
     assert sharp["settings"]["sharpen"]["resample_at"] == [1]  # 35 %, 60 %: never the last
     assert sharp["solver_calls"] > plain["solver_calls"] + 5
     assert sharp["misfit_median"] < plain["misfit_median"], (sharp, plain)
-    assert kind == "predictive" and plain_kind == "calibrated"
+    # the shipped prior stores a calibration of the sharpened interval (measured with 8 samples
+    # and the default sharpening), so this run gets it and is told how its settings differ
+    assert kind == "calibrated" and plain_kind == "calibrated"
+    assert sharp["calibration_differs_in"]["sharpen"][1]["t_start"] == 16
+    assert sharp["calibration_differs_in"]["n_samples"] == [8, 2]
     for extra, word in (
         (["--sharpen-t-start", "0"], "--sharpen-t-start"),
         (["--sharpen-checkpoint", str(tmp_path / "missing.pt")], "--sharpen-checkpoint"),
