@@ -23,7 +23,9 @@ added (two levels), and each record is inverted by:
   iterations per band): the mean of the refinements within its misfit factor of the best, and
   the best one;
 - with ``--sharpen``: ``posterior`` is the latent posterior's samples re-drawn under the shipped
-  velocity-space prior from t = 128 (:func:`ubdiff_phys.inversion.sharpen_samples`).
+  velocity-space prior from t = 128 (:func:`ubdiff_phys.inversion.sharpen_samples`;
+  ``--sharpen-checkpoint``: another velocity-space prior, e.g. the CurveVel-A one of
+  ``research/curvevel_a_priors.sh``).
 
 Scores: SSIM (on [-1, 1]), MAE [m/s], relative L2, and the data misfit ½‖F(v) − d‖² next to the
 noise level ½ N σ². Writes ``<out>/posterior_inversion.json``, ``<out>/posterior_samples.npz`` (the
@@ -63,6 +65,7 @@ from ubdiff_phys.inversion import (  # noqa: E402
 )
 from ubdiff_phys.inversion.multiscale import parse_bands  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
+from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
 from ubdiff_phys.inversion.refine import refine_samples  # noqa: E402
 from ubdiff_phys.inversion.sharpen import sharpen_samples  # noqa: E402
 from ubdiff_phys.models.metrics import ssim  # noqa: E402
@@ -170,6 +173,12 @@ def main() -> None:
         "--inner", type=int, default=5, help="L-BFGS iterations per step (--method proximal)"
     )
     ap.add_argument("--sharpen", action="store_true", help="invert --sharpen with its defaults")
+    ap.add_argument(
+        "--sharpen-checkpoint",
+        type=Path,
+        default=None,
+        help="with --sharpen: the velocity-space prior (default: the shipped FlatVel-A one)",
+    )
     ap.add_argument("--inversionnet-steps", type=int, default=500)
     ap.add_argument(
         "--refine-iterations",
@@ -210,6 +219,11 @@ def main() -> None:
         args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
     except ValueError as exc:
         sys.exit(f"posterior_inversion: error: --bands: {exc}")
+    args.sharpen_prior = (
+        load_velocity_prior(args.sharpen_checkpoint, "cpu")
+        if args.sharpen and args.sharpen_checkpoint is not None
+        else None
+    )
     prior, msurvey, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
     boundary = prior.boundary
@@ -249,7 +263,11 @@ def main() -> None:
         "checkpoint": prior.info.get("checkpoint"),
         "prior_kind": kind,
         "prior_step": prior.info.get("diffusion_step"),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k != "sharpen_prior"
+        },
         "inversionnet_train_seconds": inv_seconds,
         "rows": rows,
         "summary": summarise(rows, levels),
@@ -292,6 +310,7 @@ def evaluate_one(
             res,
             obs,
             survey,
+            prior=args.sharpen_prior,
             calibration=prior.sharpened_interval_calibration,
             generator=torch.Generator().manual_seed(1000 + k),
         )

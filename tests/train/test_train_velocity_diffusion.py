@@ -320,3 +320,34 @@ def test_keep_every_keeps_the_resume_points_of_those_steps(store, tmp_path):
     d["optim"]["steps"], d["run"]["keep_every"] = 6, 3
     train_velocity_diffusion(VelocityDiffusionConfig.from_dict(d))
     assert (tmp_path / "a" / "step6.pt").is_file() and not (tmp_path / "a" / "step3.pt").exists()
+
+
+def test_a_packaged_folder_loads_like_its_weights_file(store, tmp_path):
+    """``package_velocity_checkpoint``'s folder (and the shipped one) serves as a checkpoint path
+    wherever its ``velocity_diffusion.pt`` does: prior, generator, the kind test."""
+    from ubdiff_phys.inversion.prior import load_velocity_prior
+    from ubdiff_phys.pipelines.generator import shipped_velocity_checkpoint
+    from ubdiff_phys.pipelines.shipped_velocity import package_velocity_checkpoint
+
+    run = tmp_path / "run"
+    train_velocity_diffusion(_cfg(store, run, steps=3))
+    package_velocity_checkpoint(run, tmp_path / "pkg", dtype="float32")
+    shipped = shipped_velocity_checkpoint()
+    x, t = torch.randn(2, 1, 70, 70, dtype=torch.float64), torch.tensor([3, 200])
+    for folder in (tmp_path / "pkg", shipped.parent):
+        assert is_velocity_checkpoint(folder)
+        by_dir, by_file = load_velocity_prior(folder), load_velocity_prior(folder / shipped.name)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                by_dir.denoiser(x, t), by_file.denoiser(x, t), rtol=0, atol=0
+            )
+        assert by_dir.error_path == by_file.error_path
+        assert load_generator(folder).info["diffusion"] == str(folder / shipped.name)
+    # the shipped folder's stored denoiser error is found through the folder too
+    assert load_velocity_prior(shipped.parent).denoiser_error is not None
+    # the EMA weights of the run, not its raw ones
+    ema = load_velocity_denoiser(run, weights="ema")[0]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            load_velocity_prior(tmp_path / "pkg").denoiser(x, t), ema(x, t), rtol=0, atol=0
+        )

@@ -22,6 +22,7 @@ from ubdiff_phys.runtime.checkpoint import load_checkpoint
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "PACKAGED_VELOCITY_FILE",
     "VELOCITY_CHECKPOINT_FORMAT",
     "checkpoint_file",
     "is_velocity_checkpoint",
@@ -33,13 +34,19 @@ __all__ = [
 CHECKPOINT_FORMAT = "ubdiff_phys.diffusion_checkpoint"
 #: a diffusion model in velocity space (:mod:`ubdiff_phys.train.velocity_diffusion`)
 VELOCITY_CHECKPOINT_FORMAT = "ubdiff_phys.velocity_diffusion_checkpoint"
+#: the weights file of a packaged velocity-space model (``package_velocity_checkpoint``'s layout)
+PACKAGED_VELOCITY_FILE = "velocity_diffusion.pt"
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run directory's final.pt (else last.pt)."""
+    """A checkpoint file, or a run directory's final.pt (else last.pt), or a packaged
+    velocity-space model's folder's ``velocity_diffusion.pt`` (when it has no run checkpoint)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "final.pt" if (path / "final.pt").exists() else path / "last.pt"
+        for name in ("final.pt", "last.pt", PACKAGED_VELOCITY_FILE):
+            if (path / name).exists():
+                return path / name
+        path = path / "last.pt"
     return path
 
 

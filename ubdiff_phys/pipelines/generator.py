@@ -29,6 +29,7 @@ import torch
 
 from ubdiff_phys.data import Normalizer
 from ubdiff_phys.diffusion.checkpoint import (
+    PACKAGED_VELOCITY_FILE,
     checkpoint_file,
     is_velocity_checkpoint,
     load_denoiser,
@@ -57,7 +58,7 @@ __all__ = [
 SHIPPED_NAME = "flatvel_a_small"
 #: the velocity-space model shipped beside it (docs/shipped_checkpoint.md, "The velocity model")
 SHIPPED_VELOCITY_NAME = "flatvel_a_velocity"
-SHIPPED_VELOCITY_FILE = "velocity_diffusion.pt"
+SHIPPED_VELOCITY_FILE = PACKAGED_VELOCITY_FILE
 BOUNDARIES = ("openfwi", "pml", "none")
 
 
