@@ -30,7 +30,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -129,15 +128,15 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.train_store is not None and not args.train_store.exists():
-        sys.exit(f"checkpoint_report: error: {str(args.train_store)!r} does not exist")
+        ap.exit(2, f"checkpoint_report: error: {str(args.train_store)!r} does not exist\n")
     if args.n < 64:
-        sys.exit("checkpoint_report: error: --n must be >= 64")
+        ap.exit(2, "checkpoint_report: error: --n must be >= 64\n")
     gen = load_generator(args.checkpoint, "cpu")
     if args.seismic_from:
         try:
             swap_seismic_branch(gen, args.seismic_from)
         except ValueError as exc:
-            sys.exit(f"checkpoint_report: error: {exc}")
+            ap.exit(2, f"checkpoint_report: error: {exc}\n")
     family = str(gen.store_attrs.get("family", "flatvel-a"))
     v, s, seconds = sample_pairs(gen, args.n)
     vs = v.numpy()

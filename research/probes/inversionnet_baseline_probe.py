@@ -1,10 +1,11 @@
 """Probe: how strong is the InversionNet baseline of ``examples/posterior_inversion.py``?
 
-The example trains InversionNet (width 0.25, AdamW lr 1e-3, batches of 16) for 500 steps on the
-prior's paired training rows, noise-free, and scores it on noisy held-out gathers. This probe
-trains variants ``STEPS:NOISE`` (``NOISE``: the largest noise level of the training gathers; each
+The example trains InversionNet (width 0.25, AdamW lr 1e-3, batches of 16) on the prior's paired
+training rows (its ``--inversionnet-steps`` and ``--inversionnet-noise``) and scores it on noisy
+held-out gathers. This probe trains variants ``STEPS:NOISE`` with the example's function
+(``NOISE``: the largest training noise level, :class:`ubdiff_phys.data.NoisyPairedDataset`: each
 training item gets Gaussian noise of a fraction drawn uniformly from [0, NOISE] of its RMS, added
-in physical units before the store's log normalisation; 0: noise-free as in the example) and
+in physical units before the store's log normalisation; 0: noise-free gathers) and
 scores every one on the example's maps and noise (same ``--seed``, same ``add_noise`` seeds), so
 its numbers sit next to the example's ``inversionnet`` rows. Appends a JSON record.
 
@@ -17,66 +18,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
-
-from ubdiff_phys.eval.protocol import ProtocolConfig, train_inversionnet, training_pairs
 from ubdiff_phys.inversion import load_prior
 from ubdiff_phys.inversion.posterior_cli import add_noise
 from ubdiff_phys.runtime.files import append_json_record, run_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from posterior_inversion import add_held_out_options, open_held_out, score  # noqa: E402
+from posterior_inversion import (  # noqa: E402
+    add_held_out_options,
+    inversionnet,
+    open_held_out,
+    score,
+)
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-
-
-class NoisyPairs(Dataset):
-    """The store's paired training rows with noisy gathers: item i is (velocity (1, nz, nx),
-    seismic (S, nt, R)), normalised; the seismic has N(0, (f · RMS)²) added in physical units, f
-    drawn uniformly from [0, ``max_fraction``] per item from one seeded stream (a fresh draw
-    every time an item is read, so every epoch sees other noise)."""
-
-    def __init__(self, store: Path, max_fraction: float, seed: int = 0):
-        self.raw = training_pairs(store)
-        self.raw.normalize = False
-        self.norm = self.raw.normalizer
-        self.max_fraction = max_fraction
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        v, s = self.raw[i]
-        s = s.double()
-        f = float(torch.rand((), generator=self.gen)) * self.max_fraction
-        sigma = f * float(s.square().mean().sqrt())
-        s = s + torch.randn(s.shape, generator=self.gen, dtype=torch.float64) * sigma
-        return self.norm.velocity(v.double()).float(), self.norm.seismic(s).float()
-
-
-def train(store: Path, steps: int, max_noise: float, seed: int):
-    """(predict(seismic (B, S, nt, R) physical) -> velocity (B, 1, nz, nx) [m/s], seconds)."""
-    cfg = ProtocolConfig(
-        epochs=100_000, batch=16, lr=1e-3, weight_decay=1e-4, width=0.25, max_steps=steps, seed=seed
-    )
-    data = training_pairs(store) if max_noise == 0 else NoisyPairs(store, max_noise, seed)
-    t0 = time.perf_counter()
-    model, _, _ = train_inversionnet(data, cfg, progress=False)
-    seconds = time.perf_counter() - t0
-    norm = training_pairs(store).normalizer
-    model.eval()
-
-    @torch.no_grad()
-    def predict(s: torch.Tensor) -> torch.Tensor:
-        x = norm.seismic(s.double()).float()
-        return norm.velocity_inverse(model(x).double().clamp(-1, 1)).float()
-
-    return predict, seconds
 
 
 def held_out(args: argparse.Namespace, seed: int, levels: list[float]):
@@ -103,7 +59,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "inversionnet_baseline.json")
     args = ap.parse_args()
     if not args.train_store.is_file():
-        sys.exit(f"inversionnet_baseline_probe: error: {str(args.train_store)!r} not found")
+        ap.exit(2, f"inversionnet_baseline_probe: error: {str(args.train_store)!r} not found\n")
     levels = [float(x) for x in args.noise.split(",")]
     variants = [(int(a), float(b)) for a, b in (v.split(":") for v in args.variants.split(","))]
     seeds = [args.seed] if args.seeds is None else [int(x) for x in args.seeds.split(",")]
@@ -123,7 +79,7 @@ def main() -> None:
         | run_record()
     )
     for steps, max_noise in variants:
-        predict, seconds = train(args.train_store, steps, max_noise, args.train_seed)
+        predict, seconds = inversionnet(args.train_store, steps, args.train_seed, max_noise)
         entry = {"steps": steps, "max_train_noise": max_noise, "train_seconds": seconds}
         for seed, (truth, noisy) in maps.items():
             for level in levels:

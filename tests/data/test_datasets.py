@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader
 
 from ubdiff_phys.data import (
     HeldOutDataset,
+    NoisyPairedDataset,
+    PairedDataset,
     SplitSpec,
     VelocityDataset,
     import_openfwi,
@@ -113,3 +115,57 @@ def test_dataloader_with_worker_processes(built: Path) -> None:
     v = torch.cat([b[0] for b in batches])
     assert v.shape == (10, 1, 70, 70)
     torch.testing.assert_close(v, torch.stack([pair[i][0] for i in range(10)]))
+
+
+def _noise_fractions(noisy: NoisyPairedDataset, clean: PairedDataset, reads: int) -> np.ndarray:
+    """σ̂ / RMS of the added noise, per read of every item (raw views)."""
+    out = []
+    for _ in range(reads):
+        for i in range(len(clean)):
+            v, s = noisy[i]
+            v0, s0 = clean[i]
+            torch.testing.assert_close(v, v0)
+            r = (s.double() - s0.double()).flatten()
+            out.append(float(r.std() / s0.double().square().mean().sqrt()))
+    return np.array(out)
+
+
+def test_noisy_paired_view_adds_noise_of_the_stated_level(built: Path) -> None:
+    """Training-noise augmentation: σ / RMS uniform on [0, max] (mean max / 2, never above max
+    beyond the sampling error of a std over 2,000 values), fresh draws per read, the same
+    stream for the same seed, and the noise-free case equal to the plain view."""
+    _, pair, _ = make_views(built)
+    raw = PairedDataset(pair.store, pair.rows, normalize=False)
+    f = _noise_fractions(NoisyPairedDataset.of(raw, 0.1, seed=3), raw, reads=6)
+    assert f.shape == (60,)
+    assert f.max() <= 0.1 * 1.1 and f.min() >= 0
+    assert abs(f.mean() - 0.05) < 0.015  # U(0, 0.1): sd of a 60-draw mean ≈ 0.0037
+    assert abs(f.std() - 0.1 / np.sqrt(12)) < 0.01
+    a, b = NoisyPairedDataset.of(pair, 0.05, seed=1), NoisyPairedDataset.of(pair, 0.05, seed=1)
+    s1, s2 = a[0][1], a[0][1]
+    assert not torch.equal(s1, s2)
+    torch.testing.assert_close(b[0][1], s1)
+    torch.testing.assert_close(b[0][1], s2)
+    zero = NoisyPairedDataset.of(pair, 0.0)
+    for i in (0, 9):
+        torch.testing.assert_close(zero[i][1], pair[i][1], rtol=0, atol=1e-6)
+        torch.testing.assert_close(zero[i][0], pair[i][0])
+    with pytest.raises(ValueError, match="max_fraction"):
+        NoisyPairedDataset.of(pair, -0.1)
+
+
+def test_noisy_paired_view_workers_draw_from_their_own_streams(built: Path) -> None:
+    """In a DataLoader worker w the stream restarts from seed + 1 + w: the loader's batches equal
+    the same reads done by hand from those seeds, and not those from worker 0's seed."""
+    _, pair, _ = make_views(built)
+    loader = DataLoader(NoisyPairedDataset.of(pair, 0.05, seed=2), batch_size=5, num_workers=2)
+    (_, s_a), (_, s_b) = list(loader)
+
+    def by_hand(stream_seed: int, items: range) -> torch.Tensor:
+        d = NoisyPairedDataset.of(pair, 0.05, seed=0)
+        d.generator.manual_seed(stream_seed)
+        return torch.stack([d[i][1] for i in items])
+
+    torch.testing.assert_close(s_a, by_hand(3, range(5)))
+    torch.testing.assert_close(s_b, by_hand(4, range(5, 10)))
+    assert not torch.allclose(s_b, by_hand(3, range(5, 10)))

@@ -10,6 +10,7 @@ Modules: ``families`` (synthetic velocity maps), ``normalize`` (specs/data.md §
 from ubdiff_phys.data.build import BuildSummary, make_dataset, split_rows
 from ubdiff_phys.data.datasets import (
     HeldOutDataset,
+    NoisyPairedDataset,
     PairedDataset,
     SplitSpec,
     VelocityDataset,
@@ -32,6 +33,7 @@ __all__ = [
     "BuildSummary",
     "HeldOutDataset",
     "Normalizer",
+    "NoisyPairedDataset",
     "PairedDataset",
     "SplitSpec",
     "Store",

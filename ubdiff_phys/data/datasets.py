@@ -21,7 +21,14 @@ from torch.utils.data import Dataset
 
 from ubdiff_phys.data.store import Store, open_store
 
-__all__ = ["PairedDataset", "SplitSpec", "HeldOutDataset", "VelocityDataset", "make_views"]
+__all__ = [
+    "NoisyPairedDataset",
+    "PairedDataset",
+    "SplitSpec",
+    "HeldOutDataset",
+    "VelocityDataset",
+    "make_views",
+]
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,52 @@ class PairedDataset(_StoreDataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         row = self._row(i)
         return self._velocity(row), self._seismic(row)
+
+
+class NoisyPairedDataset(PairedDataset):
+    """Paired view with noisy gathers, for training a network that must read noisy records
+    (training-noise augmentation): item i is (velocity (1, nz, nx), seismic (S, nt, R)) as in
+    :class:`PairedDataset`, with N(0, σ²) added to the gathers in physical units before the
+    store's log normalisation, σ = f · RMS(gathers of row i) and f drawn uniformly from
+    [0, ``max_fraction``]. Every read draws afresh (each epoch sees other noise) from one stream
+    seeded with ``seed``; in a DataLoader worker w the stream is re-seeded with ``seed + 1 + w``
+    so workers do not repeat each other's draws.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike,
+        rows: np.ndarray,
+        max_fraction: float,
+        seed: int = 0,
+        normalize: bool = True,
+        spec: SplitSpec | None = None,
+    ):
+        super().__init__(store, rows, normalize, spec)
+        if not 0 <= max_fraction < float("inf"):
+            raise ValueError(f"max_fraction must be finite and >= 0, got {max_fraction}")
+        self.max_fraction = float(max_fraction)
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self._worker: int | None = None
+
+    @classmethod
+    def of(cls, view: PairedDataset, max_fraction: float, seed: int = 0) -> NoisyPairedDataset:
+        """The noisy version of a paired view (same store, rows, normalisation and spec)."""
+        return cls(view.store, view.rows, max_fraction, seed, view.normalize, view.spec)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and self._worker != worker.id:
+            self._worker = worker.id
+            self.generator.manual_seed(self.seed + 1 + worker.id)
+        row = self._row(i)
+        s = torch.from_numpy(self.store.seismic_of(row)).double()
+        f = float(torch.rand((), generator=self.generator, dtype=torch.float64)) * self.max_fraction
+        sigma = f * float(s.square().mean().sqrt())
+        s = s + torch.randn(s.shape, generator=self.generator, dtype=torch.float64) * sigma
+        s = self.normalizer.seismic(s) if self.normalize else s
+        return self._velocity(row), s.float()
 
 
 class HeldOutDataset(_StoreDataset):
