@@ -15,7 +15,7 @@ added (two levels), and each record is inverted by:
 - ``fwi_posterior`` and ``fwi_posterior_raw``: the same FWI started from the posterior mean
   smoothed with the same sigma, and from the posterior mean itself (a start made from the data
   alone: does the posterior give FWI what the smoothed truth gives it?);
-- ``inversionnet``: InversionNet (width 0.25, 2,000 AdamW steps of 16, lr 1e-3) trained on the
+- ``inversionnet``: InversionNet (width 0.25, 5,000 AdamW steps of 16, lr 1e-3) trained on the
   prior's training store's paired rows (the data the prior's autoencoder saw), with training-noise
   augmentation up to 6 % of each record's RMS (``--inversionnet-steps``, ``--inversionnet-noise``;
   records before this default used 500 steps without noise, a weaker baseline:
@@ -186,7 +186,7 @@ def main() -> None:
         default=None,
         help="with --sharpen: the velocity-space prior (default: the shipped FlatVel-A one)",
     )
-    ap.add_argument("--inversionnet-steps", type=int, default=2000)
+    ap.add_argument("--inversionnet-steps", type=int, default=5000)
     ap.add_argument(
         "--inversionnet-noise",
         type=float,
