@@ -19,7 +19,8 @@ added (two levels), and each record is inverted by:
   prior's training store's paired rows (the data the prior's autoencoder saw), with training-noise
   augmentation up to 6 % of each record's RMS (``--inversionnet-steps``, ``--inversionnet-noise``;
   records before this default used 500 steps without noise, a weaker baseline:
-  ``research/probes/inversionnet_baseline_probe.py``);
+  ``research/probes/inversionnet_baseline_probe.py``); ``--inversionnet-weights FILE`` keeps the
+  trained network for the next run (other map seeds or noise levels, same store and options);
 - ``prior_mean``: the mean of unconditional prior samples (the trivial reference);
 - with ``--refine-iterations N``: ``posterior_refined`` and ``posterior_refined_best``, multiscale
   FWI from every posterior sample (:func:`ubdiff_phys.inversion.refine.refine_samples`, N L-BFGS
@@ -58,6 +59,7 @@ from ubdiff_phys.data.families import generate  # noqa: E402
 from ubdiff_phys.data.store import open_store  # noqa: E402
 from ubdiff_phys.diffusion.posterior import POSTERIOR_METHODS  # noqa: E402
 from ubdiff_phys.diffusion.samplers import sample_ddim  # noqa: E402
+from ubdiff_phys.eval import load_inversionnet, save_inversionnet  # noqa: E402
 from ubdiff_phys.eval.protocol import ProtocolConfig, train_inversionnet, training_pairs  # noqa: E402
 from ubdiff_phys.inversion import (  # noqa: E402
     fwi,
@@ -73,6 +75,7 @@ from ubdiff_phys.inversion.refine import refine_samples  # noqa: E402
 from ubdiff_phys.inversion.sharpen import sharpen_samples  # noqa: E402
 from ubdiff_phys.models.metrics import ssim  # noqa: E402
 from ubdiff_phys.physics import misfit, simulate  # noqa: E402
+from ubdiff_phys.runtime.errors import UserError  # noqa: E402
 from ubdiff_phys.runtime.files import (  # noqa: E402
     append_json_record,
     atomic_path,
@@ -135,18 +138,38 @@ def open_held_out(args: argparse.Namespace):
     return (prior, *held_out_maps(prior, args.family, args.n_maps, args.seed))
 
 
-def inversionnet(train_store: Path, steps: int, seed: int, noise: float = 0.0):
-    """(predict(seismic physical (B, S, nt, R)) -> velocity [m/s], seconds): InversionNet trained
-    on the store's paired rows, with training-noise augmentation up to ``noise`` of each record's
-    RMS (:class:`ubdiff_phys.data.NoisyPairedDataset`; 0: noise-free gathers)."""
+def inversionnet(
+    train_store: Path, steps: int, seed: int, noise: float = 0.0, weights: Path | None = None
+):
+    """(predict(seismic physical (B, S, nt, R)) -> velocity [m/s], training seconds, or None when
+    read from ``weights``): InversionNet trained on the store's paired rows, with training-noise
+    augmentation up to ``noise`` of each record's RMS (:class:`ubdiff_phys.data.NoisyPairedDataset`;
+    0: noise-free gathers).
+
+    ``weights``: a file for the trained network. When it exists the network is read from it
+    after checking it was trained with these options on a store of this name
+    and size (:func:`ubdiff_phys.eval.load_inversionnet`); otherwise it is trained and written
+    there."""
     cfg = ProtocolConfig(
         epochs=100_000, batch=16, lr=1e-3, weight_decay=1e-4, width=0.25, max_steps=steps, seed=seed
     )
     pairs = training_pairs(train_store)
-    data = pairs if noise == 0 else NoisyPairedDataset.of(pairs, noise, seed=seed)
-    t0 = time.perf_counter()
-    model, _, _ = train_inversionnet(data, cfg, progress=False)
-    seconds = time.perf_counter() - t0
+    training = {
+        "store": train_store.name,
+        "store_bytes": train_store.stat().st_size,
+        "n_train": len(pairs),
+        "noise": noise,
+    }
+    seconds = None
+    if weights is not None and weights.exists():
+        model = load_inversionnet(weights, cfg, training)[0]
+    else:
+        data = pairs if noise == 0 else NoisyPairedDataset.of(pairs, noise, seed=seed)
+        t0 = time.perf_counter()
+        model, _, _ = train_inversionnet(data, cfg, progress=False)
+        seconds = time.perf_counter() - t0
+        if weights is not None:
+            save_inversionnet(weights, model, cfg, training)
     with open_store(train_store) as st:
         norm = st.normalizer
     model.eval()
@@ -195,6 +218,13 @@ def main() -> None:
         "each record's RMS; 0: noise-free training gathers)",
     )
     ap.add_argument(
+        "--inversionnet-weights",
+        type=Path,
+        default=None,
+        help="a file for the trained InversionNet: read when it exists (refused if trained with "
+        "other options or on another store), else written after training",
+    )
+    ap.add_argument(
         "--refine-iterations",
         type=int,
         default=0,
@@ -236,6 +266,11 @@ def main() -> None:
             "posterior_inversion: error: --inversionnet-steps must be >= 1 and "
             "--inversionnet-noise in [0, 1)\n",
         )
+    w = args.inversionnet_weights
+    if w is not None and not w.exists() and not w.parent.is_dir():
+        ap.exit(
+            2, f"posterior_inversion: error: --inversionnet-weights: no folder {str(w.parent)!r}\n"
+        )
     levels = [float(x) for x in args.noise.split(",")]
     try:
         args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
@@ -249,11 +284,18 @@ def main() -> None:
     prior, msurvey, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
     boundary = prior.boundary
-    predict, inv_seconds = (
-        inversionnet(args.train_store, args.inversionnet_steps, 0, args.inversionnet_noise)
-        if args.baselines == "all"
-        else (None, 0.0)
-    )
+    predict, inv_seconds = None, 0.0
+    if args.baselines == "all":
+        try:
+            predict, inv_seconds = inversionnet(
+                args.train_store,
+                args.inversionnet_steps,
+                0,
+                args.inversionnet_noise,
+                args.inversionnet_weights,
+            )
+        except UserError as exc:
+            ap.exit(2, f"posterior_inversion: error: {exc}\n")
     z = torch.randn((32, *prior.latent_shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         prior_mean = prior.velocity(sample_ddim(prior.denoiser, z.double(), 50)).mean(0)[None]

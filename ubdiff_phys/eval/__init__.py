@@ -21,6 +21,7 @@ from ubdiff_phys.eval.features import (  # noqa: E402
     load_feature_extractor,
     train_feature_network,
 )
+from ubdiff_phys.eval.inversionnet_file import load_inversionnet, save_inversionnet  # noqa: E402
 from ubdiff_phys.eval.protocol import (  # noqa: E402
     ProtocolConfig,
     ProtocolResult,
@@ -36,7 +37,9 @@ __all__ += [
     "ProtocolResult",
     "evaluate_inversion",
     "load_feature_extractor",
+    "load_inversionnet",
     "run_protocol",
+    "save_inversionnet",
     "train_feature_network",
     "train_inversionnet",
 ]
