@@ -3,6 +3,7 @@ normalised samples equal to the normalisation of the stored ones, DataLoader wor
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -154,18 +155,61 @@ def test_noisy_paired_view_adds_noise_of_the_stated_level(built: Path) -> None:
         NoisyPairedDataset.of(pair, -0.1)
 
 
-def test_noisy_paired_view_workers_draw_from_their_own_streams(built: Path) -> None:
-    """In a DataLoader worker w the stream restarts from seed + 1 + w: the loader's batches equal
-    the same reads done by hand from those seeds, and not those from worker 0's seed."""
-    _, pair, _ = make_views(built)
-    loader = DataLoader(NoisyPairedDataset.of(pair, 0.05, seed=2), batch_size=5, num_workers=2)
-    (_, s_a), (_, s_b) = list(loader)
+def _record_worker_seed(folder: Path, worker_id: int) -> None:
+    """worker_init_fn: append this worker's torch seed to folder/worker<id>.txt."""
+    seed = torch.utils.data.get_worker_info().seed
+    with open(folder / f"worker{worker_id}.txt", "a") as f:
+        f.write(f"{seed}\n")
 
-    def by_hand(stream_seed: int, items: range) -> torch.Tensor:
+
+def test_noisy_paired_view_workers_draw_from_their_own_streams(built: Path, tmp_path) -> None:
+    """In a DataLoader worker the stream restarts from worker_stream_seed(seed, the worker's torch
+    seed): the loader's batches equal the same reads done by hand from those seeds; the second
+    epoch draws other noise than the first (its workers get other torch seeds), and a loader with
+    the same generator seed repeats both epochs exactly."""
+    _, pair, _ = make_views(built)
+    data = NoisyPairedDataset.of(pair, 0.05, seed=2)
+
+    def two_epochs(folder: Path) -> list[torch.Tensor]:
+        folder.mkdir()
+        loader = DataLoader(
+            data,
+            batch_size=5,
+            num_workers=2,
+            generator=torch.Generator().manual_seed(7),
+            worker_init_fn=functools.partial(_record_worker_seed, folder),
+        )
+        return [s for _ in range(2) for _, s in loader]
+
+    batches = two_epochs(tmp_path / "a")
+    seeds = [
+        [int(x) for x in (tmp_path / "a" / f"worker{w}.txt").read_text().split()] for w in (0, 1)
+    ]
+    assert len(batches) == 4 and all(len(x) == 2 for x in seeds)
+
+    def by_hand(worker_seed: int, items: range) -> torch.Tensor:
         d = NoisyPairedDataset.of(pair, 0.05, seed=0)
-        d.generator.manual_seed(stream_seed)
+        d.generator.manual_seed(NoisyPairedDataset.worker_stream_seed(2, worker_seed))
         return torch.stack([d[i][1] for i in items])
 
-    torch.testing.assert_close(s_a, by_hand(3, range(5)))
-    torch.testing.assert_close(s_b, by_hand(4, range(5, 10)))
-    assert not torch.allclose(s_b, by_hand(3, range(5, 10)))
+    for epoch in (0, 1):  # batch 0 from worker 0 (items 0-4), batch 1 from worker 1 (5-9)
+        torch.testing.assert_close(batches[2 * epoch], by_hand(seeds[0][epoch], range(5)))
+        torch.testing.assert_close(batches[2 * epoch + 1], by_hand(seeds[1][epoch], range(5, 10)))
+    assert not torch.allclose(batches[0], batches[2]) and not torch.allclose(batches[1], batches[3])
+    assert not torch.allclose(batches[1], by_hand(seeds[0][0], range(5, 10)))
+    for a, b in zip(two_epochs(tmp_path / "b"), batches, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_noisy_paired_view_stream_position_round_trips(built: Path) -> None:
+    """state_dict / load_state_dict: a view restored to a position draws what the original drew
+    from there."""
+    _, pair, _ = make_views(built)
+    a = NoisyPairedDataset.of(pair, 0.05, seed=4)
+    a[0]
+    state = {k: v.clone() for k, v in a.state_dict().items()}
+    after = [a[i][1] for i in (1, 2)]
+    b = NoisyPairedDataset.of(pair, 0.05, seed=9)
+    b.load_state_dict(state)
+    for i, want in zip((1, 2), after, strict=True):
+        torch.testing.assert_close(b[i][1], want, rtol=0, atol=0)

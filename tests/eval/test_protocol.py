@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import small_store
 
-from ubdiff_phys.data import open_store
+from ubdiff_phys.data import NoisyPairedDataset, open_store
 from ubdiff_phys.eval import frechet_distance, gaussian_stats, mae, mse, rmse, ssim
 from ubdiff_phys.eval.features import (
     FeatureConfig,
@@ -219,6 +219,11 @@ class _Interrupting(torch.utils.data.Dataset):
             raise KeyboardInterrupt
         return self.base[i]
 
+    def __getattr__(self, name):  # the base's state_dict / load_state_dict, where it has them
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
 
 # 16 pairs in batches of 4: 4 steps per epoch, item read 23 is in step 6, read 37 in step 10;
 # checkpoints every 3 steps resume mid-epoch, every 2 steps from the end of an epoch; "legacy":
@@ -248,6 +253,40 @@ def test_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_a
     other = ProtocolConfig(epochs=3, batch=4, width=0.125, lr=1e-3, max_steps=9)
     with pytest.raises(ValueError, match=r"another InversionNet run.*\(max_steps\)"):
         train_inversionnet(base, other, progress=False, checkpoint=ckpt)
+
+
+# resume points in the 3rd epoch (step 9) and at the end of the 2nd (step 8): a fresh view's stream
+# differs from the one at those epochs' starts (in the 1st epoch it would not: the reads a resume
+# skips are replayed)
+@pytest.mark.parametrize(("interrupt_at", "every"), [(37, 3), (37, 2)])
+def test_noisy_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_at, every):
+    """With training noise (NoisyPairedDataset) the resume point carries the noise stream: the
+    resumed run draws the noise the uninterrupted one drew and ends with its weights (without
+    the stream's state it would not: the last assertion)."""
+    cfg = ProtocolConfig(epochs=3, batch=4, width=0.125, lr=1e-3, max_steps=10)
+
+    def noisy(at):
+        return _Interrupting(NoisyPairedDataset.of(training_pairs(real_store), 0.05, seed=5), at)
+
+    whole, losses, _ = train_inversionnet(noisy(None), cfg, progress=False)
+    ckpt = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_inversionnet(noisy(interrupt_at), cfg, progress=False, checkpoint=ckpt,
+                           checkpoint_every=every)  # fmt: skip
+    saved = torch.load(ckpt, weights_only=True)
+    resumed, losses2, _ = train_inversionnet(
+        noisy(None), cfg, progress=False, checkpoint=ckpt, checkpoint_every=every
+    )
+    assert losses2 == pytest.approx(losses, rel=1e-6)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    saved["dataset"] = None  # a resume point without the stream's position
+    torch.save(saved, ckpt)
+    blind, _, _ = train_inversionnet(noisy(None), cfg, progress=False, checkpoint=ckpt)
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(whole.state_dict().values(), blind.state_dict().values(), strict=True)
+    )
 
 
 def test_inversionnet_checkpoint_of_another_kind_is_refused(real_store, tmp_path):

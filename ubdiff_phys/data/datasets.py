@@ -167,8 +167,12 @@ class NoisyPairedDataset(PairedDataset):
     :class:`PairedDataset`, with N(0, σ²) added to the gathers in physical units before the
     store's log normalisation, σ = f · RMS(gathers of row i) and f drawn uniformly from
     [0, ``max_fraction``]. Every read draws afresh (each epoch sees other noise) from one stream
-    seeded with ``seed``; in a DataLoader worker w the stream is re-seeded with ``seed + 1 + w``
-    so workers do not repeat each other's draws.
+    seeded with ``seed``. In a DataLoader worker the stream is re-seeded from ``seed`` and the
+    worker's torch seed (:meth:`worker_stream_seed`), which the loader draws afresh for every
+    epoch's workers from its generator: workers do not repeat each other's draws, nor an earlier
+    epoch's. :meth:`state_dict` / :meth:`load_state_dict` hold the stream's position, so a
+    resumed training run (:func:`ubdiff_phys.eval.protocol.train_inversionnet`) draws the noise
+    the uninterrupted one did.
     """
 
     def __init__(
@@ -193,11 +197,25 @@ class NoisyPairedDataset(PairedDataset):
         """The noisy version of a paired view (same store, rows, normalisation and spec)."""
         return cls(view.store, view.rows, max_fraction, seed, view.normalize, view.spec)
 
+    @staticmethod
+    def worker_stream_seed(seed: int, worker_seed: int) -> int:
+        """The stream seed in a DataLoader worker whose torch seed is ``worker_seed``
+        (``torch.utils.data.get_worker_info().seed``: distinct per worker and per epoch)."""
+        return (seed * 1_000_003 + worker_seed) % 2**63
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The noise stream's position (this process's; workers re-seed as above)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue the stream from a :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         worker = torch.utils.data.get_worker_info()
         if worker is not None and self._worker != worker.id:
             self._worker = worker.id
-            self.generator.manual_seed(self.seed + 1 + worker.id)
+            self.generator.manual_seed(self.worker_stream_seed(self.seed, worker.seed))
         row = self._row(i)
         s = torch.from_numpy(self.store.seismic_of(row)).double()
         f = float(torch.rand((), generator=self.generator, dtype=torch.float64)) * self.max_fraction

@@ -149,6 +149,25 @@ def _load_training_state(path: Path, cfg: ProtocolConfig, n_train: int) -> dict[
     )
 
 
+def _dataset_state(dataset: Dataset) -> dict[str, Any] | None:
+    """A dataset's own random state, when it has one (``state_dict()``, e.g.
+    :class:`~ubdiff_phys.data.NoisyPairedDataset`'s noise stream); None otherwise."""
+    get = getattr(dataset, "state_dict", None)
+    return get() if callable(get) else None
+
+
+def _restore(state: dict[str, Any], model: nn.Module, opt, gen: torch.Generator, dataset) -> None:
+    """Put a resume point's weights, optimiser, shuffle generator, dataset random state (e.g.
+    NoisyPairedDataset's noise stream) and global RNG state back."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["epoch_generator_state"])
+    if state.get("dataset") is not None:
+        dataset.load_state_dict(state["dataset"])
+    if "rng" in state:  # checkpoints written before the RNG state was saved have none
+        set_rng_state(state["rng"])
+
+
 def _optimizer_step(model: nn.Module, opt, v: torch.Tensor, s: torch.Tensor, step: int):
     """One optimiser step on a batch; returns the (detached) loss."""
     loss = inversion_loss(model(s), v)
@@ -173,10 +192,10 @@ def train_inversionnet(
     """Train InversionNet on a dataset of normalised (velocity, seismic) pairs.
 
     With ``checkpoint``, the training state (weights, optimiser, position in the epoch, shuffle
-    generator) is saved there atomically every ``checkpoint_every`` steps, and a run that finds
-    the file resumes from it: an interrupted and resumed run ends with the same weights as an
-    uninterrupted one. The file is left in place at the end (the caller removes it once the
-    result is stored).
+    generator, the dataset's own random state when it has a ``state_dict``) is saved there
+    atomically every ``checkpoint_every`` steps, and a run that finds the file resumes from it: an
+    interrupted and resumed run ends with the same weights as an uninterrupted one. The file is
+    left in place at the end (the caller removes it once the result is stored).
 
     Returns:
         (model in eval mode, mean training loss of each epoch, optimiser steps taken).
@@ -206,15 +225,11 @@ def train_inversionnet(
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     state = _load_training_state(ckpt_path, cfg, len(dataset)) if ckpt_path else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        _restore(state, model, opt, gen, dataset)
         step, first_epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
         losses, loss_sum, n = list(state["losses"]), state["loss_sum"], state["loss_n"]
-        gen.set_state(state["epoch_generator_state"])
-        if "rng" in state:  # checkpoints written before the RNG state was saved have none
-            set_rng_state(state["rng"])
 
-    def save(epoch: int, batch_in_epoch: int, epoch_gen_state: torch.Tensor) -> None:
+    def save(epoch: int, batch_in_epoch: int, epoch_gen_state: torch.Tensor, data_state) -> None:
         save_resume_point(
             ckpt_path,
             {
@@ -227,6 +242,7 @@ def train_inversionnet(
                 "epoch": epoch,
                 "batch_in_epoch": batch_in_epoch,
                 "epoch_generator_state": epoch_gen_state,
+                "dataset": data_state,
                 "losses": losses,
                 "loss_sum": loss_sum,
                 "loss_n": n,
@@ -242,6 +258,7 @@ def train_inversionnet(
             # the shuffle of this epoch is drawn from ``gen`` when the loader is iterated:
             # its state here lets a resumed run redraw the same order
             epoch_gen_state = gen.get_state()
+            data_state = _dataset_state(dataset)  # the skipped reads of a resume replay from it
             if epoch != first_epoch or state is None:
                 loss_sum, n, skip = 0.0, 0, 0
             for k, (v, s) in enumerate(loader):
@@ -257,7 +274,7 @@ def train_inversionnet(
                 if step >= total:
                     break
                 if ckpt_path is not None and step % checkpoint_every == 0:
-                    save(epoch, k + 1, epoch_gen_state)
+                    save(epoch, k + 1, epoch_gen_state, data_state)
             losses.append(loss_sum / n)
     return model.eval(), losses, step
 
