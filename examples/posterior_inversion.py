@@ -149,7 +149,8 @@ def inversionnet(
     ``weights``: a file for the trained network. When it exists the network is read from it
     after checking it was trained with these options on a store of this name
     and size (:func:`ubdiff_phys.eval.load_inversionnet`); otherwise it is trained and written
-    there."""
+    there, with a resume point beside it (``<weights>.resume``, every 250 steps, removed at the
+    end) from which an interrupted training continues to the same weights."""
     cfg = ProtocolConfig(
         epochs=100_000, batch=16, lr=1e-3, weight_decay=1e-4, width=0.25, max_steps=steps, seed=seed
     )
@@ -166,10 +167,14 @@ def inversionnet(
     else:
         data = pairs if noise == 0 else NoisyPairedDataset.of(pairs, noise, seed=seed)
         t0 = time.perf_counter()
-        model, _, _ = train_inversionnet(data, cfg, progress=False)
+        resume = None if weights is None else weights.with_name(weights.name + ".resume")
+        model, _, _ = train_inversionnet(
+            data, cfg, progress=False, checkpoint=resume, checkpoint_every=250, identity=training
+        )
         seconds = time.perf_counter() - t0
         if weights is not None:
             save_inversionnet(weights, model, cfg, training)
+            resume.unlink(missing_ok=True)
     with open_store(train_store) as st:
         norm = st.normalizer
     model.eval()

@@ -262,27 +262,36 @@ def test_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_a
 def test_noisy_inversionnet_training_resumes_exactly(real_store, tmp_path, interrupt_at, every):
     """With training noise (NoisyPairedDataset) the resume point carries the noise stream: the
     resumed run draws the noise the uninterrupted one drew and ends with its weights (without
-    the stream's state it would not: the last assertion)."""
+    the stream's state it would not: the last assertion). The resume point carries the noise
+    level as ``identity``: resuming it with another level is refused."""
     cfg = ProtocolConfig(epochs=3, batch=4, width=0.125, lr=1e-3, max_steps=10)
+    level = {"noise": 0.05}
 
     def noisy(at):
         return _Interrupting(NoisyPairedDataset.of(training_pairs(real_store), 0.05, seed=5), at)
 
+    with pytest.raises(ValueError, match="own keys"):
+        train_inversionnet(noisy(None), cfg, progress=False, identity={"model": 1})
     whole, losses, _ = train_inversionnet(noisy(None), cfg, progress=False)
     ckpt = tmp_path / "state.pt"
     with pytest.raises(KeyboardInterrupt):
         train_inversionnet(noisy(interrupt_at), cfg, progress=False, checkpoint=ckpt,
-                           checkpoint_every=every)  # fmt: skip
+                           checkpoint_every=every, identity=level)  # fmt: skip
     saved = torch.load(ckpt, weights_only=True)
+    with pytest.raises(ValueError, match=r"another InversionNet run.*\(noise\)"):
+        train_inversionnet(noisy(None), cfg, progress=False, checkpoint=ckpt,
+                           identity={"noise": 0.06})  # fmt: skip
     resumed, losses2, _ = train_inversionnet(
-        noisy(None), cfg, progress=False, checkpoint=ckpt, checkpoint_every=every
+        noisy(None), cfg, progress=False, checkpoint=ckpt, checkpoint_every=every, identity=level
     )
     assert losses2 == pytest.approx(losses, rel=1e-6)
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     saved["dataset"] = None  # a resume point without the stream's position
     torch.save(saved, ckpt)
-    blind, _, _ = train_inversionnet(noisy(None), cfg, progress=False, checkpoint=ckpt)
+    blind, _, _ = train_inversionnet(
+        noisy(None), cfg, progress=False, checkpoint=ckpt, identity=level
+    )
     assert not all(
         torch.equal(a, b)
         for a, b in zip(whole.state_dict().values(), blind.state_dict().values(), strict=True)

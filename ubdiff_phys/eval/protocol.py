@@ -136,15 +136,18 @@ def inversion_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(pred, target) + F.mse_loss(pred, target)
 
 
-def _load_training_state(path: Path, cfg: ProtocolConfig, n_train: int) -> dict[str, Any] | None:
+def _load_training_state(
+    path: Path, cfg: ProtocolConfig, identity: dict[str, Any]
+) -> dict[str, Any] | None:
     """The training state at ``path`` (None when there is none); a checkpoint of another run
-    (other options or number of pairs) or of another kind is refused (CheckpointError)."""
+    (other options, number of pairs or ``identity`` values) or of another kind is refused
+    (CheckpointError)."""
     return load_resume_point(
         path,
         INVERSION_CHECKPOINT_FORMAT,
         "InversionNet",
         cfg.to_dict(),
-        identity={"n_train": n_train},
+        identity=identity,
         hint="remove it to start over",
     )
 
@@ -154,6 +157,22 @@ def _dataset_state(dataset: Dataset) -> dict[str, Any] | None:
     :class:`~ubdiff_phys.data.NoisyPairedDataset`'s noise stream); None otherwise."""
     get = getattr(dataset, "state_dict", None)
     return get() if callable(get) else None
+
+
+#: the keys of an InversionNet resume point besides ``identity``'s (which must not reuse them)
+_STATE_KEYS = frozenset(
+    "format config n_train model optimizer step epoch batch_in_epoch epoch_generator_state "
+    "dataset losses loss_sum loss_n rng".split()
+)
+
+
+def _check_training_args(dataset: Dataset, checkpoint_every: int, identity) -> None:
+    if len(dataset) == 0:
+        raise ValueError("cannot train InversionNet on an empty dataset")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if clash := sorted(_STATE_KEYS.intersection(identity or {}) - {"n_train"}):
+        raise ValueError(f"identity may not use the resume point's own keys: {clash}")
 
 
 def _restore(state: dict[str, Any], model: nn.Module, opt, gen: torch.Generator, dataset) -> None:
@@ -188,6 +207,7 @@ def train_inversionnet(
     model: InversionNet | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    identity: dict[str, Any] | None = None,
 ) -> tuple[InversionNet, list[float], int]:
     """Train InversionNet on a dataset of normalised (velocity, seismic) pairs.
 
@@ -195,17 +215,15 @@ def train_inversionnet(
     generator, the dataset's own random state when it has a ``state_dict``) is saved there
     atomically every ``checkpoint_every`` steps, and a run that finds the file resumes from it: an
     interrupted and resumed run ends with the same weights as an uninterrupted one. The file is
-    left in place at the end (the caller removes it once the result is stored).
+    left in place at the end (the caller removes it once the result is stored); it must match
+    ``identity`` (plain values, e.g. the training-noise level) besides the options and pairs.
 
     Returns:
         (model in eval mode, mean training loss of each epoch, optimiser steps taken).
     """
     cfg = cfg or ProtocolConfig()
     dev = resolve_device(device)
-    if len(dataset) == 0:
-        raise ValueError("cannot train InversionNet on an empty dataset")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    _check_training_args(dataset, checkpoint_every, identity)
     torch.manual_seed(cfg.seed)
     _, s0 = dataset[0]
     if model is None:
@@ -223,7 +241,8 @@ def train_inversionnet(
     step = first_epoch = skip = 0
     loss_sum, n = 0.0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    state = _load_training_state(ckpt_path, cfg, len(dataset)) if ckpt_path else None
+    ident = {**(identity or {}), "n_train": len(dataset)}
+    state = _load_training_state(ckpt_path, cfg, ident) if ckpt_path else None
     if state is not None:
         _restore(state, model, opt, gen, dataset)
         step, first_epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
@@ -235,7 +254,7 @@ def train_inversionnet(
             {
                 "format": INVERSION_CHECKPOINT_FORMAT,
                 "config": cfg.to_dict(),
-                "n_train": len(dataset),
+                **ident,
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "step": step,
