@@ -29,7 +29,10 @@ added (two levels), and each record is inverted by:
 - with ``--sharpen``: ``posterior`` is the latent posterior's samples re-drawn under the shipped
   velocity-space prior from t = 128 (:func:`ubdiff_phys.inversion.sharpen_samples`;
   ``--sharpen-checkpoint``: another velocity-space prior, e.g. the CurveVel-A one of
-  ``research/curvevel_a_priors.sh``).
+  ``research/curvevel_a_priors.sh``); ``--sharpen-from fwi`` starts the sharpening from
+  multiscale FWI from a linear model (:func:`ubdiff_phys.inversion.fwi_start`: no prior, no
+  truth) instead of the latent posterior's samples, and scores no calibrated interval (the
+  stored calibration was measured from the latent start).
 
 Scores: SSIM (on [-1, 1]), MAE [m/s], relative L2, and the data misfit ½‖F(v) − d‖² next to the
 noise level ½ N σ². Writes ``<out>/posterior_inversion.json``, ``<out>/posterior_samples.npz`` (the
@@ -63,6 +66,7 @@ from ubdiff_phys.eval import load_inversionnet, save_inversionnet  # noqa: E402
 from ubdiff_phys.eval.protocol import ProtocolConfig, train_inversionnet, training_pairs  # noqa: E402
 from ubdiff_phys.inversion import (  # noqa: E402
     fwi,
+    fwi_start,
     load_prior,
     modelling_survey,
     posterior_sample,
@@ -214,6 +218,13 @@ def main() -> None:
         default=None,
         help="with --sharpen: the velocity-space prior (default: the shipped FlatVel-A one)",
     )
+    ap.add_argument(
+        "--sharpen-from",
+        choices=("latent", "fwi"),
+        default="latent",
+        help="with --sharpen: start from the latent posterior's samples (default) or from "
+        "multiscale FWI from a linear model (ubdiff_phys.inversion.fwi_start)",
+    )
     ap.add_argument("--inversionnet-steps", type=int, default=5000)
     ap.add_argument(
         "--inversionnet-noise",
@@ -271,6 +282,8 @@ def main() -> None:
             "posterior_inversion: error: --inversionnet-steps must be >= 1 and "
             "--inversionnet-noise in [0, 1)\n",
         )
+    if args.sharpen_from == "fwi" and not args.sharpen:
+        ap.exit(2, "posterior_inversion: error: --sharpen-from fwi needs --sharpen\n")
     w = args.inversionnet_weights
     if w is not None and not w.exists() and not w.parent.is_dir():
         ap.exit(
@@ -357,30 +370,38 @@ def evaluate_one(
     obs, sigma = add_noise(clean, level, seed=args.seed * 1_000_003 + k)
     obs1 = obs[None]
     noise_misfit = 0.5 * obs.numel() * sigma**2
-    res = posterior_sample(
-        obs,
-        survey,
-        boundary=boundary,
-        prior=prior,
-        n_samples=args.n_samples,
-        noise_std=sigma,
-        steps=args.steps,
-        method=args.method,
-        inner=args.inner,
-        latent_fit=args.latent_fit,
-        error_fit=args.error_fit,
-        trust=args.trust,
-        bands=args.likelihood_bands,
-        full_band_from=args.full_band_from,
-        generator=torch.Generator().manual_seed(k),
-    )
+    if args.sharpen_from == "fwi":  # multiscale FWI from a linear model, no prior, no truth
+        res = fwi_start(
+            obs, survey, boundary=boundary, bounds=(lo, hi), n_samples=args.n_samples,
+            noise_std=sigma,
+        )  # fmt: skip
+    else:
+        res = posterior_sample(
+            obs,
+            survey,
+            boundary=boundary,
+            prior=prior,
+            n_samples=args.n_samples,
+            noise_std=sigma,
+            steps=args.steps,
+            method=args.method,
+            inner=args.inner,
+            latent_fit=args.latent_fit,
+            error_fit=args.error_fit,
+            trust=args.trust,
+            bands=args.likelihood_bands,
+            full_band_from=args.full_band_from,
+            generator=torch.Generator().manual_seed(k),
+        )
     if args.sharpen:  # the shipped velocity-space prior from these samples (library defaults)
         res = sharpen_samples(
             res,
             obs,
             survey,
             prior=args.sharpen_prior,
-            calibration=prior.sharpened_interval_calibration,
+            calibration=(  # measured for the latent start only
+                prior.sharpened_interval_calibration if args.sharpen_from == "latent" else None
+            ),
             generator=torch.Generator().manual_seed(1000 + k),
         )
     SAMPLES[f"samples_{level}_{k}"] = res.samples.numpy()

@@ -1,9 +1,10 @@
 """Inversion: velocity from observed gathers with the native adjoint: deterministic FWI (one band
 or multiscale), posterior sampling with the latent diffusion prior (DPS and the noise-aware
-likelihood), sharpening of its samples with the velocity-space prior, and multi-start FWI from
-the posterior samples."""
+likelihood), sharpening of its samples (or of an FWI start) with the velocity-space prior, and
+multi-start FWI from the posterior samples."""
 
 from ubdiff_phys.inversion.fwi import OPTIMIZERS, FWIResult, fwi, smooth_velocity
+from ubdiff_phys.inversion.fwi_start import fwi_start
 from ubdiff_phys.inversion.multiscale import DEFAULT_BANDS, multiscale_fwi
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.prior import (
@@ -26,6 +27,7 @@ __all__ = [
     "RefinedSamples",
     "estimate_denoiser_error",
     "fwi",
+    "fwi_start",
     "load_prior",
     "modelling_survey",
     "multiscale_fwi",

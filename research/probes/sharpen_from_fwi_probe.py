@@ -1,0 +1,115 @@
+"""Probe: the velocity-space posterior started from a deterministic inversion instead of the
+latent posterior's samples.
+
+Per held-out map (as ``examples/posterior_inversion.py`` draws it: same maps, seed and noise):
+
+- ``fwi_linear_multiscale``: multiscale FWI from a 1-D linear start (``--linear``; no truth, no
+  prior): :func:`ubdiff_phys.inversion.refine.refine_samples` with its defaults (20 L-BFGS
+  iterations in each band of ``DEFAULT_BANDS``, 120 full-band polish iterations), as
+  ``research/probes/posterior_multistart_probe.py`` runs it;
+- ``sharpened_from_fwi``: :func:`ubdiff_phys.inversion.sharpen_samples` with its defaults
+  (t_start 128, 20 steps × 15 L-BFGS iterations, bands, resampling) from ``--n-samples`` copies
+  of that model (generator 1000 + map, as the example's sharpening): the prior's noise at
+  t_start makes the copies differ, and each chain is a posterior draw under the velocity prior
+  that starts from the inversion's long wavelengths.
+
+Each with SSIM / MAE / relative L2 and the misfit over the noise level; for the sharpened
+posterior also the samples' median misfit, the predictive interval's coverage and the seconds
+(the FWI's included). Appends a record to ``--out``.
+
+    PYTHONPATH=. python research/probes/sharpen_from_fwi_probe.py --checkpoint \
+        runs/diffusion_curvevel_a_sharp --family curvevel-a --n-maps 3 \
+        --velocity-prior runs/velocity_prior_curvevel_a_10k \
+        --out benchmarks/results/sharpen_from_fwi_probe.json
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from posterior_inversion import add_held_out_options, open_held_out, score  # noqa: E402
+
+from ubdiff_phys.inversion import PosteriorResult, sharpen_samples  # noqa: E402
+from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
+from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
+from ubdiff_phys.inversion.refine import refine_samples  # noqa: E402
+from ubdiff_phys.physics import misfit  # noqa: E402
+from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E402
+
+
+def probe_map(args, prior, vprior, survey, truth, clean, k: int) -> dict:
+    """One map's row (see the module docstring)."""
+    lo, hi = prior.bounds
+    bd = prior.boundary
+    obs, sigma = add_noise(clean[k], args.noise, seed=args.seed * 1_000_003 + k)
+    noise_misfit = 0.5 * obs.numel() * sigma**2
+    t = truth[k : k + 1]
+    out: dict = {"map": k, "noise": args.noise, "noise_misfit": noise_misfit}
+
+    def record(name: str, v: torch.Tensor, seconds: float) -> None:
+        f = float(misfit(v.float(), obs[None], survey, boundary=bd))
+        out[name] = score(v, t, lo, hi) | {"misfit_over_noise": f / noise_misfit, "s": seconds}
+
+    top, bottom = args.linear
+    lin = torch.linspace(top, bottom, survey.nz)[:, None].expand(survey.nz, survey.nx)
+    t0 = time.perf_counter()
+    v = refine_samples(obs, survey, lin[None, None].contiguous(), boundary=bd, bounds=(lo, hi)).mean
+    fwi_seconds = time.perf_counter() - t0
+    record("fwi_linear_multiscale", v[None], fwi_seconds)
+    n = args.n_samples
+    start = PosteriorResult(
+        samples=v[None].expand(n, *v.shape).contiguous(), mean=v, std=torch.zeros_like(v),
+        misfit=torch.zeros(n, dtype=torch.float64), noise_misfit=noise_misfit,
+        seconds=fwi_seconds, solver_calls=0, settings={"noise_std": sigma, "boundary": bd},
+    )  # fmt: skip
+    res = sharpen_samples(
+        start, obs, survey, prior=vprior, generator=torch.Generator().manual_seed(1000 + k)
+    )
+    record("sharpened_from_fwi", res.mean[None], res.seconds)
+    out["sharpened_from_fwi"] |= {
+        "sample_misfit_median_over_noise": float(res.misfit.median()) / noise_misfit,
+        "coverage_90": res.coverage(t[0], 0.9),
+        "std_mean_m_per_s": float(res.std.mean()),
+    }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_held_out_options(ap)
+    ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--velocity-prior", type=Path, required=True)
+    ap.add_argument("--linear", type=float, nargs=2, default=(2000.0, 4000.0), metavar="M/S")
+    ap.add_argument("--maps", default=None, help="comma-separated map indices (default all)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON list to append the record to")
+    args = ap.parse_args()
+    prior, survey, truth, clean = open_held_out(args)
+    vprior = load_velocity_prior(args.velocity_prior, "cpu")
+    maps = range(args.n_maps) if args.maps is None else [int(m) for m in args.maps.split(",")]
+    rows = []
+    for k in maps:
+        rows.append(probe_map(args, prior, vprior, survey, truth, clean, k))
+        print(json.dumps(rows[-1]), flush=True)
+    record = {
+        "what": "the velocity-space posterior started from multiscale FWI from a linear start",
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "rows": rows,
+        **run_record(),
+    }
+    if args.out is not None:
+        append_json_record(args.out, record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The FWI start of the velocity-space posterior, on the 16 × 16 Gaussian velocity-prior oracle
+of the posterior tests: multiscale FWI from a linear model must fit the data to the noise level
+(physics: the truth's own misfit is the noise level), and the sharpening from its copies must
+end near the noise level with the true map inside its interval."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import gaussian_velocity_problem, posterior_survey
+
+from ubdiff_phys.inversion import fwi_start, modelling_survey, sharpen_samples
+from ubdiff_phys.inversion.fwi_start import linear_model
+from ubdiff_phys.physics import misfit
+
+SURVEY = posterior_survey(150)
+LINEAR = (2500.0, 3500.0)
+
+
+def test_linear_model_rises_with_depth_and_is_constant_along_rows() -> None:
+    v = linear_model(SURVEY, 2000.0, 4000.0)
+    assert v.shape == (1, 1, 16, 16) and v.dtype == torch.float32
+    assert float(v[0, 0, 0, 0]) == 2000.0 and float(v[0, 0, -1, 0]) == 4000.0
+    assert torch.equal(v, v[..., :1].expand_as(v))
+    assert bool((v[0, 0, 1:, 0] > v[0, 0, :-1, 0]).all())
+
+
+def test_fwi_start_fits_the_data_and_the_sharpening_draws_around_it() -> None:
+    """Measured: the linear start at 805x the noise level (MAE 158 m/s), the FWI at 0.96x
+    (MAE 52), its sharpening (t_start 64, 10 steps x 10 iterations, bands 10, 15 Hz, full)
+    4.6x at the samples' median with the truth's pixels 0.90 inside the 90 % interval."""
+    prior, _, v_true, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
+    start = fwi_start(
+        observed, SURVEY, boundary="pml", bounds=prior.bounds, n_samples=8, noise_std=sigma,
+        linear=LINEAR,
+    )  # fmt: skip
+    ms = modelling_survey(SURVEY, "pml", prior.bounds[1])
+    obs1 = observed.reshape(1, *observed.shape[-3:]).float()
+    lin = linear_model(SURVEY, *LINEAR)
+    f_lin = float(misfit(lin, obs1, ms, boundary="pml")) / start.noise_misfit
+    f_fwi = float(misfit(start.mean[None], obs1, ms, boundary="pml")) / start.noise_misfit
+    assert f_lin > 100.0 and f_fwi < 2.0, (f_lin, f_fwi)
+    assert float(start.misfit[0]) / start.noise_misfit == pytest.approx(f_fwi, rel=1e-4)
+    mae = float((start.mean - v_true[0]).abs().mean())
+    assert mae < 0.5 * float((lin[0] - v_true[0]).abs().mean())
+    assert start.samples.shape == (8, 1, 16, 16) and bool((start.samples == start.mean).all())
+    assert float(start.std.abs().max()) == 0.0 and start.solver_calls > 10
+    assert start.noise_misfit == pytest.approx(0.5 * observed.numel() * sigma**2)
+    assert start.settings["method"] == "fwi_start" and start.settings["linear"] == list(LINEAR)
+    prior.denoiser_error = err
+    res = sharpen_samples(
+        start, observed, SURVEY, prior=prior, t_start=64, steps=10, inner=10,
+        bands=(10.0, 15.0, None), generator=torch.Generator().manual_seed(4),
+    )  # fmt: skip
+    assert float(res.misfit.median()) / res.noise_misfit < 8.0
+    assert res.coverage(v_true[0]) > 0.8 and float(res.std.mean()) > 10.0
+    assert res.settings["method"] == "fwi_start" and "sharpen" in res.settings
+
+
+def test_fwi_start_rejects_what_it_cannot_run() -> None:
+    prior, _, _, observed, sigma, _, _ = gaussian_velocity_problem(SURVEY)
+    for kw, word in (
+        ({"linear": (1000.0, 3000.0)}, "inside bounds"),
+        ({"linear": (2000.0, 5000.0)}, "inside bounds"),
+        ({"n_samples": 0}, "n_samples"),
+        ({"iterations": 0}, "iterations"),
+        ({"noise_std": -1.0}, "noise_std"),
+    ):
+        with pytest.raises(ValueError, match=word):
+            fwi_start(observed, SURVEY, boundary="pml", bounds=prior.bounds, **kw)
+    with pytest.raises(ValueError, match="observed"):
+        fwi_start(observed[..., :4], SURVEY, boundary="pml", bounds=prior.bounds)

@@ -1,0 +1,112 @@
+"""A deterministic start for the velocity-space posterior: multiscale FWI from a 1-D linear model.
+
+:func:`~ubdiff_phys.inversion.sharpen_samples` runs the velocity prior's posterior sampler from
+``t_start`` down, starting from a :class:`~ubdiff_phys.inversion.PosteriorResult`'s samples; the
+start fixes the long wavelengths the sampler keeps. From the latent posterior's samples this is
+the prior's guess, which on some maps lies in a wrong basin no step of the sharpening leaves
+(CurveVel-A maps whose deep layers the latent samples put 600–1,000 m/s too slow). Here the start
+is the data's own: multiscale FWI (:func:`~ubdiff_phys.inversion.refine.refine_samples`, bands
+3 … 12 Hz then the full band, 20 L-BFGS iterations each, 120 full-band polish iterations) from
+a model increasing linearly with depth, no prior and no truth. Its ``n_samples`` copies are the
+start; the prior's noise at ``t_start`` makes the chains differ. Measured (README, "Sharpening
+from FWI"): on three CurveVel-A maps at 1 % noise the sharpened posterior mean from this start
+scores SSIM 0.879 against 0.738 from the latent samples.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ubdiff_phys.inversion.posterior import (
+    PosteriorResult,
+    _noise_std,
+    _observed,
+    _stable_modelling,
+)
+from ubdiff_phys.inversion.refine import DEFAULT_POLISH_ITERATIONS, refine_samples
+from ubdiff_phys.physics.survey import Survey
+
+__all__ = ["DEFAULT_LINEAR_START", "fwi_start", "linear_model"]
+
+#: (top, bottom) [m/s] of the linear start: the probes' choice for the OpenFWI families
+DEFAULT_LINEAR_START = (2000.0, 4000.0)
+
+
+def linear_model(survey: Survey, top: float, bottom: float) -> torch.Tensor:
+    """(1, 1, nz, nx) float32 model [m/s] rising linearly from ``top`` (row 0) to ``bottom``
+    (the last row), constant along each row."""
+    col = torch.linspace(top, bottom, survey.nz, dtype=torch.float32)
+    return col[:, None].expand(survey.nz, survey.nx)[None, None].contiguous()
+
+
+def fwi_start(
+    observed: torch.Tensor,
+    survey: Survey,
+    *,
+    boundary: str,
+    bounds: tuple[float, float],
+    n_samples: int = 8,
+    noise_std: float | None = None,
+    linear: tuple[float, float] = DEFAULT_LINEAR_START,
+    iterations: int = 20,
+    polish_iterations: int = DEFAULT_POLISH_ITERATIONS,
+) -> PosteriorResult:
+    """Multiscale FWI from a linear model, as a start for
+    :func:`~ubdiff_phys.inversion.sharpen_samples`.
+
+    Args:
+        observed: (S, nt, R) or (1, S, nt, R) observed gathers [physical amplitude].
+        survey: their geometry (modelled as ``posterior_sample`` does: the C-PML pinned at
+            ``bounds[1]`` for "pml").
+        boundary: modelling boundary; bounds: (v_min, v_max) [m/s] the FWI stays inside (the
+            velocity prior's ``bounds``).
+        n_samples: copies of the inverted model in the result (the sharpening's chains).
+        noise_std: σ_d [amplitude] recorded for the sharpening; None: 1 % of the RMS of
+            ``observed``.
+        linear: (top, bottom) [m/s] of the starting model, inside ``bounds``.
+        iterations, polish_iterations: L-BFGS iterations per band and full-band ones after
+            (:func:`~ubdiff_phys.inversion.refine.refine_samples`).
+
+    Returns:
+        a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``samples`` are ``n_samples``
+        copies of the inverted model (``std`` zero), ``misfit`` its misfit, ``settings``
+        ``{"method": "fwi_start", "noise_std", "boundary", "linear", "iterations",
+        "polish_iterations"}`` and no interval calibration: sharpen it before reading an
+        interval.
+    """
+    lo, hi = (float(b) for b in bounds)
+    top, bottom = (float(x) for x in linear)
+    if not (isinstance(n_samples, int) and n_samples >= 1):
+        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    if not (lo <= top <= hi and lo <= bottom <= hi):
+        raise ValueError(f"linear start {linear!r} must lie inside bounds {bounds!r} [m/s]")
+    if not (isinstance(iterations, int) and iterations >= 1):
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    survey = _stable_modelling(survey, boundary, hi)
+    obs = _observed(observed, survey)
+    noise_std = _noise_std(obs, noise_std)
+    t0 = time.perf_counter()
+    ref = refine_samples(
+        obs, survey, linear_model(survey, top, bottom), boundary=boundary, bounds=(lo, hi),
+        iterations=iterations, polish_iterations=polish_iterations,
+    )  # fmt: skip
+    v = ref.samples[0]
+    return PosteriorResult(
+        samples=v[None].expand(n_samples, *v.shape).contiguous(),
+        mean=v.clone(),
+        std=torch.zeros_like(v),
+        misfit=ref.misfit[0].expand(n_samples).clone(),
+        noise_misfit=0.5 * obs.numel() * noise_std**2,
+        seconds=time.perf_counter() - t0,
+        solver_calls=ref.evaluations,
+        settings={
+            "method": "fwi_start",
+            "noise_std": noise_std,
+            "boundary": boundary,
+            "linear": [top, bottom],
+            "iterations": iterations,
+            "polish_iterations": polish_iterations,
+        },
+    )
