@@ -31,8 +31,10 @@ added (two levels), and each record is inverted by:
   ``--sharpen-checkpoint``: another velocity-space prior, e.g. the CurveVel-A one of
   ``research/curvevel_a_priors.sh``); ``--sharpen-from fwi`` starts the sharpening from
   multiscale FWI from a linear model (:func:`ubdiff_phys.inversion.fwi_start`: no prior, no
-  truth) instead of the latent posterior's samples, and scores no calibrated interval (the
-  stored calibration was measured from the latent start).
+  truth) instead of the latent posterior's samples, ``--sharpen-from pooled`` from both (half
+  the chains each, :func:`ubdiff_phys.inversion.pooled_start`: the sharpening's misfit
+  resampling chooses between them); both score no calibrated interval (the stored calibration
+  was measured from the latent start).
 
 Scores: SSIM (on [-1, 1]), MAE [m/s], relative L2, and the data misfit ½‖F(v) − d‖² next to the
 noise level ½ N σ². Writes ``<out>/posterior_inversion.json``, ``<out>/posterior_samples.npz`` (the
@@ -65,10 +67,12 @@ from ubdiff_phys.diffusion.samplers import sample_ddim  # noqa: E402
 from ubdiff_phys.eval import load_inversionnet, save_inversionnet  # noqa: E402
 from ubdiff_phys.eval.protocol import ProtocolConfig, train_inversionnet, training_pairs  # noqa: E402
 from ubdiff_phys.inversion import (  # noqa: E402
+    PosteriorResult,
     fwi,
     fwi_start,
     load_prior,
     modelling_survey,
+    pooled_start,
     posterior_sample,
     smooth_velocity,
 )
@@ -220,10 +224,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--sharpen-from",
-        choices=("latent", "fwi"),
+        choices=("latent", "fwi", "pooled"),
         default="latent",
-        help="with --sharpen: start from the latent posterior's samples (default) or from "
-        "multiscale FWI from a linear model (ubdiff_phys.inversion.fwi_start)",
+        help="with --sharpen: start from the latent posterior's samples (default), from "
+        "multiscale FWI from a linear model (ubdiff_phys.inversion.fwi_start) or from both, "
+        "half the chains each (ubdiff_phys.inversion.pooled_start)",
     )
     ap.add_argument("--inversionnet-steps", type=int, default=5000)
     ap.add_argument(
@@ -282,8 +287,10 @@ def main() -> None:
             "posterior_inversion: error: --inversionnet-steps must be >= 1 and "
             "--inversionnet-noise in [0, 1)\n",
         )
-    if args.sharpen_from == "fwi" and not args.sharpen:
-        ap.exit(2, "posterior_inversion: error: --sharpen-from fwi needs --sharpen\n")
+    if args.sharpen_from != "latent" and not args.sharpen:
+        ap.exit(
+            2, f"posterior_inversion: error: --sharpen-from {args.sharpen_from} needs --sharpen\n"
+        )
     w = args.inversionnet_weights
     if w is not None and not w.exists() and not w.parent.is_dir():
         ap.exit(
@@ -363,6 +370,40 @@ def main() -> None:
     print_summary(record["summary"])
 
 
+def posterior_start(args, prior, obs, survey, boundary, sigma, bounds, k) -> PosteriorResult:
+    """The posterior samples of map k before any sharpening: the latent posterior's, the FWI
+    start's copies, or both pooled (``--sharpen-from``)."""
+    n_fwi = {"latent": 0, "fwi": args.n_samples, "pooled": args.n_samples // 2}[args.sharpen_from]
+    starts = []
+    if args.sharpen_from != "fwi":
+        starts.append(
+            posterior_sample(
+                obs,
+                survey,
+                boundary=boundary,
+                prior=prior,
+                n_samples=args.n_samples - n_fwi,
+                noise_std=sigma,
+                steps=args.steps,
+                method=args.method,
+                inner=args.inner,
+                latent_fit=args.latent_fit,
+                error_fit=args.error_fit,
+                trust=args.trust,
+                bands=args.likelihood_bands,
+                full_band_from=args.full_band_from,
+                generator=torch.Generator().manual_seed(k),
+            )
+        )
+    if n_fwi > 0:  # multiscale FWI from a linear model, no prior, no truth
+        starts.append(
+            fwi_start(
+                obs, survey, boundary=boundary, bounds=bounds, n_samples=n_fwi, noise_std=sigma
+            )
+        )
+    return starts[0] if len(starts) == 1 else pooled_start(*starts)
+
+
 def evaluate_one(
     args, prior, truth, clean, level, k, survey, boundary, predict, prior_mean, lo, hi
 ) -> dict:
@@ -370,29 +411,7 @@ def evaluate_one(
     obs, sigma = add_noise(clean, level, seed=args.seed * 1_000_003 + k)
     obs1 = obs[None]
     noise_misfit = 0.5 * obs.numel() * sigma**2
-    if args.sharpen_from == "fwi":  # multiscale FWI from a linear model, no prior, no truth
-        res = fwi_start(
-            obs, survey, boundary=boundary, bounds=(lo, hi), n_samples=args.n_samples,
-            noise_std=sigma,
-        )  # fmt: skip
-    else:
-        res = posterior_sample(
-            obs,
-            survey,
-            boundary=boundary,
-            prior=prior,
-            n_samples=args.n_samples,
-            noise_std=sigma,
-            steps=args.steps,
-            method=args.method,
-            inner=args.inner,
-            latent_fit=args.latent_fit,
-            error_fit=args.error_fit,
-            trust=args.trust,
-            bands=args.likelihood_bands,
-            full_band_from=args.full_band_from,
-            generator=torch.Generator().manual_seed(k),
-        )
+    res = posterior_start(args, prior, obs, survey, boundary, sigma, (lo, hi), k)
     if args.sharpen:  # the shipped velocity-space prior from these samples (library defaults)
         res = sharpen_samples(
             res,

@@ -5,11 +5,13 @@ end near the noise level with the true map inside its interval."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from helpers import gaussian_velocity_problem, posterior_survey
 
-from ubdiff_phys.inversion import fwi_start, modelling_survey, sharpen_samples
+from ubdiff_phys.inversion import fwi_start, modelling_survey, pooled_start, sharpen_samples
 from ubdiff_phys.inversion.fwi_start import linear_model
 from ubdiff_phys.physics import misfit
 
@@ -70,3 +72,56 @@ def test_fwi_start_rejects_what_it_cannot_run() -> None:
             fwi_start(observed, SURVEY, boundary="pml", bounds=prior.bounds, **kw)
     with pytest.raises(ValueError, match="observed"):
         fwi_start(observed[..., :4], SURVEY, boundary="pml", bounds=prior.bounds)
+
+
+def test_pooled_start_joins_the_starts_and_the_sharpening_fits_the_data() -> None:
+    """Pool the FWI start (4 copies) with 4 copies of the linear model (805x the noise level):
+    the pool keeps each start's samples and misfits in order; sharpened (t_start 64, as above)
+    it ends near the noise level (measured: median 4.6x, coverage 0.91)."""
+    prior, _, v_true, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
+    good = fwi_start(
+        observed, SURVEY, boundary="pml", bounds=prior.bounds, n_samples=4, noise_std=sigma,
+        linear=LINEAR,
+    )  # fmt: skip
+    lin = linear_model(SURVEY, *LINEAR)
+    bad = replace(
+        good, samples=lin.expand(4, *lin.shape[1:]).contiguous(), mean=lin[0], seconds=2.0,
+        misfit=torch.full((4,), 7.0, dtype=torch.float64), solver_calls=5,
+        settings=good.settings | {"method": "linear"},
+    )  # fmt: skip
+    pool = pooled_start(bad, good)
+    assert pool.samples.shape == (8, 1, 16, 16)
+    assert torch.equal(pool.samples[:4], bad.samples)
+    assert torch.equal(pool.samples[4:], good.samples)
+    assert torch.equal(pool.misfit, torch.cat([bad.misfit, good.misfit.double()]))
+    assert torch.allclose(pool.mean, pool.samples.mean(0)) and float(pool.std.max()) > 0.0
+    assert pool.seconds == pytest.approx(2.0 + good.seconds)
+    assert pool.solver_calls == 5 + good.solver_calls
+    assert pool.settings["sizes"] == [4, 4] and pool.settings["method"] == "pooled"
+    assert [s["method"] for s in pool.settings["starts"]] == ["linear", "fwi_start"]
+    assert pool.settings["noise_std"] == sigma and pool.calibration is None
+    prior.denoiser_error = err
+    res = sharpen_samples(
+        pool, observed, SURVEY, prior=prior, t_start=64, steps=10, inner=10,
+        bands=(10.0, 15.0, None), generator=torch.Generator().manual_seed(4),
+    )  # fmt: skip
+    assert float(res.misfit.median()) / res.noise_misfit < 8.0
+    assert res.coverage(v_true[0]) > 0.8
+
+
+def test_pooled_start_rejects_starts_for_other_data() -> None:
+    prior, _, _, observed, sigma, _, _ = gaussian_velocity_problem(SURVEY)
+    a = fwi_start(
+        observed, SURVEY, boundary="pml", bounds=prior.bounds, n_samples=2, noise_std=sigma,
+        iterations=1, polish_iterations=0,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="at least two"):
+        pooled_start(a)
+    with pytest.raises(ValueError, match="noise_std"):
+        pooled_start(a, replace(a, settings=a.settings | {"noise_std": 2 * sigma}))
+    with pytest.raises(ValueError, match="boundary"):
+        pooled_start(a, replace(a, settings=a.settings | {"boundary": "none"}))
+    with pytest.raises(ValueError, match="noise_misfit"):
+        pooled_start(a, replace(a, noise_misfit=2 * a.noise_misfit))
+    with pytest.raises(ValueError, match="shape"):
+        pooled_start(a, replace(a, samples=a.samples[..., :8]))
