@@ -11,9 +11,8 @@ a model increasing linearly with depth, no prior and no truth. Its ``n_samples``
 start; the prior's noise at ``t_start`` makes the chains differ. Measured (README, "Sharpening
 from FWI"): on three CurveVel-A maps at 1 % noise the sharpened posterior mean from this start
 scores SSIM 0.879 against 0.738 from the latent samples, but on three FlatVel-A maps 0.881
-against 0.958: neither start is better everywhere. :func:`pooled_start` puts both in one
-population of chains, and the sharpening's misfit resampling keeps the chains that explain the
-data.
+against 0.958: neither start is better everywhere. :func:`pooled_start` puts several starts
+in one population of chains for the sharpening's misfit resampling to choose between.
 """
 
 from __future__ import annotations
@@ -122,7 +121,10 @@ def pooled_start(*starts: PosteriorResult) -> PosteriorResult:
     (tempered to half the effective sample size) during the reverse steps, so chains started in
     a basin that cannot explain the data are replaced by copies of those that can: pooling the
     latent posterior's samples with :func:`fwi_start`'s copies lets the data choose the start
-    per map, at the cost of the chains each start gets.
+    per map, at the cost of the chains each start gets. Measured (README): on three FlatVel-A
+    maps at 1 % noise the sharpened mean from the latent posterior pooled with the FWI start
+    (4 + 4 chains) scores SSIM 0.872, below either start alone (0.958 latent, 0.881 FWI): where
+    both starts fit the data near the noise level the misfit cannot choose between them.
 
     Args:
         starts: two or more results for the same data (same ``noise_std`` and ``boundary`` in
