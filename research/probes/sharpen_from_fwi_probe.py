@@ -8,10 +8,10 @@ Per held-out map (as ``examples/posterior_inversion.py`` draws it: same maps, se
   iterations in each band of ``DEFAULT_BANDS``, 120 full-band polish iterations), as
   ``research/probes/posterior_multistart_probe.py`` runs it;
 - ``sharpened_from_fwi``: :func:`ubdiff_phys.inversion.sharpen_samples` with its defaults
-  (t_start 128, 20 steps × 15 L-BFGS iterations, bands, resampling) from ``--n-samples`` copies
-  of that model (generator 1000 + map, as the example's sharpening): the prior's noise at
-  t_start makes the copies differ, and each chain is a posterior draw under the velocity prior
-  that starts from the inversion's long wavelengths.
+  (t_start 128 unless ``--t-start``, 20 steps × 15 L-BFGS iterations, bands, resampling) from
+  ``--n-samples`` copies of that model (generator 1000 + map, as the example's sharpening): the
+  prior's noise at t_start makes the copies differ, and each chain is a posterior draw under the
+  velocity prior that starts from the inversion's long wavelengths.
 
 Each with SSIM / MAE / relative L2 and the misfit over the noise level; for the sharpened
 posterior also the samples' median misfit, the predictive interval's coverage and the seconds
@@ -74,8 +74,9 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int) -> dict:
         seconds=fwi_seconds, solver_calls=0, settings={"noise_std": sigma, "boundary": bd},
     )  # fmt: skip
     res = sharpen_samples(
-        start, obs, survey, prior=vprior, generator=torch.Generator().manual_seed(1000 + k)
-    )
+        start, obs, survey, prior=vprior, t_start=args.t_start,
+        generator=torch.Generator().manual_seed(1000 + k),
+    )  # fmt: skip
     record("sharpened_from_fwi", res.mean[None], res.seconds)
     out["sharpened_from_fwi"] |= {
         "sample_misfit_median_over_noise": float(res.misfit.median()) / noise_misfit,
@@ -91,6 +92,9 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--velocity-prior", type=Path, required=True)
     ap.add_argument("--linear", type=float, nargs=2, default=(2000.0, 4000.0), metavar="M/S")
+    ap.add_argument(
+        "--t-start", type=int, default=128, help="the sharpening's t_start (default 128, its own)"
+    )
     ap.add_argument("--maps", default=None, help="comma-separated map indices (default all)")
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append the record to")
     args = ap.parse_args()
