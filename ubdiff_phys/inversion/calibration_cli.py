@@ -150,7 +150,7 @@ def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a stored calibration")
-    add_sharpen_options(p)
+    add_sharpen_options(p, starts=False)
     p.set_defaults(func=_calibrate, device="cpu")
 
 

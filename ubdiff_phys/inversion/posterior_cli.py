@@ -48,6 +48,7 @@ from ubdiff_phys.inversion.refine_cli import (
 from ubdiff_phys.inversion.sharpen_cli import (
     add_sharpen_options,
     check_sharpen_options,
+    fwi_start_row,
     sharpen_row,
 )
 from ubdiff_phys.runtime.files import atomic_path, atomic_save_figure, atomic_write_json
@@ -206,25 +207,14 @@ def run_posterior(args: argparse.Namespace) -> int:
             obs, added = add_noise(obs, args.add_noise, args.seed * 1_000_003 + row)
             sigma = sigma or added
         try:
-            res = posterior_sample(
-                obs.to(prior.device),
-                data["survey"],
-                boundary=data["boundary"],
-                prior=prior,
-                n_samples=args.n_samples,
-                method=args.method,
-                noise_std=sigma,
-                steps=args.steps,
-                step_size=args.step_size,
-                inner=args.inner,
-                latent_fit=args.latent_fit,
-                error_fit=args.error_fit,
-                bands=args.likelihood_bands,
-                full_band_from=args.full_band_from,
-                generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
-            )
+            if args.sharpen and args.sharpen_from == "fwi":
+                res = fwi_start_row(args, data, obs, sigma)
+            else:
+                res = _sample_row(args, data, prior, obs, sigma, row)
             if args.sharpen:
-                res = sharpen_row(args, data, obs, res, row, prior.sharpened_interval_calibration)
+                latent = args.sharpen_from == "latent"  # the calibration's start
+                cal = prior.sharpened_interval_calibration if latent else None
+                res = sharpen_row(args, data, obs, res, row, cal)
         except ValueError as exc:  # e.g. a survey the prior's velocities are unstable on
             print(f"invert: error: {exc}", file=sys.stderr)
             return 2
@@ -239,6 +229,34 @@ def run_posterior(args: argparse.Namespace) -> int:
     _write(args, data, prior, results, refined)
     print(f"invert: wrote {', '.join(_outputs(args))} to {args.out}")
     return 0
+
+
+def _sample_row(
+    args: argparse.Namespace,
+    data: dict[str, Any],
+    prior: LatentPrior,
+    obs: torch.Tensor,
+    sigma: float | None,
+    row: int,
+) -> PosteriorResult:
+    """The latent posterior's samples for one row's gathers ``obs`` (seeded per row)."""
+    return posterior_sample(
+        obs.to(prior.device),
+        data["survey"],
+        boundary=data["boundary"],
+        prior=prior,
+        n_samples=args.n_samples,
+        method=args.method,
+        noise_std=sigma,
+        steps=args.steps,
+        step_size=args.step_size,
+        inner=args.inner,
+        latent_fit=args.latent_fit,
+        error_fit=args.error_fit,
+        bands=args.likelihood_bands,
+        full_band_from=args.full_band_from,
+        generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row),
+    )
 
 
 def _outputs(args: argparse.Namespace) -> tuple[str, ...]:

@@ -1,5 +1,7 @@
 """``invert --sharpen``: the options of :func:`~ubdiff_phys.inversion.sharpen.sharpen_samples`
-(each row's posterior samples re-drawn under the velocity-space prior, started from them)."""
+(each row's posterior samples re-drawn under the velocity-space prior, started from them), and
+``--sharpen-from fwi``: the sharpening started from :func:`~ubdiff_phys.inversion.fwi_start`
+instead of the latent posterior's samples."""
 
 from __future__ import annotations
 
@@ -9,19 +11,23 @@ from typing import Any
 import torch
 
 from ubdiff_phys.inversion.cli_common import UserError
+from ubdiff_phys.inversion.fwi_start import fwi_start
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult
 from ubdiff_phys.inversion.prior import load_velocity_prior
+from ubdiff_phys.inversion.refine import DEFAULT_POLISH_ITERATIONS
 from ubdiff_phys.inversion.sharpen import DEFAULT_SHARPEN, default_resample_at, sharpen_samples
 
-__all__ = ["add_sharpen_options", "check_sharpen_options", "sharpen_row"]
+__all__ = ["add_sharpen_options", "check_sharpen_options", "fwi_start_row", "sharpen_row"]
 
 _BANDS = "3,4,5,6,8,10,12,full"
 
 
-def add_sharpen_options(p: argparse.ArgumentParser) -> None:
-    """The sharpening's options (inert without ``--sharpen``)."""
+def add_sharpen_options(p: argparse.ArgumentParser, starts: bool = True) -> None:
+    """The sharpening's options (inert without ``--sharpen``); ``starts``: also
+    ``--sharpen-from`` and the FWI start's iterations (``invert``, not ``calibrate-interval``,
+    whose calibration is of the latent start)."""
     g = p.add_argument_group("sharpening with the velocity-space prior (--sharpen)")
     g.add_argument(
         "--sharpen",
@@ -56,6 +62,28 @@ def add_sharpen_options(p: argparse.ArgumentParser) -> None:
         help="steps (from 0) after which the samples are resampled by their data misfit, "
         "comma-separated; 'none': never (default: 35 %% and 60 %% of the way, 7,12 of 20)",
     )
+    if starts:
+        g.add_argument(
+            "--sharpen-from",
+            choices=("latent", "fwi"),
+            default="latent",
+            help="start from the latent posterior's samples (default) or from multiscale FWI "
+            "from a linear model, no prior (fwi_start; measured better on CurveVel-A-like maps, "
+            "worse on FlatVel-A-like ones); the fwi start has no interval calibration",
+        )
+        g.add_argument(
+            "--sharpen-fwi-iterations",
+            type=int,
+            default=20,
+            help="with --sharpen-from fwi: L-BFGS iterations per band (default 20)",
+        )
+        g.add_argument(
+            "--sharpen-fwi-polish",
+            type=int,
+            default=DEFAULT_POLISH_ITERATIONS,
+            help=f"with --sharpen-from fwi: full-band iterations after the bands "
+            f"(default {DEFAULT_POLISH_ITERATIONS})",
+        )
 
 
 def _resample_steps(text: str, steps: int) -> list[int]:
@@ -79,6 +107,11 @@ def check_sharpen_options(args: argparse.Namespace) -> None:
     """Load the velocity prior into ``args.sharpen_prior`` and parse the bands; UserError for
     a mistake (before any sampling)."""
     args.sharpen_prior = None
+    start = getattr(args, "sharpen_from", "latent")
+    if start != "latent" and not args.sharpen:
+        raise UserError(f"--sharpen-from {start} needs --sharpen")
+    if start == "fwi" and (args.sharpen_fwi_iterations < 1 or args.sharpen_fwi_polish < 0):
+        raise UserError("--sharpen-fwi-iterations must be >= 1 and --sharpen-fwi-polish >= 0")
     if not args.sharpen:
         return
     try:
@@ -128,4 +161,22 @@ def sharpen_row(
         resample_at=args.sharpen_resample_list,
         calibration=calibration,
         generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row + 7),
+    )
+
+
+def fwi_start_row(
+    args: argparse.Namespace, data: dict[str, Any], obs: torch.Tensor, sigma: float | None
+) -> PosteriorResult:
+    """``--sharpen-from fwi``: ``args.n_samples`` copies of multiscale FWI from a linear model
+    (:func:`~ubdiff_phys.inversion.fwi_start`, inside the velocity prior's bounds) for the
+    row's gathers ``obs`` with noise level ``sigma`` (None: 1 % of their RMS)."""
+    return fwi_start(
+        obs.to(args.sharpen_prior.device),
+        data["survey"],
+        boundary=data["boundary"],
+        bounds=args.sharpen_prior.bounds,
+        n_samples=args.n_samples,
+        noise_std=sigma,
+        iterations=args.sharpen_fwi_iterations,
+        polish_iterations=args.sharpen_fwi_polish,
     )
