@@ -265,3 +265,8 @@ def test_invert_sharpen_from_fwi_starts_from_multiscale_fwi(observed: Path, tmp_
         assert not (tmp_path / "bad").exists()
     plain = [*cmd, "noise_aware", "--rows", "1", "--sharpen-from", "fwi"]
     _assert_one_line_mistake([*plain, "--out", str(tmp_path / "x")], tmp_path, "needs --sharpen")
+    fwi_method = [sys.executable, "-m", "ubdiff_phys.cli", "invert", str(observed), "--rows", "1"]
+    for extra in (["--sharpen"], ["--sharpen-from", "fwi"], ["--refine-iterations", "2"]):
+        args = [*fwi_method, *extra, "--out", str(tmp_path / "x")]  # --method fwi: no posterior
+        _assert_one_line_mistake(args, tmp_path, "needs a posterior --method")
+    assert not (tmp_path / "x").exists()

@@ -147,6 +147,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.method != "fwi":
         return run_posterior(args)
     try:
+        for flag, used in (
+            ("--sharpen", args.sharpen),
+            ("--sharpen-from", args.sharpen_from != "latent"),
+            ("--refine-iterations", args.refine_iterations > 0),
+        ):
+            if used:
+                raise UserError(f"{flag} needs a posterior --method ({', '.join(METHODS[1:])})")
         if args.iterations < 1:
             raise UserError(f"--iterations must be >= 1, got {args.iterations}")
         if args.threads is not None and args.threads < 1:
