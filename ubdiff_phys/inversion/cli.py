@@ -118,7 +118,10 @@ def _initial(args: argparse.Namespace, truth: torch.Tensor) -> torch.Tensor:
     return v.contiguous()
 
 
-def _figure(path: Path, truth, initial, inverted, history, lo: float, hi: float) -> None:
+def _figure(
+    path: Path, truth, initial, inverted, history, lo: float, hi: float, rows: list[int]
+) -> None:
+    """Per row (the file's row numbers ``rows``): truth, start, inverted model, misfit history."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +135,7 @@ def _figure(path: Path, truth, initial, inverted, history, lo: float, hi: float)
         ):
             ax = axes[b, c]
             im = ax.imshow(img[b, 0].numpy(), vmin=lo, vmax=hi, cmap="viridis")
-            ax.set_title(f"row {b}: {title}")
+            ax.set_title(f"row {rows[b]}: {title}")
             ax.axis("off")
         fig.colorbar(im, ax=axes[b, 2], label="m/s")
         ax = axes[b, 3]
@@ -251,4 +254,5 @@ def _write(args, data, v0, result, seconds: float, lo: float, hi: float, ends=No
         "inverted_vs_truth": scores(result.velocity.float(), truth, lo, hi),
     }
     atomic_write_json(out / "fwi.json", report)
-    _figure(out / "figure.png", truth, v0, result.velocity.float(), result.history, lo, hi)
+    v = result.velocity.float()
+    _figure(out / "figure.png", truth, v0, v, result.history, lo, hi, data["rows"])

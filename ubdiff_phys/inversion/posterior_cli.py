@@ -347,10 +347,13 @@ def _write(
         noise = results[k].noise_misfit
         report["per_row"][k]["refined"] = refined_report(ref, noise, data["truth"][k], lo, hi)
     atomic_write_json(out / "posterior.json", report)
-    _figure(out / "figure.png", data["truth"], results, lo, hi)
+    _figure(out / "figure.png", data["truth"], results, lo, hi, data["rows"])
 
 
-def _figure(path: Path, truth: torch.Tensor, results: list[PosteriorResult], lo, hi) -> None:
+def _figure(
+    path: Path, truth: torch.Tensor, results: list[PosteriorResult], lo, hi, rows: list[int]
+) -> None:
+    """Per row (the file's row numbers ``rows``): truth, mean, two samples, std, misfits."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -363,7 +366,7 @@ def _figure(path: Path, truth: torch.Tensor, results: list[PosteriorResult], lo,
         panels += [(f"sample {k}", res.samples[k, 0]) for k in range(min(2, len(res.samples)))]
         for c, (title, img) in enumerate(panels):
             im = axes[b, c].imshow(img.numpy(), vmin=lo, vmax=hi, cmap="viridis")
-            axes[b, c].set_title(f"row {b}: {title}")
+            axes[b, c].set_title(f"row {rows[b]}: {title}")
         fig.colorbar(im, ax=axes[b, len(panels) - 1], label="m/s")
         sd = axes[b, 4].imshow(res.std[0].numpy(), cmap="magma")
         axes[b, 4].set_title("posterior std")
