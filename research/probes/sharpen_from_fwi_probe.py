@@ -13,6 +13,13 @@ Per held-out map (as ``examples/posterior_inversion.py`` draws it: same maps, se
   prior's noise at t_start makes the copies differ, and each chain is a posterior draw under the
   velocity prior that starts from the inversion's long wavelengths.
 
+and, for the same maps, the issue's reference points as the example computes them:
+
+- ``fwi_smoothed_truth``: ``--fwi-iterations`` (30) L-BFGS iterations of FWI from the truth
+  smoothed with sigma = 10 cells (the example's ``fwi`` row);
+- ``inversionnet`` (with ``--inversionnet-steps`` > 0): the example's InversionNet trained on
+  ``--train-store``'s paired rows (read from ``--inversionnet-weights`` when it exists).
+
 Each with SSIM / MAE / relative L2 and the misfit over the noise level; for the sharpened
 posterior also the samples' median misfit, the predictive interval's coverage and the seconds
 (the FWI's included). Appends a record to ``--out``.
@@ -38,9 +45,14 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from posterior_inversion import add_held_out_options, open_held_out, score  # noqa: E402
+from posterior_inversion import (  # noqa: E402
+    add_held_out_options,
+    inversionnet,
+    open_held_out,
+    score,
+)
 
-from ubdiff_phys.inversion import PosteriorResult, sharpen_samples  # noqa: E402
+from ubdiff_phys.inversion import PosteriorResult, fwi, sharpen_samples, smooth_velocity  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
 from ubdiff_phys.inversion.refine import refine_samples  # noqa: E402
@@ -48,7 +60,7 @@ from ubdiff_phys.physics import misfit  # noqa: E402
 from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E402
 
 
-def probe_map(args, prior, vprior, survey, truth, clean, k: int) -> dict:
+def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -> dict:
     """One map's row (see the module docstring)."""
     lo, hi = prior.bounds
     bd = prior.boundary
@@ -61,6 +73,13 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int) -> dict:
         f = float(misfit(v.float(), obs[None], survey, boundary=bd))
         out[name] = score(v, t, lo, hi) | {"misfit_over_noise": f / noise_misfit, "s": seconds}
 
+    t0 = time.perf_counter()
+    start = smooth_velocity(t, 10.0)
+    f = fwi(obs[None], survey, start, boundary=bd, iterations=args.fwi_iterations, bounds=(lo, hi))
+    record("fwi_smoothed_truth", f.velocity.float(), time.perf_counter() - t0)
+    if predict is not None:
+        t0 = time.perf_counter()
+        record("inversionnet", predict(obs[None]), time.perf_counter() - t0)
     top, bottom = args.linear
     lin = torch.linspace(top, bottom, survey.nz)[:, None].expand(survey.nz, survey.nx)
     t0 = time.perf_counter()
@@ -95,15 +114,26 @@ def main() -> None:
     ap.add_argument(
         "--t-start", type=int, default=128, help="the sharpening's t_start (default 128, its own)"
     )
+    ap.add_argument("--fwi-iterations", type=int, default=30, help="the smoothed-truth FWI's")
+    ap.add_argument("--train-store", type=Path, default=None, help="InversionNet's paired rows")
+    ap.add_argument("--inversionnet-steps", type=int, default=0, help="0: no InversionNet row")
+    ap.add_argument("--inversionnet-noise", type=float, default=0.0)
+    ap.add_argument("--inversionnet-weights", type=Path, default=None)
     ap.add_argument("--maps", default=None, help="comma-separated map indices (default all)")
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append the record to")
     args = ap.parse_args()
     prior, survey, truth, clean = open_held_out(args)
     vprior = load_velocity_prior(args.velocity_prior, "cpu")
+    predict = None
+    if args.inversionnet_steps > 0:
+        predict, _ = inversionnet(
+            args.train_store, args.inversionnet_steps, 0, args.inversionnet_noise,
+            args.inversionnet_weights,
+        )  # fmt: skip
     maps = range(args.n_maps) if args.maps is None else [int(m) for m in args.maps.split(",")]
     rows = []
     for k in maps:
-        rows.append(probe_map(args, prior, vprior, survey, truth, clean, k))
+        rows.append(probe_map(args, prior, vprior, survey, truth, clean, k, predict))
         print(json.dumps(rows[-1]), flush=True)
     record = {
         "what": "the velocity-space posterior started from multiscale FWI from a linear start",
