@@ -18,6 +18,7 @@ in one population of chains for the sharpening's misfit resampling to choose bet
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import torch
 
@@ -30,10 +31,26 @@ from ubdiff_phys.inversion.posterior import (
 from ubdiff_phys.inversion.refine import DEFAULT_POLISH_ITERATIONS, refine_samples
 from ubdiff_phys.physics.survey import Survey
 
-__all__ = ["DEFAULT_LINEAR_START", "fwi_start", "linear_model", "pooled_start"]
+__all__ = [
+    "DEFAULT_LINEAR_START",
+    "LINEAR_CANDIDATES",
+    "fwi_start",
+    "linear_model",
+    "pooled_start",
+]
 
 #: (top, bottom) [m/s] of the linear start: the probes' choice for the OpenFWI families
 DEFAULT_LINEAR_START = (2000.0, 4000.0)
+#: candidate linear starts (top, bottom) [m/s] for ``fwi_start(linear=LINEAR_CANDIDATES)``, which
+#: keeps the FWI with the smallest data misfit; fixed before any was run on the evaluation maps
+LINEAR_CANDIDATES = (
+    (2000.0, 4000.0),
+    (1500.0, 3500.0),
+    (2500.0, 4500.0),
+    (1500.0, 4500.0),
+    (2000.0, 3000.0),
+    (3000.0, 3000.0),
+)
 
 
 def linear_model(survey: Survey, top: float, bottom: float) -> torch.Tensor:
@@ -51,7 +68,7 @@ def fwi_start(
     bounds: tuple[float, float],
     n_samples: int = 8,
     noise_std: float | None = None,
-    linear: tuple[float, float] = DEFAULT_LINEAR_START,
+    linear: tuple[float, float] | Sequence[tuple[float, float]] = DEFAULT_LINEAR_START,
     iterations: int = 20,
     polish_iterations: int = DEFAULT_POLISH_ITERATIONS,
 ) -> PosteriorResult:
@@ -67,51 +84,84 @@ def fwi_start(
         n_samples: copies of the inverted model in the result (the sharpening's chains).
         noise_std: σ_d [amplitude] recorded for the sharpening; None: 1 % of the RMS of
             ``observed``.
-        linear: (top, bottom) [m/s] of the starting model, inside ``bounds``.
+        linear: (top, bottom) [m/s] of the starting model, inside ``bounds``; or a sequence of
+            such pairs (e.g. :data:`LINEAR_CANDIDATES`): the FWI runs from each (one at a time:
+            a batched L-BFGS would share its line search) and the one with the smallest
+            full-band misfit is kept. No truth is used: the data choose the start.
         iterations, polish_iterations: L-BFGS iterations per band and full-band ones after
             (:func:`~ubdiff_phys.inversion.refine.refine_samples`).
 
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``samples`` are ``n_samples``
         copies of the inverted model (``std`` zero), ``misfit`` its misfit, ``settings``
-        ``{"method": "fwi_start", "noise_std", "boundary", "linear", "iterations",
-        "polish_iterations"}`` and no interval calibration: sharpen it before reading an
-        interval.
+        ``{"method": "fwi_start", "noise_std", "boundary", "linear" (the kept start),
+        "iterations", "polish_iterations"}`` (with several candidates also
+        ``"linear_candidates"`` and each one's ``"candidate_misfits"`` ½‖F(v) − d‖²) and no
+        interval calibration: sharpen it before reading an interval.
     """
     lo, hi = (float(b) for b in bounds)
-    top, bottom = (float(x) for x in linear)
+    candidates = _linear_candidates(linear, lo, hi)
     if not (isinstance(n_samples, int) and n_samples >= 1):
         raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-    if not (lo <= top <= hi and lo <= bottom <= hi):
-        raise ValueError(f"linear start {linear!r} must lie inside bounds {bounds!r} [m/s]")
     if not (isinstance(iterations, int) and iterations >= 1):
         raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
     survey = _stable_modelling(survey, boundary, hi)
     obs = _observed(observed, survey)
     noise_std = _noise_std(obs, noise_std)
     t0 = time.perf_counter()
-    ref = refine_samples(
-        obs, survey, linear_model(survey, top, bottom), boundary=boundary, bounds=(lo, hi),
-        iterations=iterations, polish_iterations=polish_iterations,
-    )  # fmt: skip
-    v = ref.samples[0]
+    refined = [
+        refine_samples(
+            obs,
+            survey,
+            linear_model(survey, top, bottom),
+            boundary=boundary,
+            bounds=(lo, hi),
+            iterations=iterations,
+            polish_iterations=polish_iterations,
+        )  # fmt: skip
+        for top, bottom in candidates
+    ]
+    misfits = [float(r.misfit[0]) for r in refined]
+    best = min(range(len(refined)), key=misfits.__getitem__)
+    v = refined[best].samples[0]
+    settings = {
+        "method": "fwi_start",
+        "noise_std": noise_std,
+        "boundary": boundary,
+        "linear": list(candidates[best]),
+        "iterations": iterations,
+        "polish_iterations": polish_iterations,
+    }
+    if len(candidates) > 1:
+        settings["linear_candidates"] = [list(c) for c in candidates]
+        settings["candidate_misfits"] = misfits
     return PosteriorResult(
         samples=v[None].expand(n_samples, *v.shape).contiguous(),
         mean=v.clone(),
         std=torch.zeros_like(v),
-        misfit=ref.misfit[0].expand(n_samples).clone(),
+        misfit=refined[best].misfit[0].expand(n_samples).clone(),
         noise_misfit=0.5 * obs.numel() * noise_std**2,
         seconds=time.perf_counter() - t0,
-        solver_calls=ref.evaluations,
-        settings={
-            "method": "fwi_start",
-            "noise_std": noise_std,
-            "boundary": boundary,
-            "linear": [top, bottom],
-            "iterations": iterations,
-            "polish_iterations": polish_iterations,
-        },
+        solver_calls=sum(r.evaluations for r in refined),
+        settings=settings,
     )
+
+
+def _linear_candidates(linear, lo: float, hi: float) -> list[tuple[float, float]]:
+    """``fwi_start``'s ``linear`` as a list of (top, bottom) pairs [m/s] inside [lo, hi]
+    (ValueError otherwise)."""
+    pairs = [linear] if len(linear) == 2 and not isinstance(linear[0], Sequence) else linear
+    out = []
+    for pair in pairs:
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(f"a linear start is a (top, bottom) pair [m/s], got {pair!r}")
+        top, bottom = (float(x) for x in pair)
+        if not (lo <= top <= hi and lo <= bottom <= hi):
+            raise ValueError(f"linear start {pair!r} must lie inside bounds {(lo, hi)!r} [m/s]")
+        out.append((top, bottom))
+    if not out:
+        raise ValueError("linear must hold at least one (top, bottom) pair")
+    return out
 
 
 def pooled_start(*starts: PosteriorResult) -> PosteriorResult:
