@@ -72,6 +72,7 @@ from ubdiff_phys.inversion import (  # noqa: E402
     fwi_start,
     load_prior,
     modelling_survey,
+    parse_linear_starts,
     pooled_start,
     posterior_sample,
     smooth_velocity,
@@ -230,6 +231,13 @@ def main() -> None:
         "multiscale FWI from a linear model (ubdiff_phys.inversion.fwi_start) or from both, "
         "half the chains each (ubdiff_phys.inversion.pooled_start)",
     )
+    ap.add_argument(
+        "--fwi-linear",
+        default="2000:4000",
+        help="with --sharpen-from fwi|pooled: the FWI's linear starting model TOP:BOTTOM in m/s, "
+        "several comma-separated (the smallest data misfit kept) or 'candidates' "
+        "(fwi_start.LINEAR_CANDIDATES; default 2000:4000)",
+    )
     ap.add_argument("--inversionnet-steps", type=int, default=5000)
     ap.add_argument(
         "--inversionnet-noise",
@@ -296,6 +304,10 @@ def main() -> None:
         ap.exit(
             2, f"posterior_inversion: error: --inversionnet-weights: no folder {str(w.parent)!r}\n"
         )
+    try:
+        args.fwi_linear_starts = parse_linear_starts(args.fwi_linear)
+    except ValueError as exc:
+        ap.exit(2, f"posterior_inversion: error: --fwi-linear: {exc}\n")
     levels = [float(x) for x in args.noise.split(",")]
     try:
         args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
@@ -308,6 +320,10 @@ def main() -> None:
     )
     prior, msurvey, truth, clean = open_held_out(args)
     lo, hi = prior.bounds
+    if any(not lo <= min(p) <= max(p) <= hi for p in args.fwi_linear_starts):
+        ap.exit(
+            2, f"posterior_inversion: error: --fwi-linear: outside the prior's {lo}..{hi} m/s\n"
+        )
     boundary = prior.boundary
     predict, inv_seconds = None, 0.0
     if args.baselines == "all":
@@ -398,8 +414,14 @@ def posterior_start(args, prior, obs, survey, boundary, sigma, bounds, k) -> Pos
     if n_fwi > 0:  # multiscale FWI from a linear model, no prior, no truth
         starts.append(
             fwi_start(
-                obs, survey, boundary=boundary, bounds=bounds, n_samples=n_fwi, noise_std=sigma
-            )
+                obs,
+                survey,
+                boundary=boundary,
+                bounds=bounds,
+                n_samples=n_fwi,
+                noise_std=sigma,
+                linear=args.fwi_linear_starts,
+            )  # fmt: skip
         )
     return starts[0] if len(starts) == 1 else pooled_start(*starts)
 

@@ -241,9 +241,14 @@ def test_invert_sharpen_from_fwi_starts_from_multiscale_fwi(observed: Path, tmp_
     base += ["--add-noise", "0.01", "--sharpen", "--sharpen-t-start", "16", "--sharpen-steps"]
     base += ["3", "--sharpen-inner", "3"]
     fwi = ["--sharpen-from", "fwi", "--sharpen-fwi-iterations", "3", "--sharpen-fwi-polish", "3"]
-    report = _invert_report([*base, *fwi], tmp_path / "fwi")
+    two = ["--sharpen-fwi-linear", "4500:1500,2000:4000"]  # the kept one: the smaller misfit
+    report = _invert_report([*base, *fwi, *two], tmp_path / "fwi")
     row = report["per_row"][0]
     assert row["settings"]["method"] == "fwi_start" and "latent_fit" not in row["settings"]
+    cand = row["settings"]["linear_candidates"]
+    assert cand == [[4500.0, 1500.0], [2000.0, 4000.0]]
+    fits = row["settings"]["candidate_misfits"]
+    assert row["settings"]["linear"] == cand[min(range(2), key=fits.__getitem__)], fits
     assert row["settings"]["iterations"] == 3 and row["settings"]["polish_iterations"] == 3
     assert row["settings"]["sharpen"]["t_start"] == 16
     assert report["interval_90_kind"] == "predictive" and row["calibration_differs_in"] is None
@@ -259,6 +264,8 @@ def test_invert_sharpen_from_fwi_starts_from_multiscale_fwi(observed: Path, tmp_
     for extra, word in (
         (["--sharpen-fwi-iterations", "0"], "--sharpen-fwi-iterations"),
         (["--sharpen-fwi-polish", "-1"], "--sharpen-fwi-polish"),
+        (["--sharpen-fwi-linear", "2000"], "--sharpen-fwi-linear"),
+        (["--sharpen-fwi-linear", "2000:4000,1000:3000"], "outside"),
     ):
         args = [*base, *fwi, *extra, "--out", str(tmp_path / "bad")]
         _assert_one_line_mistake(args, tmp_path, word)

@@ -4,7 +4,12 @@ likelihood), sharpening of its samples (or of an FWI start) with the velocity-sp
 multi-start FWI from the posterior samples."""
 
 from ubdiff_phys.inversion.fwi import OPTIMIZERS, FWIResult, fwi, smooth_velocity
-from ubdiff_phys.inversion.fwi_start import fwi_start, pooled_start
+from ubdiff_phys.inversion.fwi_start import (
+    LINEAR_CANDIDATES,
+    fwi_start,
+    parse_linear_starts,
+    pooled_start,
+)
 from ubdiff_phys.inversion.multiscale import DEFAULT_BANDS, multiscale_fwi
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.prior import (
@@ -22,12 +27,14 @@ __all__ = [
     "OPTIMIZERS",
     "DenoiserError",
     "FWIResult",
+    "LINEAR_CANDIDATES",
     "LatentPrior",
     "PosteriorResult",
     "RefinedSamples",
     "estimate_denoiser_error",
     "fwi",
     "fwi_start",
+    "parse_linear_starts",
     "pooled_start",
     "load_prior",
     "modelling_survey",

@@ -36,6 +36,7 @@ __all__ = [
     "LINEAR_CANDIDATES",
     "fwi_start",
     "linear_model",
+    "parse_linear_starts",
     "pooled_start",
 ]
 
@@ -145,6 +146,24 @@ def fwi_start(
         solver_calls=sum(r.evaluations for r in refined),
         settings=settings,
     )
+
+
+def parse_linear_starts(text: str) -> tuple[tuple[float, float], ...]:
+    """The linear starts of a command-line option: ``"candidates"`` for
+    :data:`LINEAR_CANDIDATES`, else comma-separated ``TOP:BOTTOM`` pairs [m/s]
+    (``"2000:4000"``, ``"2000:4000,2000:3000"``); ValueError for anything else."""
+    if text.strip().lower() == "candidates":
+        return LINEAR_CANDIDATES
+    try:
+        pairs = tuple(
+            (float(a), float(b))
+            for a, b in (item.split(":") for item in text.split(","))  # ValueError on a bad pair
+        )
+    except ValueError:
+        raise ValueError(
+            f"expected 'candidates' or TOP:BOTTOM pairs in m/s, comma-separated, got {text!r}"
+        ) from None
+    return pairs
 
 
 def _linear_candidates(linear, lo: float, hi: float) -> list[tuple[float, float]]:

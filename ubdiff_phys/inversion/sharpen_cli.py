@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ubdiff_phys.inversion.cli_common import UserError
-from ubdiff_phys.inversion.fwi_start import fwi_start
+from ubdiff_phys.inversion.fwi_start import fwi_start, parse_linear_starts
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult
@@ -84,6 +84,13 @@ def add_sharpen_options(p: argparse.ArgumentParser, starts: bool = True) -> None
             help=f"with --sharpen-from fwi: full-band iterations after the bands "
             f"(default {DEFAULT_POLISH_ITERATIONS})",
         )
+        g.add_argument(
+            "--sharpen-fwi-linear",
+            default="2000:4000",
+            help="with --sharpen-from fwi: the linear starting model TOP:BOTTOM in m/s, or "
+            "several comma-separated (the FWI from each, the smallest data misfit kept), or "
+            "'candidates' for fwi_start.LINEAR_CANDIDATES (default 2000:4000)",
+        )
 
 
 def _resample_steps(text: str, steps: int) -> list[int]:
@@ -112,6 +119,11 @@ def check_sharpen_options(args: argparse.Namespace) -> None:
         raise UserError(f"--sharpen-from {start} needs --sharpen")
     if start == "fwi" and (args.sharpen_fwi_iterations < 1 or args.sharpen_fwi_polish < 0):
         raise UserError("--sharpen-fwi-iterations must be >= 1 and --sharpen-fwi-polish >= 0")
+    if start == "fwi":
+        try:
+            args.sharpen_fwi_linear_starts = parse_linear_starts(args.sharpen_fwi_linear)
+        except ValueError as exc:
+            raise UserError(f"--sharpen-fwi-linear: {exc}") from None
     if not args.sharpen:
         return
     try:
@@ -136,6 +148,14 @@ def check_sharpen_options(args: argparse.Namespace) -> None:
         raise UserError(
             "--sharpen-steps must be in [1, --sharpen-t-start + 1], --sharpen-inner >= 1"
         )
+    if start == "fwi":
+        lo, hi = prior.bounds
+        bad = [p for p in args.sharpen_fwi_linear_starts if not lo <= min(p) <= max(p) <= hi]
+        if bad:
+            raise UserError(
+                f"--sharpen-fwi-linear: {bad[0][0]:g}:{bad[0][1]:g} m/s lies outside the "
+                f"velocity prior's bounds {lo:g}..{hi:g} m/s"
+            )
     args.sharpen_prior = prior
 
 
@@ -177,6 +197,7 @@ def fwi_start_row(
         bounds=args.sharpen_prior.bounds,
         n_samples=args.n_samples,
         noise_std=sigma,
+        linear=args.sharpen_fwi_linear_starts,
         iterations=args.sharpen_fwi_iterations,
         polish_iterations=args.sharpen_fwi_polish,
     )
