@@ -22,7 +22,9 @@ and, for the same maps, the issue's reference points as the example computes the
 
 Each with SSIM / MAE / relative L2 and the misfit over the noise level; for the sharpened
 posterior also the samples' median misfit, the predictive interval's coverage and the seconds
-(the FWI's included). Appends a record to ``--out``. ``--references-only`` scores only the
+(the FWI's included), and, when the velocity prior stores a calibration of the FWI start
+(``calibrate-interval VELOCITY_PRIOR --sharpen --sharpen-from fwi``), the calibrated interval's
+coverage. Appends a record to ``--out``. ``--references-only`` scores only the
 reference rows (e.g. a longer-trained InversionNet on maps whose sharpened rows are recorded).
 ``--linear-candidates``: the FWI runs from each of
 :data:`ubdiff_phys.inversion.fwi_start.LINEAR_CANDIDATES` (a row ``fwi_linear_<top>_<bottom>``
@@ -61,7 +63,7 @@ from ubdiff_phys.inversion import PosteriorResult, fwi, sharpen_samples, smooth_
 from ubdiff_phys.inversion.fwi_start import LINEAR_CANDIDATES  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
-from ubdiff_phys.inversion.refine import refine_samples  # noqa: E402
+from ubdiff_phys.inversion.refine import DEFAULT_POLISH_ITERATIONS, refine_samples  # noqa: E402
 from ubdiff_phys.physics import misfit  # noqa: E402
 from ubdiff_phys.runtime.files import append_json_record, run_record  # noqa: E402
 
@@ -106,13 +108,18 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
     if args.fwi_only:
         return out
     n = args.n_samples
+    settings = {"method": "fwi_start", "n_samples": n, "noise_std": sigma, "boundary": bd}
+    settings |= {"linear": chosen, "iterations": 20, "polish_iterations": DEFAULT_POLISH_ITERATIONS}
+    if len(candidates) > 1:  # as fwi_start records them (a calibration compares them)
+        settings["linear_candidates"] = [list(c) for c in candidates]
     start = PosteriorResult(
         samples=v[None].expand(n, *v.shape).contiguous(), mean=v, std=torch.zeros_like(v),
         misfit=torch.zeros(n, dtype=torch.float64), noise_misfit=noise_misfit,
-        seconds=fwi_seconds, solver_calls=0, settings={"noise_std": sigma, "boundary": bd},
+        seconds=fwi_seconds, solver_calls=0, settings=settings,
     )  # fmt: skip
+    cal = vprior.fwi_sharpened_interval_calibration  # calibrate-interval --sharpen-from fwi
     res = sharpen_samples(
-        start, obs, survey, prior=vprior, t_start=args.t_start,
+        start, obs, survey, prior=vprior, t_start=args.t_start, calibration=cal,
         generator=torch.Generator().manual_seed(1000 + k),
     )  # fmt: skip
     record("sharpened_from_fwi", res.mean[None], res.seconds)
@@ -121,6 +128,12 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
         "coverage_90": res.coverage(t[0], 0.9),
         "std_mean_m_per_s": float(res.std.mean()),
     }
+    if cal is not None:
+        out["sharpened_from_fwi"] |= {
+            "coverage_90_calibrated": res.coverage(t[0], 0.9, kind="calibrated"),
+            "calibration_scale": cal.scale,
+            "calibration_differs_in": cal.differs_from(res.settings),
+        }
     return out
 
 

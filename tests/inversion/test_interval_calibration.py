@@ -23,11 +23,12 @@ from helpers import (
 )
 
 from ubdiff_phys.data.families import generate
-from ubdiff_phys.inversion import load_prior, posterior_sample, sharpen_samples
+from ubdiff_phys.inversion import fwi_start, load_prior, posterior_sample, sharpen_samples
 from ubdiff_phys.inversion.calibration_cli import calibrate_interval
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
 from ubdiff_phys.inversion.posterior import modelling_survey
 from ubdiff_phys.inversion.posterior_cli import add_noise
+from ubdiff_phys.inversion.prior import load_velocity_prior
 from ubdiff_phys.physics import simulate
 
 
@@ -58,6 +59,9 @@ def test_calibrated_interval_holds_fresh_maps_at_the_nominal_rate(inflate: float
         after.append(dataclasses.replace(res, calibration=cal).coverage(truth, 0.9, "calibrated"))
     assert sum(after) / 10 == pytest.approx(0.90, abs=0.012)
     assert abs(sum(before) / 10 - 0.9) > 0.07
+    # leaving each calibration map out estimates what the fresh maps then show
+    assert cal.coverage_left_out == pytest.approx(0.90, abs=0.012)
+    assert len(cal.per_map_left_out) == 10
 
 
 class FixedInterval:
@@ -84,6 +88,21 @@ def test_scale_is_the_conformal_rank_of_the_pooled_scores() -> None:
     assert back == cal
     with pytest.raises(ValueError, match="kind"):
         IntervalCalibration.from_dict({"kind": "ubdiff_phys.decoder_error"})
+
+
+def test_left_out_coverage_uses_the_scale_of_the_other_maps() -> None:
+    """Level 0.5, three maps of 4 scores: map 1 left out, the 5th smallest of the other 8 is
+    0.9 and holds all of map 1; map 2 likewise; map 3 left out, the scale 0.5 holds none."""
+    truths = [torch.tensor([0.1, 0.2, 0.3, 0.4]), torch.tensor([0.5, 0.6, 0.7, 0.8])]
+    truths.append(torch.tensor([0.9, 1.0, 1.1, 1.2]))
+    cal = conformal_scale([FixedInterval(4)] * 3, truths, 0.5, "predictive")
+    assert cal.scale == pytest.approx(0.7)  # ⌈13 · 0.5⌉ = 7th of all 12
+    assert cal.per_map_left_out == [1.0, 1.0, 0.0]
+    assert cal.coverage_left_out == pytest.approx(0.6667)
+    one = conformal_scale([FixedInterval(4)], truths[:1], 0.5, "predictive")
+    assert one.per_map_left_out is None and one.coverage_left_out is None
+    old = IntervalCalibration.from_dict({k: v for k, v in cal.to_dict().items() if "left" not in k})
+    assert old.coverage_left_out is None  # a record from before the estimate still loads
 
 
 def test_calibrated_kind_scales_the_base_interval_and_refuses_without_a_calibration() -> None:
@@ -251,3 +270,93 @@ def test_calibrate_interval_with_sharpening_scales_the_sharpened_predictive_inte
     torch.testing.assert_close(chi - clo, cal.scale * (hi - lo), rtol=1e-5, atol=1e-3)
     with pytest.raises(ValueError, match="predictive"):
         sharpen_samples(start, obs, ms, calibration=dataclasses.replace(cal, base="approximation"))
+
+
+def test_calibrate_interval_from_the_fwi_start_records_the_start_it_scales() -> None:
+    """``fwi=``: each map starts from fwi_start with the documented noise seed, is sharpened
+    with the documented seed (map 1 redone by hand, bit for bit), and the record names the FWI
+    start (method, linear starts, iterations), so a result made the same way matches it and
+    one from another start or the latent posterior is told."""
+    survey = posterior_survey(150)
+    prior, mu, _, _, _, err, g = gaussian_velocity_problem(survey)
+    prior.denoiser_error = err
+    v = prior.velocity(mu + 0.05 * torch.randn((2, 1, 16, 16), generator=g, dtype=torch.float64))
+    sharpen = {"prior": prior, "t_start": 32, "steps": 3, "inner": 3, "bands": (15.0, None)}
+    fwi = {"linear": ((2500.0, 3500.0), (2000.0, 4000.0)), "iterations": 3}
+    fwi["polish_iterations"] = 2
+    kw = {"noise": 0.01, "n_samples": 3, "seed": 2, "sharpen": sharpen}
+    cal, results = calibrate_interval(prior, v.float(), fwi=fwi, **kw)
+    assert cal.base == "predictive" and cal.n_maps == 2 and len(cal.per_map_left_out) == 2
+    assert cal.settings["method"] == "fwi_start" and cal.settings["n_samples"] == 3
+    assert cal.settings["linear_candidates"] == [[2500.0, 3500.0], [2000.0, 4000.0]]
+    assert cal.settings["iterations"] == 3 and cal.settings["polish_iterations"] == 2
+    assert all(cal.differs_from(r.settings) == {} for r in results)
+    one = dataclasses.replace(results[0], settings=results[0].settings | {"linear": [1.0, 2.0]})
+    del one.settings["linear_candidates"]
+    assert set(cal.differs_from(one.settings)) == {"fwi_starts"}
+    latent, latent_results = calibrate_interval(prior, v[:1].float(), steps=3, **kw)
+    assert {"method", "fwi_starts"} <= set(cal.differs_from(latent_results[0].settings))
+    assert "fwi_starts" not in latent.settings and latent.settings["steps"] == 3
+    with pytest.raises(ValueError, match="sharpen"):
+        calibrate_interval(prior, v.float(), fwi=fwi, noise=0.01)
+
+    truth = v[1].float()  # map 1 by hand, with the seeds calibrate_interval documents
+    clean = simulate(truth[None], prior.survey, boundary=prior.boundary).float()[0]
+    obs, sigma = add_noise(clean, 0.01, seed=2 * 1_000_003 + 1)
+    ms = modelling_survey(prior.survey, prior.boundary, prior.bounds[1])
+    start = fwi_start(
+        obs, ms, boundary=prior.boundary, bounds=prior.bounds, n_samples=3, noise_std=sigma, **fwi
+    )
+    gen = torch.Generator().manual_seed(2 * 1_000_003 + 1 + 7)
+    again = sharpen_samples(start, obs, ms, generator=gen, **sharpen)
+    torch.testing.assert_close(again.samples, results[1].samples, rtol=0, atol=0)
+
+
+def test_calibrate_interval_cli_from_the_fwi_start_is_used_by_invert(tmp_path) -> None:
+    """``calibrate-interval VELOCITY_PRIOR --sharpen --sharpen-from fwi`` stores the scale beside
+    the velocity prior (leaving any other record alone), and ``invert --sharpen --sharpen-from
+    fwi`` with that prior and the same settings reads its calibrated interval from it; a
+    ``--sharpen-checkpoint`` that is not the CHECKPOINT is one line and exit 2."""
+    from ubdiff_phys.pipelines.generator import shipped_velocity_checkpoint
+
+    folder = tmp_path / "vprior"
+    shutil.copytree(shipped_velocity_checkpoint().parent, folder)
+    ckpt = folder / shipped_velocity_checkpoint().name
+    store = small_store(tmp_path / "s.h5", 6, 1, 3, seed=12)
+    small = ["--n-samples", "2", "--sharpen", "--sharpen-t-start", "16", "--sharpen-steps", "2"]
+    small += ["--sharpen-inner", "2", "--sharpen-from", "fwi", "--sharpen-fwi-iterations", "1"]
+    small += ["--sharpen-fwi-polish", "1", "--sharpen-fwi-linear", "2000:4000,2500:3500"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "ubdiff_phys.cli", *args],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=tmp_path,
+            timeout=600,
+        )
+
+    cal_cmd = ["calibrate-interval", str(ckpt), "--store", str(store), "--n-maps", "2", *small]
+    wrong = run(*cal_cmd, "--sharpen-checkpoint", str(tmp_path / "other.pt"))
+    assert wrong.returncode == 2 and "--sharpen-checkpoint" in wrong.stderr
+    assert wrong.stderr.count("\n") == 1
+    r = run(*cal_cmd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fwi_sharpened" in r.stdout and "other maps' scale" in r.stdout
+    shipped = {p.name for p in shipped_velocity_checkpoint().parent.iterdir()}
+    new = {p.name for p in folder.iterdir()} - shipped
+    assert new == {"velocity_diffusion.interval_calibration_fwi_sharpened.json"}
+    cal = load_velocity_prior(ckpt).fwi_sharpened_interval_calibration
+    assert cal is not None and cal.n_maps == 2 and cal.base == "predictive"
+    assert cal.settings["linear_candidates"] == [[2000.0, 4000.0], [2500.0, 3500.0]]
+    assert run(*cal_cmd).returncode == 2, "a stored record is replaced only with --overwrite"
+
+    inv = ["invert", str(store), "--method", "noise_aware", "--rows", "0", "--add-noise", "0.01"]
+    inv += [*small, "--sharpen-checkpoint", str(ckpt), "--out", str(tmp_path / "inv")]
+    r = run(*inv)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((tmp_path / "inv" / "posterior.json").read_text())
+    assert report["interval_90_kind"] == "calibrated"
+    assert report["interval_calibration"]["scale"] == pytest.approx(cal.scale)
+    assert report["per_row"][0]["calibration_differs_in"] == {}

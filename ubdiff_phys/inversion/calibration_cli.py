@@ -3,6 +3,8 @@ posterior sampling on held-out maps with known truth, then the split-conformal s
 
     ubdiff-phys calibrate-interval CHECKPOINT --store TRAIN.h5 [--n-maps 16] [--noise 0.01]
         [--latent-fit N] [--sharpen [--sharpen-...]]
+    ubdiff-phys calibrate-interval VELOCITY_PRIOR --store TRAIN.h5 --sharpen --sharpen-from fwi
+        [--sharpen-fwi-linear candidates] [--sharpen-...]
 
 The maps are the store's held-out (test) rows, simulated on the prior's survey and boundary with
 Gaussian noise of ``--noise`` times each record's RMS, and sampled as ``invert --method
@@ -10,7 +12,12 @@ noise_aware`` and ``examples/posterior_inversion.py`` do; the scale is stored be
 checkpoint (``interval_calibration.json``; refused when one exists unless ``--overwrite``).
 With ``--sharpen`` every posterior is sharpened as ``invert --sharpen`` does (same options and
 defaults) and the scale of the sharpened posterior's predictive interval is stored as
-``interval_calibration_sharpened.json``, which ``invert --sharpen`` then uses.
+``interval_calibration_sharpened.json``, which ``invert --sharpen`` then uses. With
+``--sharpen-from fwi`` the start is :func:`~ubdiff_phys.inversion.fwi_start` (no prior), the
+CHECKPOINT is the velocity-space prior that sharpens it, and the scale is stored beside that
+prior as ``interval_calibration_fwi_sharpened.json``, which ``invert --sharpen --sharpen-from fwi``
+uses with the same prior. Each record also holds the coverage of every map under the scale of the
+other maps (``per_map_left_out``): what the scale is likely to give on new maps.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import torch
 
 from ubdiff_phys.data.store import open_store
 from ubdiff_phys.inversion.cli_common import UserError
+from ubdiff_phys.inversion.fwi_start import fwi_start
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
@@ -52,6 +60,7 @@ def calibrate_interval(
     full_band_from: float = 0.6,
     latent_fit: int = 0,
     sharpen: dict[str, Any] | None = None,
+    fwi: dict[str, Any] | None = None,
     seed: int = 0,
     source: str = "held-out maps",
     report: Callable[[int, PosteriorResult, float], None] | None = None,
@@ -70,6 +79,10 @@ def calibrate_interval(
             (``prior``, ``t_start``, ...): every posterior is sharpened (seeded
             ``seed * 1_000_003 + k + 7``, as ``invert --sharpen`` seeds row k) and the scale is
             that of the sharpened posterior's predictive interval.
+        fwi: None, or keyword arguments of :func:`~ubdiff_phys.inversion.fwi_start`
+            (``linear``, ``iterations``, ``polish_iterations``): the start is FWI from a linear
+            model instead of the prior's posterior (needs ``sharpen``; ``prior`` is then the
+            velocity-space prior whose bounds the FWI keeps, normally ``sharpen["prior"]``).
         seed: seeds the noise (``seed * 1_000_003 + k`` for map k) and the sampler (``seed + k``).
         source: what the maps are (recorded).
         report: called after each map with (k, its result, its base-interval coverage).
@@ -81,29 +94,19 @@ def calibrate_interval(
         raise ValueError("the prior records no survey: cannot simulate calibration data")
     if velocities.dim() != 4 or velocities.shape[1] != 1 or velocities.shape[0] < 1:
         raise ValueError(f"velocities must be (M, 1, nz, nx), got {tuple(velocities.shape)}")
+    if fwi is not None and sharpen is None:
+        raise ValueError("an FWI start is calibrated sharpened: pass sharpen")
     base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
     msurvey = modelling_survey(prior.survey, prior.boundary, prior.bounds[1])
+    sampler = {"n_samples": n_samples, "steps": steps, "trust": trust, "bands": bands}
+    sampler |= {"full_band_from": full_band_from, "latent_fit": latent_fit}
     results, truths = [], []
     t0 = time.perf_counter()
     for k in range(velocities.shape[0]):
         truth = velocities[k : k + 1].float()
         clean = simulate(truth, prior.survey, boundary=prior.boundary).float()[0]
         obs, sigma = add_noise(clean, noise, seed=seed * 1_000_003 + k)
-        res = posterior_sample(
-            obs,
-            msurvey,
-            boundary=prior.boundary,
-            prior=prior,
-            n_samples=n_samples,
-            noise_std=sigma,
-            steps=steps,
-            method="noise_aware",
-            trust=trust,
-            bands=bands,
-            full_band_from=full_band_from,
-            latent_fit=latent_fit,
-            generator=torch.Generator().manual_seed(seed + k),
-        )
+        res = _start(prior, obs, msurvey, sigma, fwi, sampler, seed + k)
         if sharpen is not None:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + k + 7)
             res = sharpen_samples(res, obs, msurvey, generator=gen, **sharpen)
@@ -112,14 +115,69 @@ def calibrate_interval(
         if report is not None:
             report(k, res, res.coverage(truth[0], level, kind=base))
     cal = conformal_scale(results, truths, level, base)
-    settings = {"method": "noise_aware", "noise": noise, "n_samples": n_samples, "steps": steps}
-    settings |= {"trust": trust, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
-    settings |= {"latent_fit": latent_fit}
-    if sharpen is not None:  # as sharpen_samples records it
-        settings["sharpen"] = results[0].settings["sharpen"]
-    if bands is not None:  # as posterior_sample records them, so that differs_from compares
-        settings |= {"bands": list(bands), "full_band_from": full_band_from}
-    return dataclasses.replace(cal, source=source, settings=settings), results
+    return dataclasses.replace(
+        cal, source=source, settings=_settings(results[0], noise, sampler, fwi, seed, t0)
+    ), results
+
+
+def _start(
+    prior: Any,
+    obs: torch.Tensor,
+    msurvey: Any,
+    sigma: float,
+    fwi: dict[str, Any] | None,
+    sampler: dict[str, Any],
+    seed: int,
+) -> PosteriorResult:
+    """One map's start: the noise-aware posterior of ``prior``, or (``fwi``) fwi_start."""
+    if fwi is not None:
+        return fwi_start(
+            obs,
+            msurvey,
+            boundary=prior.boundary,
+            bounds=prior.bounds,
+            n_samples=sampler["n_samples"],
+            noise_std=sigma,
+            **fwi,
+        )
+    return posterior_sample(
+        obs,
+        msurvey,
+        boundary=prior.boundary,
+        prior=prior,
+        noise_std=sigma,
+        method="noise_aware",
+        generator=torch.Generator().manual_seed(seed),
+        **sampler,
+    )
+
+
+def _settings(
+    res: PosteriorResult,
+    noise: float,
+    sampler: dict[str, Any],
+    fwi: dict[str, Any] | None,
+    seed: int,
+    t0: float,
+) -> dict[str, Any]:
+    """The calibration's settings, keyed as the posterior's own (so that ``differs_from``
+    compares them): the sampler's, or the FWI start's; the sharpening's as recorded."""
+    settings: dict[str, Any] = {"method": "noise_aware", "noise": noise}
+    if fwi is None:
+        settings |= {k: sampler[k] for k in ("n_samples", "steps", "trust", "latent_fit")}
+        if sampler["bands"] is not None:  # as posterior_sample records them
+            settings["bands"] = list(sampler["bands"])
+            settings["full_band_from"] = sampler["full_band_from"]
+    else:
+        start = res.settings
+        starts = start.get("linear_candidates", [start["linear"]])
+        settings |= {"method": "fwi_start", "n_samples": sampler["n_samples"]}
+        settings |= {"linear_candidates": [list(p) for p in starts]}
+        settings |= {k: start[k] for k in ("iterations", "polish_iterations")}
+    settings |= {"seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+    if "sharpen" in res.settings:
+        settings["sharpen"] = res.settings["sharpen"]
+    return settings
 
 
 def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
@@ -150,7 +208,7 @@ def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a stored calibration")
-    add_sharpen_options(p, starts=False)
+    add_sharpen_options(p)
     p.set_defaults(func=_calibrate, device="cpu")
 
 
@@ -167,6 +225,13 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--store {str(args.store)!r} not found")
     if not 0 <= args.full_band_from <= 1:
         raise UserError(f"--full-band-from must be in [0, 1], got {args.full_band_from}")
+    if args.sharpen_from == "fwi":  # the only prior is the one that sharpens: CHECKPOINT
+        if args.sharpen_checkpoint not in (None, args.checkpoint):
+            raise UserError(
+                "with --sharpen-from fwi the CHECKPOINT is the velocity-space prior that "
+                "sharpens: drop --sharpen-checkpoint"
+            )
+        args.sharpen_checkpoint = args.checkpoint
     try:
         args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
     except ValueError as exc:
@@ -188,15 +253,29 @@ def _sharpen_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     }
 
 
+def _fwi_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``calibrate_interval``'s ``fwi`` from the options (None unless ``--sharpen-from fwi``)."""
+    if args.sharpen_from != "fwi":
+        return None
+    return {
+        "linear": args.sharpen_fwi_linear_starts,
+        "iterations": args.sharpen_fwi_iterations,
+        "polish_iterations": args.sharpen_fwi_polish,
+    }
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     _check(args)
+    fwi = args.sharpen_from == "fwi"
     try:
-        prior = load_prior(args.checkpoint)
+        prior = args.sharpen_prior if fwi else load_prior(args.checkpoint)
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise UserError(f"cannot load the prior: {exc}") from None
     path = prior.interval_calibration_path
     if args.sharpen:
         path = prior.sharpened_interval_calibration_path
+    if fwi:
+        path = prior.fwi_sharpened_interval_calibration_path
     if path.exists() and not args.overwrite:
         raise UserError(f"{path} exists: pass --overwrite to replace it")
     with open_store(args.store) as st:
@@ -224,16 +303,20 @@ def _calibrate(args: argparse.Namespace) -> int:
             full_band_from=args.full_band_from,
             latent_fit=args.latent_fit,
             sharpen=_sharpen_kwargs(args),
+            fwi=_fwi_kwargs(args),
             seed=args.seed,
             source=source,
             report=report,
         )
     except ValueError as exc:  # e.g. too few pixels with a finite score: nothing is written
         raise UserError(str(exc)) from None
-    prior.save_interval_calibration(cal, sharpened=args.sharpen)
+    prior.save_interval_calibration(cal, sharpened=args.sharpen, fwi_start=fwi)
+    held = ""
+    if cal.coverage_left_out is not None:
+        held = f"; {cal.coverage_left_out:.3f} on each map under the other maps' scale"
     print(
         f"calibrate-interval: wrote {path}: scale {cal.scale:.4g} on "
         f"the {cal.base} interval (its coverage on these maps {cal.coverage_before:.3f} -> "
-        f"{cal.level})"
+        f"{cal.level}{held})"
     )
     return 0

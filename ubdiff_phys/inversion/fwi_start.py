@@ -95,7 +95,7 @@ def fwi_start(
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``samples`` are ``n_samples``
         copies of the inverted model (``std`` zero), ``misfit`` its misfit, ``settings``
-        ``{"method": "fwi_start", "noise_std", "boundary", "linear" (the kept start),
+        ``{"method": "fwi_start", "n_samples", "noise_std", "boundary", "linear" (the kept start),
         "iterations", "polish_iterations"}`` (with several candidates also
         ``"linear_candidates"`` and each one's ``"candidate_misfits"`` ½‖F(v) − d‖²) and no
         interval calibration: sharpen it before reading an interval.
@@ -127,6 +127,7 @@ def fwi_start(
     v = refined[best].samples[0]
     settings = {
         "method": "fwi_start",
+        "n_samples": n_samples,
         "noise_std": noise_std,
         "boundary": boundary,
         "linear": list(candidates[best]),

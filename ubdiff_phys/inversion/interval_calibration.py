@@ -14,7 +14,9 @@ when the prior stores a decoder error, else ``predictive``); the scale ``c`` is 
 score, Lei et al. 2018), and the ``calibrated`` interval is ``mean ± c·h``. On the calibration
 maps it holds the stated share of pixels by construction; on new maps it does so on average when
 they are exchangeable with the calibration maps (maps, not pixels: the pixels of one map are not
-independent, so the coverage of single maps still spreads widely). The record
+independent, so the coverage of single maps still spreads widely). How well that holds on maps
+the scale did not see is estimated by leaving each map out in turn: its coverage under the scale
+of the other maps (``per_map_left_out``, mean ``coverage_left_out``). The record
 (``interval_calibration.json`` beside the checkpoint) also keeps the settings it was measured
 with, because the scale belongs to one sampler configuration and one noise level.
 """
@@ -34,6 +36,7 @@ from ubdiff_phys.inversion.decoder_error import beside_checkpoint
 
 __all__ = [
     "INTERVAL_CALIBRATION_FILE",
+    "FWI_SHARPENED_INTERVAL_CALIBRATION_FILE",
     "IntervalCalibration",
     "SHARPENED_INTERVAL_CALIBRATION_FILE",
     "calibrated_half_width",
@@ -47,6 +50,10 @@ INTERVAL_CALIBRATION_FILE = "interval_calibration.json"
 #: the scale of the interval after :func:`~ubdiff_phys.inversion.sharpen_samples` (measured by
 #: ``calibrate-interval --sharpen``), stored beside the *start* prior's checkpoint
 SHARPENED_INTERVAL_CALIBRATION_FILE = "interval_calibration_sharpened.json"
+#: the scale of the interval after sharpening from :func:`~ubdiff_phys.inversion.fwi_start`
+#: (``calibrate-interval VELOCITY_PRIOR --sharpen --sharpen-from fwi``), stored beside the
+#: velocity-space prior that sharpens (the FWI start has no checkpoint)
+FWI_SHARPENED_INTERVAL_CALIBRATION_FILE = "interval_calibration_fwi_sharpened.json"
 #: the value a sampler setting has when a record predates it
 _SETTING_DEFAULTS: dict[str, Any] = {"latent_fit": 0}
 
@@ -64,6 +71,9 @@ class IntervalCalibration:
         per_map_before: that share per map.
         source: what the maps were; settings: the sampler settings (method, n_samples, steps,
             noise fraction, ...) the scale was measured with.
+        per_map_left_out: each map's coverage under the scale measured on the other maps (an
+            estimate of the coverage on new maps; None for one map or an older record);
+            coverage_left_out: their mean.
     """
 
     level: float
@@ -75,18 +85,25 @@ class IntervalCalibration:
     per_map_before: list[float]
     source: str
     settings: dict[str, Any] = field(default_factory=dict)
+    per_map_left_out: list[float] | None = None
+    coverage_left_out: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "ubdiff_phys.interval_calibration", **self.__dict__}
 
     def differs_from(self, settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps, bands,
-        latent_fit, and the sharpening's settings) in which a posterior's ``settings`` differ
-        from those the scale was measured with (a scale measured with 8 samples over-widens a
-        16-sample interval a little: on the FlatVel-A evaluation 0.94 coverage against 0.92)."""
-        keys = ("method", "n_samples", "steps", "bands", "full_band_from", "latent_fit", "sharpen")
+        latent_fit, the FWI start's linear starts and iterations, and the sharpening's settings)
+        in which a posterior's ``settings`` differ from those the scale was measured with (a
+        scale measured with 8 samples over-widens a 16-sample interval a little: on the FlatVel-A
+        evaluation 0.94 coverage against 0.92)."""
+        keys = ("method", "n_samples", "steps", "bands", "full_band_from", "latent_fit")
+        keys += ("fwi_starts", "iterations", "polish_iterations", "sharpen")
 
         def get(d: dict[str, Any], k: str) -> Any:
+            if k == "fwi_starts":  # fwi_start records the kept start, and all with several
+                starts = d.get("linear_candidates", [d["linear"]] if "linear" in d else None)
+                return None if starts is None else [[float(x) for x in p] for p in starts]
             return d.get(k, _SETTING_DEFAULTS.get(k))
 
         return {
@@ -130,24 +147,49 @@ def conformal_scale(
         s = torch.where(half > 0, dist / half.clamp(min=1e-30), torch.where(dist > 0, torch.inf, 0))
         scores.append(s.flatten().double())
         per_map.append(float((s <= 1).double().mean()))
-    pooled = torch.cat(scores).sort().values
-    n = pooled.numel()
-    k = math.ceil((n + 1) * level)
-    if k > n or not math.isfinite(float(pooled[k - 1])):
+    scale = _rank_scale(torch.cat(scores), level)
+    if scale is None:
         raise ValueError(
             "too few calibration pixels with a finite score for this level (the base interval "
             "has zero width where the truth differs from the mean)"
         )
+    left_out = _left_out_coverage(scores, level)
+    pooled = torch.cat(scores)
     return IntervalCalibration(
         level=float(level),
-        scale=float(pooled[k - 1]),
+        scale=scale,
         base=base,
         n_maps=len(results),
-        n_pixels=n,
+        n_pixels=pooled.numel(),
         coverage_before=float((pooled <= 1).double().mean()),
         per_map_before=[round(c, 4) for c in per_map],
         source="",
+        per_map_left_out=left_out,
+        coverage_left_out=None if left_out is None else round(sum(left_out) / len(left_out), 4),
     )
+
+
+def _rank_scale(scores: torch.Tensor, level: float) -> float | None:
+    """The ⌈(N + 1)·level⌉-th smallest of N scores, or None when it is not finite / N too small."""
+    pooled = scores.sort().values
+    k = math.ceil((pooled.numel() + 1) * level)
+    if k > pooled.numel() or not math.isfinite(float(pooled[k - 1])):
+        return None
+    return float(pooled[k - 1])
+
+
+def _left_out_coverage(scores: list[torch.Tensor], level: float) -> list[float] | None:
+    """Each map's share of scores ≤ the scale measured on the other maps (None for one map, or
+    when a left-out scale is undefined)."""
+    if len(scores) < 2:
+        return None
+    out = []
+    for k, own in enumerate(scores):
+        c = _rank_scale(torch.cat(scores[:k] + scores[k + 1 :]), level)
+        if c is None:
+            return None
+        out.append(round(float((own <= c).double().mean()), 4))
+    return out
 
 
 def calibrated_half_width(
@@ -159,10 +201,15 @@ def calibrated_half_width(
     return centre - half, centre + half
 
 
-def interval_calibration_path(diff_path: Path, *, sharpened: bool = False) -> Path:
+def interval_calibration_path(
+    diff_path: Path, *, sharpened: bool = False, fwi_start: bool = False
+) -> Path:
     """Where the interval calibration of a diffusion checkpoint file ``diff_path`` is stored
-    (``sharpened``: the one of its posterior sharpened by the velocity-space prior)."""
+    (``sharpened``: the one of its posterior sharpened by the velocity-space prior;
+    ``fwi_start``: that of this velocity-space prior's sharpening from the FWI start)."""
     name = SHARPENED_INTERVAL_CALIBRATION_FILE if sharpened else INTERVAL_CALIBRATION_FILE
+    if fwi_start:
+        name = FWI_SHARPENED_INTERVAL_CALIBRATION_FILE
     return beside_checkpoint(diff_path, name)
 
 

@@ -212,8 +212,11 @@ def run_posterior(args: argparse.Namespace) -> int:
             else:
                 res = _sample_row(args, data, prior, obs, sigma, row)
             if args.sharpen:
-                latent = args.sharpen_from == "latent"  # the calibration's start
-                cal = prior.sharpened_interval_calibration if latent else None
+                cal = (  # the calibration of this start and sharpening
+                    prior.sharpened_interval_calibration
+                    if args.sharpen_from == "latent"
+                    else args.sharpen_prior.fwi_sharpened_interval_calibration
+                )
                 res = sharpen_row(args, data, obs, res, row, cal)
         except ValueError as exc:  # e.g. a survey the prior's velocities are unstable on
             print(f"invert: error: {exc}", file=sys.stderr)

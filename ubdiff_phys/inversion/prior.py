@@ -146,6 +146,9 @@ class _PriorCommon:
     sharpened_interval_calibration: the stored scale of the interval of this prior's posterior
         after :func:`~ubdiff_phys.inversion.sharpen_samples` (``calibrate-interval --sharpen``),
         or None.
+    fwi_sharpened_interval_calibration: (velocity-space priors) the stored scale of the interval
+        after this prior sharpens the :func:`~ubdiff_phys.inversion.fwi_start` start
+        (``calibrate-interval VELOCITY_PRIOR --sharpen --sharpen-from fwi``), or None.
     error_basis: the stored low-rank model of the decoder error
         (:mod:`ubdiff_phys.inversion.error_basis`), or None.
     info: where it was loaded from.
@@ -161,6 +164,7 @@ class _PriorCommon:
     decoder_error: DecoderError | None = None
     interval_calibration: IntervalCalibration | None = None
     sharpened_interval_calibration: IntervalCalibration | None = None
+    fwi_sharpened_interval_calibration: IntervalCalibration | None = None
     error_basis: ErrorBasis | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -204,12 +208,21 @@ class _PriorCommon:
         """Where the calibration of the sharpened posterior's interval is stored."""
         return interval_calibration_path(Path(self.info["diffusion"]), sharpened=True)
 
+    @property
+    def fwi_sharpened_interval_calibration_path(self) -> Path:
+        """Where the calibration of this prior's sharpening of the FWI start is stored."""
+        return interval_calibration_path(Path(self.info["diffusion"]), fwi_start=True)
+
     def save_interval_calibration(
-        self, cal: IntervalCalibration, *, sharpened: bool = False
+        self, cal: IntervalCalibration, *, sharpened: bool = False, fwi_start: bool = False
     ) -> None:
         """Store ``cal`` beside the checkpoint (atomic) and keep it on the prior (``sharpened``:
-        as the calibration of the sharpened posterior)."""
-        if sharpened:
+        as the calibration of the sharpened posterior; ``fwi_start``: of this prior's
+        sharpening of the FWI start)."""
+        if fwi_start:
+            atomic_write_json(self.fwi_sharpened_interval_calibration_path, cal.to_dict())
+            self.fwi_sharpened_interval_calibration = cal
+        elif sharpened:
             atomic_write_json(self.sharpened_interval_calibration_path, cal.to_dict())
             self.sharpened_interval_calibration = cal
         else:
@@ -325,6 +338,9 @@ def load_velocity_prior(
         sharpened_interval_calibration=stored_interval_calibration(
             interval_calibration_path(Path(gen.info["diffusion"]), sharpened=True)
         ),
+        fwi_sharpened_interval_calibration=stored_interval_calibration(
+            interval_calibration_path(Path(gen.info["diffusion"]), fwi_start=True)
+        ),
         error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )
@@ -358,6 +374,9 @@ def load_prior(
         ),
         sharpened_interval_calibration=stored_interval_calibration(
             interval_calibration_path(Path(gen.info["diffusion"]), sharpened=True)
+        ),
+        fwi_sharpened_interval_calibration=stored_interval_calibration(
+            interval_calibration_path(Path(gen.info["diffusion"]), fwi_start=True)
         ),
         error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),

@@ -26,8 +26,7 @@ _BANDS = "3,4,5,6,8,10,12,full"
 
 def add_sharpen_options(p: argparse.ArgumentParser, starts: bool = True) -> None:
     """The sharpening's options (inert without ``--sharpen``); ``starts``: also
-    ``--sharpen-from`` and the FWI start's iterations (``invert``, not ``calibrate-interval``,
-    whose calibration is of the latent start)."""
+    ``--sharpen-from`` and the FWI start's options."""
     g = p.add_argument_group("sharpening with the velocity-space prior (--sharpen)")
     g.add_argument(
         "--sharpen",
@@ -69,7 +68,8 @@ def add_sharpen_options(p: argparse.ArgumentParser, starts: bool = True) -> None
             default="latent",
             help="start from the latent posterior's samples (default) or from multiscale FWI "
             "from a linear model, no prior (fwi_start; measured better on CurveVel-A-like maps, "
-            "worse on FlatVel-A-like ones); the fwi start has no interval calibration",
+            "worse on FlatVel-A-like ones); its interval calibration is stored with the velocity "
+            "prior (calibrate-interval VELOCITY_PRIOR --sharpen --sharpen-from fwi)",
         )
         g.add_argument(
             "--sharpen-fwi-iterations",
