@@ -42,6 +42,8 @@ __all__ = [
     "calibrated_half_width",
     "conformal_scale",
     "interval_calibration_path",
+    "map_scores",
+    "scale_from_scores",
     "stored_interval_calibration",
 ]
 
@@ -138,15 +140,29 @@ def conformal_scale(
         raise ValueError(f"level must be in (0, 1), got {level}")
     if len(results) != len(truths) or not results:
         raise ValueError("need one truth per result and at least one result")
-    scores, per_map = [], []
-    for res, truth in zip(results, truths, strict=True):
-        lo, hi = res.interval(level, base)
-        t = truth.reshape(lo.shape).to(lo)
-        centre, half = (lo + hi) / 2, (hi - lo) / 2
-        dist = (t - centre).abs()
-        s = torch.where(half > 0, dist / half.clamp(min=1e-30), torch.where(dist > 0, torch.inf, 0))
-        scores.append(s.flatten().double())
-        per_map.append(float((s <= 1).double().mean()))
+    scores = [
+        map_scores(res, truth, level, base) for res, truth in zip(results, truths, strict=True)
+    ]
+    return scale_from_scores(scores, level, base)
+
+
+def map_scores(res: Any, truth: torch.Tensor, level: float, base: str) -> torch.Tensor:
+    """One calibration map's scores ``|v_true − centre| / half-width`` of the ``base`` interval at
+    ``level`` (flattened, float64; inf where the interval has zero width and misses)."""
+    lo, hi = res.interval(level, base)
+    t = truth.reshape(lo.shape).to(lo)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    dist = (t - centre).abs()
+    s = torch.where(half > 0, dist / half.clamp(min=1e-30), torch.where(dist > 0, torch.inf, 0))
+    return s.flatten().double()
+
+
+def scale_from_scores(
+    scores: Sequence[torch.Tensor], level: float, base: str
+) -> IntervalCalibration:
+    """:func:`conformal_scale` from each map's :func:`map_scores` (``source`` and ``settings``
+    empty: the caller fills them)."""
+    scores = list(scores)
     scale = _rank_scale(torch.cat(scores), level)
     if scale is None:
         raise ValueError(
@@ -159,10 +175,10 @@ def conformal_scale(
         level=float(level),
         scale=scale,
         base=base,
-        n_maps=len(results),
+        n_maps=len(scores),
         n_pixels=pooled.numel(),
         coverage_before=float((pooled <= 1).double().mean()),
-        per_map_before=[round(c, 4) for c in per_map],
+        per_map_before=[round(float((x <= 1).double().mean()), 4) for x in scores],
         source="",
         per_map_left_out=left_out,
         coverage_left_out=None if left_out is None else round(sum(left_out) / len(left_out), 4),
