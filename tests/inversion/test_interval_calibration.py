@@ -346,7 +346,8 @@ def test_calibrate_interval_cli_from_the_fwi_start_is_used_by_invert(tmp_path) -
     assert "fwi_sharpened" in r.stdout and "other maps' scale" in r.stdout
     shipped = {p.name for p in shipped_velocity_checkpoint().parent.iterdir()}
     new = {p.name for p in folder.iterdir()} - shipped
-    assert new == {"velocity_diffusion.interval_calibration_fwi_sharpened.json"}
+    record = "velocity_diffusion.interval_calibration_fwi_sharpened.json"
+    assert new == {record, record + ".partial.pt"}, "the record and its run's progress file"
     cal = load_velocity_prior(ckpt).fwi_sharpened_interval_calibration
     assert cal is not None and cal.n_maps == 2 and cal.base == "predictive"
     assert cal.settings["linear_candidates"] == [[2000.0, 4000.0], [2500.0, 3500.0]]
@@ -360,3 +361,58 @@ def test_calibrate_interval_cli_from_the_fwi_start_is_used_by_invert(tmp_path) -
     assert report["interval_90_kind"] == "calibrated"
     assert report["interval_calibration"]["scale"] == pytest.approx(cal.scale)
     assert report["per_row"][0]["calibration_differs_in"] == {}
+
+    again = run(*cal_cmd, "--overwrite")  # every map comes from the progress file
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "taken from" in again.stdout and "map 1/2" not in again.stdout
+    assert load_velocity_prior(ckpt).fwi_sharpened_interval_calibration.scale == cal.scale
+    (folder / record).unlink()
+    other = run(*cal_cmd, "--noise", "0.02")
+    assert other.returncode == 2 and other.stderr.count("\n") == 1
+    assert "noise" in other.stderr and "--overwrite" in other.stderr
+
+
+def test_calibrate_interval_resumes_from_its_progress_file(tmp_path) -> None:
+    """A run stopped after its first map leaves that map's scores in the progress file; the same
+    call then samples only the second map and gives the uninterrupted run's scale and coverage
+    bit for bit; a run over fewer maps takes them all from the file; other maps or other settings
+    are refused (or, asked, start over)."""
+    from ubdiff_phys.inversion.calibration_progress import ProgressMismatch
+
+    survey = posterior_survey(150)
+    prior, mu, _, _, _, err, g = gaussian_velocity_problem(survey)
+    prior.denoiser_error = err
+    v = prior.velocity(mu + 0.05 * torch.randn((2, 1, 16, 16), generator=g, dtype=torch.float64))
+    v = v.float()
+    sharpen = {"prior": prior, "t_start": 32, "steps": 2, "inner": 2, "bands": (15.0, None)}
+    fwi = {"linear": ((2000.0, 4000.0),), "iterations": 2, "polish_iterations": 1}
+    kw = {"noise": 0.01, "n_samples": 3, "seed": 3, "sharpen": sharpen, "fwi": fwi}
+    whole, _ = calibrate_interval(prior, v, **kw)
+    path = tmp_path / "cal.json.partial.pt"
+
+    def stop(k: int, res, cov: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        calibrate_interval(prior, v, progress=path, report=stop, **kw)
+    assert len(torch.load(path, weights_only=True)["maps"]) == 1
+    sampled: list[int] = []
+    resumed, results = calibrate_interval(
+        prior, v, progress=path, report=lambda k, r, c: sampled.append(k), **kw
+    )
+    assert sampled == [1] and results[0] is None and results[1] is not None
+    assert resumed.scale == whole.scale and resumed.per_map_before == whole.per_map_before
+    assert resumed.per_map_left_out == whole.per_map_left_out
+    assert {k: v for k, v in resumed.settings.items() if k != "seconds"} == {
+        k: v for k, v in whole.settings.items() if k != "seconds"
+    }
+    first, results = calibrate_interval(prior, v[:1], progress=path, **kw)
+    assert results == [None] and first.per_map_before == whole.per_map_before[:1]
+    with pytest.raises(ProgressMismatch, match="position 1"):
+        calibrate_interval(prior, v.flip(0), progress=path, **kw)
+    with pytest.raises(ProgressMismatch, match="noise"):
+        calibrate_interval(prior, v[:1], progress=path, **(kw | {"noise": 0.02}))
+    other, results = calibrate_interval(
+        prior, v[:1], progress=path, restart_on_mismatch=True, **(kw | {"noise": 0.02})
+    )
+    assert results[0] is not None and len(torch.load(path, weights_only=True)["maps"]) == 1

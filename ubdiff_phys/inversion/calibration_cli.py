@@ -18,6 +18,11 @@ CHECKPOINT is the velocity-space prior that sharpens it, and the scale is stored
 prior as ``interval_calibration_fwi_sharpened.json``, which ``invert --sharpen --sharpen-from fwi``
 uses with the same prior. Each record also holds the coverage of every map under the scale of the
 other maps (``per_map_left_out``): what the scale is likely to give on new maps.
+
+Each finished map's scores are kept in ``<record>.partial.pt`` beside the record: a run that
+stops (a map costs minutes to an hour on a CPU) is resumed by the same command, and a later run
+with a larger ``--n-maps`` (and ``--overwrite`` for the record) samples only the new maps. A
+progress file of other settings or maps is refused unless ``--overwrite`` (then it starts over).
 """
 
 from __future__ import annotations
@@ -32,9 +37,19 @@ from typing import Any
 import torch
 
 from ubdiff_phys.data.store import open_store
+from ubdiff_phys.inversion.calibration_progress import (
+    CalibrationProgress,
+    ProgressMismatch,
+    map_fingerprint,
+    progress_path,
+)
 from ubdiff_phys.inversion.cli_common import UserError
 from ubdiff_phys.inversion.fwi_start import fwi_start
-from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
+from ubdiff_phys.inversion.interval_calibration import (
+    IntervalCalibration,
+    map_scores,
+    scale_from_scores,
+)
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, modelling_survey, posterior_sample
 from ubdiff_phys.inversion.posterior_cli import add_noise
@@ -64,7 +79,9 @@ def calibrate_interval(
     seed: int = 0,
     source: str = "held-out maps",
     report: Callable[[int, PosteriorResult, float], None] | None = None,
-) -> tuple[IntervalCalibration, list[PosteriorResult]]:
+    progress: Path | None = None,
+    restart_on_mismatch: bool = False,
+) -> tuple[IntervalCalibration, list[PosteriorResult | None]]:
     """Sample the noise-aware posterior of every map and measure the interval's scale.
 
     Args:
@@ -85,10 +102,17 @@ def calibrate_interval(
             velocity-space prior whose bounds the FWI keeps, normally ``sharpen["prior"]``).
         seed: seeds the noise (``seed * 1_000_003 + k`` for map k) and the sampler (``seed + k``).
         source: what the maps are (recorded).
-        report: called after each map with (k, its result, its base-interval coverage).
+        report: called after each map sampled with (k, its result, its base-interval coverage).
+        progress: None, or a file (:mod:`~ubdiff_phys.inversion.calibration_progress`) that keeps
+            each finished map's scores: maps it already holds for these settings and these maps
+            (in order) are not sampled again; the rest are added as they finish.
+        restart_on_mismatch: a ``progress`` file of another run is ignored and replaced instead
+            of raising :class:`~ubdiff_phys.inversion.calibration_progress.ProgressMismatch`.
 
     Returns:
-        (the calibration, with ``source`` and ``settings`` filled; the posterior results).
+        (the calibration, with ``source`` and ``settings`` filled (``seconds``: all maps', those
+        of an earlier run included); the posterior result of each map, None for a map taken
+        from ``progress``).
     """
     if prior.survey is None:
         raise ValueError("the prior records no survey: cannot simulate calibration data")
@@ -97,27 +121,54 @@ def calibrate_interval(
     if fwi is not None and sharpen is None:
         raise ValueError("an FWI start is calibrated sharpened: pass sharpen")
     base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
-    msurvey = modelling_survey(prior.survey, prior.boundary, prior.bounds[1])
     sampler = {"n_samples": n_samples, "steps": steps, "trust": trust, "bands": bands}
     sampler |= {"full_band_from": full_band_from, "latent_fit": latent_fit}
-    results, truths = [], []
-    t0 = time.perf_counter()
-    for k in range(velocities.shape[0]):
+    key = {"prior": prior, "sampler": sampler, "sharpen": sharpen, "fwi": fwi, "noise": noise}
+    key |= {"level": level, "seed": seed, "base": base}
+    fingerprints = [map_fingerprint(velocities[k].float()) for k in range(velocities.shape[0])]
+    try:
+        done = CalibrationProgress.open(progress, key, fingerprints)
+    except ProgressMismatch:
+        if not restart_on_mismatch:
+            raise
+        done = CalibrationProgress.open(progress, key, fingerprints, restart=True)
+    results: list[PosteriorResult | None] = [None] * len(done.maps)
+    for k in range(len(done.maps), velocities.shape[0]):
+        t0 = time.perf_counter()
         truth = velocities[k : k + 1].float()
-        clean = simulate(truth, prior.survey, boundary=prior.boundary).float()[0]
-        obs, sigma = add_noise(clean, noise, seed=seed * 1_000_003 + k)
-        res = _start(prior, obs, msurvey, sigma, fwi, sampler, seed + k)
-        if sharpen is not None:
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + k + 7)
-            res = sharpen_samples(res, obs, msurvey, generator=gen, **sharpen)
+        res = _one_map(prior, truth, noise, sampler, sharpen, fwi, seed, k)
         results.append(res)
-        truths.append(truth[0])
+        scores = map_scores(res, truth[0], level, base)
+        cov = float((scores <= 1).double().mean())
+        entry = {"map": fingerprints[k], "scores": scores, "settings": res.settings}
+        done.add(entry | {"coverage": cov, "seconds": time.perf_counter() - t0})
         if report is not None:
-            report(k, res, res.coverage(truth[0], level, kind=base))
-    cal = conformal_scale(results, truths, level, base)
-    return dataclasses.replace(
-        cal, source=source, settings=_settings(results[0], noise, sampler, fwi, seed, t0)
-    ), results
+            report(k, res, cov)
+    cal = scale_from_scores([m["scores"] for m in done.maps], level, base)
+    seconds = sum(m["seconds"] for m in done.maps)
+    settings = _settings(done.maps[0]["settings"], noise, sampler, fwi, seed, seconds)
+    return dataclasses.replace(cal, source=source, settings=settings), results
+
+
+def _one_map(
+    prior: Any,
+    truth: torch.Tensor,
+    noise: float,
+    sampler: dict[str, Any],
+    sharpen: dict[str, Any] | None,
+    fwi: dict[str, Any] | None,
+    seed: int,
+    k: int,
+) -> PosteriorResult:
+    """Map ``k`` (``truth`` (1, 1, nz, nx) m/s): simulated, noised, started, sharpened."""
+    msurvey = modelling_survey(prior.survey, prior.boundary, prior.bounds[1])
+    clean = simulate(truth, prior.survey, boundary=prior.boundary).float()[0]
+    obs, sigma = add_noise(clean, noise, seed=seed * 1_000_003 + k)
+    res = _start(prior, obs, msurvey, sigma, fwi, sampler, seed + k)
+    if sharpen is not None:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + k + 7)
+        res = sharpen_samples(res, obs, msurvey, generator=gen, **sharpen)
+    return res
 
 
 def _start(
@@ -153,15 +204,16 @@ def _start(
 
 
 def _settings(
-    res: PosteriorResult,
+    first: dict[str, Any],
     noise: float,
     sampler: dict[str, Any],
     fwi: dict[str, Any] | None,
     seed: int,
-    t0: float,
+    seconds: float,
 ) -> dict[str, Any]:
     """The calibration's settings, keyed as the posterior's own (so that ``differs_from``
-    compares them): the sampler's, or the FWI start's; the sharpening's as recorded."""
+    compares them): the sampler's, or the FWI start's; the sharpening's as recorded in the first
+    map's posterior settings ``first``."""
     settings: dict[str, Any] = {"method": "noise_aware", "noise": noise}
     if fwi is None:
         settings |= {k: sampler[k] for k in ("n_samples", "steps", "trust", "latent_fit")}
@@ -169,14 +221,14 @@ def _settings(
             settings["bands"] = list(sampler["bands"])
             settings["full_band_from"] = sampler["full_band_from"]
     else:
-        start = res.settings
+        start = first
         starts = start.get("linear_candidates", [start["linear"]])
         settings |= {"method": "fwi_start", "n_samples": sampler["n_samples"]}
         settings |= {"linear_candidates": [list(p) for p in starts]}
         settings |= {k: start[k] for k in ("iterations", "polish_iterations")}
-    settings |= {"seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
-    if "sharpen" in res.settings:
-        settings["sharpen"] = res.settings["sharpen"]
+    settings |= {"seed": seed, "seconds": round(seconds, 1)}
+    if "sharpen" in first:
+        settings["sharpen"] = first["sharpen"]
     return settings
 
 
@@ -207,7 +259,11 @@ def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
         "--latent-fit", type=int, default=0, help="posterior_sample's latent_fit (default 0)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace a stored calibration")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a stored calibration (and a progress file of other settings)",
+    )
     add_sharpen_options(p)
     p.set_defaults(func=_calibrate, device="cpu")
 
@@ -290,6 +346,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     def report(k: int, res: PosteriorResult, cov: float) -> None:
         print(f"calibrate-interval: map {k + 1}/{args.n_maps}: base coverage {cov:.3f}", flush=True)
 
+    partial = progress_path(path)
+    if partial.is_file():
+        print(f"calibrate-interval: maps finished earlier are taken from {partial}", flush=True)
     source = f"held-out store rows {args.skip}..{args.skip + args.n_maps - 1} of {args.store.name}"
     try:
         cal, _ = calibrate_interval(
@@ -307,7 +366,11 @@ def _calibrate(args: argparse.Namespace) -> int:
             seed=args.seed,
             source=source,
             report=report,
+            progress=partial,
+            restart_on_mismatch=args.overwrite,
         )
+    except ProgressMismatch as exc:
+        raise UserError(f"{exc}: pass --overwrite to start over") from None
     except ValueError as exc:  # e.g. too few pixels with a finite score: nothing is written
         raise UserError(str(exc)) from None
     prior.save_interval_calibration(cal, sharpened=args.sharpen, fwi_start=fwi)
