@@ -81,10 +81,13 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
         f = float(misfit(v.float(), obs[None], survey, boundary=bd))
         out[name] = score(v, t, lo, hi) | {"misfit_over_noise": f / noise_misfit, "s": seconds}
 
-    t0 = time.perf_counter()
-    start = smooth_velocity(t, 10.0)
-    f = fwi(obs[None], survey, start, boundary=bd, iterations=args.fwi_iterations, bounds=(lo, hi))
-    record("fwi_smoothed_truth", f.velocity.float(), time.perf_counter() - t0)
+    if args.fwi_iterations > 0:
+        t0 = time.perf_counter()
+        start = smooth_velocity(t, 10.0)
+        f = fwi(
+            obs[None], survey, start, boundary=bd, iterations=args.fwi_iterations, bounds=(lo, hi)
+        )
+        record("fwi_smoothed_truth", f.velocity.float(), time.perf_counter() - t0)
     if predict is not None:
         t0 = time.perf_counter()
         record("inversionnet", predict(obs[None]), time.perf_counter() - t0)
@@ -146,7 +149,9 @@ def main() -> None:
     ap.add_argument(
         "--t-start", type=int, default=128, help="the sharpening's t_start (default 128, its own)"
     )
-    ap.add_argument("--fwi-iterations", type=int, default=30, help="the smoothed-truth FWI's")
+    ap.add_argument(
+        "--fwi-iterations", type=int, default=30, help="the smoothed-truth FWI's (0: no such row)"
+    )
     ap.add_argument("--train-store", type=Path, default=None, help="InversionNet's paired rows")
     ap.add_argument("--inversionnet-steps", type=int, default=0, help="0: no InversionNet row")
     ap.add_argument("--inversionnet-noise", type=float, default=0.0)
