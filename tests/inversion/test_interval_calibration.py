@@ -416,3 +416,18 @@ def test_calibrate_interval_resumes_from_its_progress_file(tmp_path) -> None:
         prior, v[:1], progress=path, restart_on_mismatch=True, **(kw | {"noise": 0.02})
     )
     assert results[0] is not None and len(torch.load(path, weights_only=True)["maps"]) == 1
+
+
+def test_progress_key_names_the_prior_by_its_checkpoint_and_stored_estimates() -> None:
+    """A progress file is keyed by the prior's checkpoint bytes and the stored estimates that
+    change its posterior: a reloaded prior matches, one without its denoiser error does not."""
+    from ubdiff_phys.inversion.calibration_progress import CalibrationProgress
+
+    def key(prior) -> dict[str, str]:
+        return CalibrationProgress.open(None, {"prior": prior, "noise": 0.01}, []).key
+
+    prior = load_prior()
+    assert prior.denoiser_error is not None
+    assert key(prior) == key(load_prior())
+    bare = dataclasses.replace(prior, denoiser_error=None)
+    assert key(bare)["prior"] != key(prior)["prior"] and key(bare)["noise"] == key(prior)["noise"]

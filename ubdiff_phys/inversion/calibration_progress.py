@@ -49,6 +49,24 @@ def _file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _estimates(prior: Any) -> str:
+    """The stored estimates that change a prior's posterior (denoiser error, decoder error, error
+    basis), as one sha256; empty when it has none."""
+    h, found = hashlib.sha256(), False
+    for name in ("denoiser_error", "decoder_error", "error_basis"):
+        est = getattr(prior, name, None)
+        if est is None:
+            continue
+        found = True
+        h.update(name.encode())
+        if hasattr(est, "to_dict"):
+            h.update(json.dumps(est.to_dict(), sort_keys=True, default=str).encode())
+        else:  # the error basis: its tensors
+            for t in (est.mean, est.components):
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return f", stored estimates sha256 {h.hexdigest()}" if found else ""
+
+
 def _canonical(value: Any) -> str:
     """A setting as a stable string (JSON; a prior by the sha256 of its diffusion checkpoint, so
     that moving its folder keeps the key; one built in memory only by its kind)."""
@@ -56,7 +74,7 @@ def _canonical(value: Any) -> str:
     def default(obj: Any) -> Any:
         info = getattr(obj, "info", None)
         if isinstance(info, dict) and Path(str(info.get("diffusion", ""))).is_file():
-            return f"prior sha256 {_file_sha256(str(info['diffusion']))}"
+            return f"prior sha256 {_file_sha256(str(info['diffusion']))}{_estimates(obj)}"
         return f"{type(obj).__name__} without a checkpoint file"  # in-memory: by kind only
 
     return json.dumps(value, sort_keys=True, default=default)
