@@ -29,7 +29,9 @@ reference rows (e.g. a longer-trained InversionNet on maps whose sharpened rows 
 ``--linear-candidates``: the FWI runs from each of
 :data:`ubdiff_phys.inversion.fwi_start.LINEAR_CANDIDATES` (a row ``fwi_linear_<top>_<bottom>``
 each) and the one with the smallest misfit is the start, as ``fwi_start(linear=candidates)``
-chooses; ``--fwi-only`` stops before the sharpening.
+chooses; ``--fwi-only`` stops before the sharpening. ``--save-samples DIR`` keeps each map's
+sharpened samples, truth and FWI start (float16) as ``DIR/<family>_noise<level>_mapNN.pt``, so
+other interval rules can be scored later without rerunning the sampler.
 
     PYTHONPATH=. python research/probes/sharpen_from_fwi_probe.py --checkpoint \
         runs/diffusion_curvevel_a_sharp --family curvevel-a --n-maps 3 \
@@ -126,6 +128,11 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
         generator=torch.Generator().manual_seed(1000 + k),
     )  # fmt: skip
     record("sharpened_from_fwi", res.mean[None], res.seconds)
+    if args.save_samples is not None:  # for offline study of other interval rules
+        save_samples(sample_path(args, k), {
+            "samples": res.samples.half(), "truth": t[0].half(), "start": v.half(),
+            "misfit": res.misfit, "noise_misfit": noise_misfit, "settings": res.settings,
+        })  # fmt: skip
     out["sharpened_from_fwi"] |= {
         "sample_misfit_median_over_noise": float(res.misfit.median()) / noise_misfit,
         "coverage_90": res.coverage(t[0], 0.9),
@@ -138,6 +145,22 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
             "calibration_differs_in": cal.differs_from(res.settings),
         }
     return out
+
+
+def sample_path(args, k: int) -> Path:
+    """Where ``--save-samples`` keeps map ``k``'s samples."""
+    return args.save_samples / f"{args.family}_noise{args.noise:g}_map{k:02d}.pt"
+
+
+def save_samples(path: Path, payload: dict) -> None:
+    """``torch.save`` ``payload`` to ``path`` atomically (a temporary name, then a rename);
+    refuses to replace an existing file (it may hold another run's samples)."""
+    if path.exists():
+        raise SystemExit(f"{path} exists: remove it or choose another --save-samples folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -169,7 +192,20 @@ def main() -> None:
     ap.add_argument("--fwi-only", action="store_true", help="no sharpening")
     ap.add_argument("--maps", default=None, help="comma-separated map indices (default all)")
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append the record to")
+    ap.add_argument(
+        "--save-samples",
+        type=Path,
+        default=None,
+        help="folder for each map's sharpened samples, truth and FWI start (float16, .pt)",
+    )
     args = ap.parse_args()
+    maps = range(args.n_maps) if args.maps is None else [int(m) for m in args.maps.split(",")]
+    if args.save_samples is not None:  # before any expensive work: never replace a saved map
+        taken = [p for k in maps if (p := sample_path(args, k)).exists()]
+        if taken:
+            print(f"error: {taken[0]} exists: remove it or choose another --save-samples folder",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
     prior, survey, truth, clean = open_held_out(args)
     vprior = load_velocity_prior(args.velocity_prior, "cpu")
     predict = None
@@ -178,7 +214,6 @@ def main() -> None:
             args.train_store, args.inversionnet_steps, 0, args.inversionnet_noise,
             args.inversionnet_weights,
         )  # fmt: skip
-    maps = range(args.n_maps) if args.maps is None else [int(m) for m in args.maps.split(",")]
     rows = []
     for k in maps:
         rows.append(probe_map(args, prior, vprior, survey, truth, clean, k, predict))
