@@ -96,18 +96,14 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
     if args.references_only:
         return out
     candidates = LINEAR_CANDIDATES if args.linear_candidates else [tuple(args.linear)]
-    fits = []
-    for top, bottom in candidates:  # one at a time, as fwi_start(linear=candidates) runs them
-        lin = torch.linspace(top, bottom, survey.nz)[:, None].expand(survey.nz, survey.nx)
-        t0 = time.perf_counter()
-        ref = refine_samples(
-            obs, survey, lin[None, None].contiguous(), boundary=bd, bounds=(lo, hi)
-        )
-        fits.append((float(ref.misfit[0]), ref.mean, time.perf_counter() - t0, [top, bottom]))
-        if len(candidates) > 1:
-            record(f"fwi_linear_{top:.0f}_{bottom:.0f}", ref.mean[None], fits[-1][2])
-    _, v, _, chosen = min(fits, key=lambda x: x[0])  # the smallest misfit: no truth used
-    fwi_seconds = sum(x[2] for x in fits)
+    fits = fwi_candidates(args, obs, survey, (lo, hi), bd, candidates, k)
+    if len(candidates) > 1:
+        for fit in fits:
+            top, bottom = fit["linear"]
+            record(f"fwi_linear_{top:.0f}_{bottom:.0f}", fit["model"][None], fit["s"])
+    best = min(fits, key=lambda x: x["misfit"])  # the smallest misfit: no truth used
+    v, chosen = best["model"], best["linear"]
+    fwi_seconds = sum(x["s"] for x in fits)
     record("fwi_linear_multiscale", v[None], fwi_seconds)
     out["fwi_linear_multiscale"]["linear"] = chosen
     if args.fwi_only:
@@ -117,8 +113,20 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
     settings |= {"linear": chosen, "iterations": 20, "polish_iterations": DEFAULT_POLISH_ITERATIONS}
     if len(candidates) > 1:  # as fwi_start records them (a calibration compares them)
         settings["linear_candidates"] = [list(c) for c in candidates]
+    row = "sharpened_from_fwi"
+    if args.pool_top > 0:  # chains split over the best candidates (see --pool-top)
+        row = "sharpened_from_pool"
+        pool, sizes = pool_members(fits, args.pool_top, args.pool_max_ratio, n)
+        starts = torch.cat(
+            [m["model"][None].expand(c, *v.shape) for m, c in zip(pool, sizes, strict=True)]
+        )
+        settings |= {"method": "fwi_pool", "pool": [m["linear"] for m in pool]}
+        settings |= {"pool_sizes": sizes, "pool_top": args.pool_top}
+        settings["pool_max_ratio"] = args.pool_max_ratio
+    else:
+        starts = v[None].expand(n, *v.shape)
     start = PosteriorResult(
-        samples=v[None].expand(n, *v.shape).contiguous(), mean=v, std=torch.zeros_like(v),
+        samples=starts.contiguous(), mean=v, std=torch.zeros_like(v),
         misfit=torch.zeros(n, dtype=torch.float64), noise_misfit=noise_misfit,
         seconds=fwi_seconds, solver_calls=0, settings=settings,
     )  # fmt: skip
@@ -127,24 +135,67 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
         start, obs, survey, prior=vprior, t_start=args.t_start, calibration=cal,
         generator=torch.Generator().manual_seed(1000 + k),
     )  # fmt: skip
-    record("sharpened_from_fwi", res.mean[None], res.seconds)
+    record(row, res.mean[None], res.seconds)
     if args.save_samples is not None:  # for offline study of other interval rules
         save_samples(sample_path(args, k), {
             "samples": res.samples.half(), "truth": t[0].half(), "start": v.half(),
             "misfit": res.misfit, "noise_misfit": noise_misfit, "settings": res.settings,
         })  # fmt: skip
-    out["sharpened_from_fwi"] |= {
+    out[row] |= {
         "sample_misfit_median_over_noise": float(res.misfit.median()) / noise_misfit,
         "coverage_90": res.coverage(t[0], 0.9),
         "std_mean_m_per_s": float(res.std.mean()),
+        "sample_mae_m_per_s": [float((s - t[0]).abs().mean()) for s in res.samples],
     }
+    if args.pool_top > 0:
+        out[row]["pool"] = [[m["linear"], m["misfit"] / noise_misfit] for m in pool]
+        out[row]["pool_sizes"] = sizes
     if cal is not None:
-        out["sharpened_from_fwi"] |= {
+        out[row] |= {
             "coverage_90_calibrated": res.coverage(t[0], 0.9, kind="calibrated"),
             "calibration_scale": cal.scale,
             "calibration_differs_in": cal.differs_from(res.settings),
         }
     return out
+
+
+def pool_members(fits: list[dict], top: int, max_ratio: float, n: int):
+    """The ``top`` candidates of smallest misfit among those within ``max_ratio`` × the best
+    one's, and how many of the ``n`` chains each starts (dealt in misfit order: the best
+    candidate gets the remainder first)."""
+    ranked = sorted(fits, key=lambda x: x["misfit"])
+    pool = [m for m in ranked if m["misfit"] <= max_ratio * ranked[0]["misfit"]][:top]
+    sizes = [n // len(pool) + (i < n % len(pool)) for i in range(len(pool))]
+    return pool, sizes
+
+
+def fwi_candidates(args, obs, survey, bounds, boundary, candidates, k: int) -> list[dict]:
+    """Multiscale FWI from each linear candidate (one at a time, as
+    ``fwi_start(linear=candidates)`` runs them): dicts with ``linear`` [top, bottom] (m/s),
+    ``model`` (1, nz, nx) [m/s], ``misfit`` ½‖F(v) − d‖² and ``s`` (seconds). With
+    ``--fwi-cache DIR`` they are read from ``DIR`` when a run with the same candidates, noise
+    and observed data saved them there, else computed and saved."""
+    key = {"candidates": [list(c) for c in candidates], "noise": args.noise, "seed": args.seed}
+    key["observed_sum"] = float(obs.double().abs().sum())
+    path = None
+    if args.fwi_cache is not None:
+        path = args.fwi_cache / f"{args.family}_noise{args.noise:g}_map{k:02d}_fwi.pt"
+        if path.exists():
+            cached = torch.load(path)
+            if cached["key"] == key:
+                return cached["fits"]
+            raise SystemExit(f"{path} holds other FWI candidates: remove it or use another folder")
+    fits = []
+    for top, bottom in candidates:
+        lin = torch.linspace(top, bottom, survey.nz)[:, None].expand(survey.nz, survey.nx)
+        t0 = time.perf_counter()
+        ref = refine_samples(obs, survey, lin[None, None].contiguous(), boundary=boundary,
+                             bounds=bounds)  # fmt: skip
+        fits.append({"linear": [top, bottom], "model": ref.mean, "misfit": float(ref.misfit[0]),
+                     "s": time.perf_counter() - t0})  # fmt: skip
+    if path is not None:
+        save_samples(path, {"key": key, "fits": fits})
+    return fits
 
 
 def sample_path(args, k: int) -> Path:
@@ -190,6 +241,17 @@ def main() -> None:
         help="the FWI start from each of fwi_start.LINEAR_CANDIDATES, the smallest misfit kept",
     )
     ap.add_argument("--fwi-only", action="store_true", help="no sharpening")
+    ap.add_argument(
+        "--pool-top",
+        type=int,
+        default=0,
+        help="start the chains from the K best FWI candidates (within --pool-max-ratio of the "
+        "best misfit), split in misfit order; 0: the best one only",
+    )
+    ap.add_argument("--pool-max-ratio", type=float, default=2.0)
+    ap.add_argument(
+        "--fwi-cache", type=Path, default=None, help="folder to keep/reuse each map's candidates"
+    )
     ap.add_argument("--maps", default=None, help="comma-separated map indices (default all)")
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append the record to")
     ap.add_argument(
