@@ -31,7 +31,12 @@ reference rows (e.g. a longer-trained InversionNet on maps whose sharpened rows 
 each) and the one with the smallest misfit is the start, as ``fwi_start(linear=candidates)``
 chooses; ``--fwi-only`` stops before the sharpening. ``--save-samples DIR`` keeps each map's
 sharpened samples, truth and FWI start (float16) as ``DIR/<family>_noise<level>_mapNN.pt``, so
-other interval rules can be scored later without rerunning the sampler.
+other interval rules can be scored later without rerunning the sampler. ``--pool-top K``
+(with ``--linear-candidates``): the chains start from the K candidates of smallest misfit among
+those within ``--pool-max-ratio`` (2) × the best one's, split in misfit order (8 chains over 3:
+3 / 3 / 2), so the sharpening's misfit resampling can choose between basins (row
+``sharpened_from_pool``, with each sample's MAE); ``--fwi-cache DIR`` keeps each map's six FWIs
+so a later run with other sharpening settings skips them.
 
     PYTHONPATH=. python research/probes/sharpen_from_fwi_probe.py --checkpoint \
         runs/diffusion_curvevel_a_sharp --family curvevel-a --n-maps 3 \
