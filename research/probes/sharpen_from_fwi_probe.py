@@ -68,6 +68,7 @@ from posterior_inversion import (  # noqa: E402
 
 from ubdiff_phys.inversion import PosteriorResult, fwi, sharpen_samples, smooth_velocity  # noqa: E402
 from ubdiff_phys.inversion.fwi_start import LINEAR_CANDIDATES  # noqa: E402
+from ubdiff_phys.inversion.fwi_start import pool_members as fwi_pool_members  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
 from ubdiff_phys.inversion.refine import DEFAULT_POLISH_ITERATIONS, refine_samples  # noqa: E402
@@ -166,12 +167,10 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
 
 def pool_members(fits: list[dict], top: int, max_ratio: float, n: int):
     """The ``top`` candidates of smallest misfit among those within ``max_ratio`` × the best
-    one's, and how many of the ``n`` chains each starts (dealt in misfit order: the best
-    candidate gets the remainder first)."""
-    ranked = sorted(fits, key=lambda x: x["misfit"])
-    pool = [m for m in ranked if m["misfit"] <= max_ratio * ranked[0]["misfit"]][:top]
-    sizes = [n // len(pool) + (i < n % len(pool)) for i in range(len(pool))]
-    return pool, sizes
+    one's, and how many of the ``n`` chains each starts, as ``fwi_start(pool=top)`` picks them
+    (:func:`~ubdiff_phys.inversion.fwi_start.pool_members`)."""
+    kept, sizes = fwi_pool_members([m["misfit"] for m in fits], top, max_ratio, n)
+    return [fits[i] for i in kept], sizes
 
 
 def fwi_candidates(args, obs, survey, bounds, boundary, candidates, k: int) -> list[dict]:

@@ -12,7 +12,7 @@ import torch
 from helpers import gaussian_velocity_problem, posterior_survey
 
 from ubdiff_phys.inversion import fwi_start, modelling_survey, pooled_start, sharpen_samples
-from ubdiff_phys.inversion.fwi_start import linear_model
+from ubdiff_phys.inversion.fwi_start import LINEAR_CANDIDATES, linear_model, pool_members
 from ubdiff_phys.physics import misfit
 
 SURVEY = posterior_survey(150)
@@ -78,6 +78,51 @@ def test_fwi_start_keeps_the_candidate_start_that_fits_the_data() -> None:
         assert torch.equal(res.samples, single.samples) and torch.equal(res.misfit, single.misfit)
         assert res.solver_calls > single.solver_calls
     assert "linear_candidates" not in single.settings
+
+
+def test_pool_members_ranks_drops_the_misfits_too_large_and_splits_the_chains() -> None:
+    """The CurveVel-A map 5 candidates (misfit / noise level): the three within 2x of the best
+    (1.14) in misfit order, 8 chains as 3, 3, 2; never more members than chains; ties keep the
+    candidates' order; a ratio of 1 keeps the best alone."""
+    fits = [1.37, 1260.5, 3.41, 591.9, 1.14, 1.95]
+    assert pool_members(fits, 3, 2.0, 8) == ([4, 0, 5], [3, 3, 2])
+    assert pool_members(fits, 6, 2.0, 8) == ([4, 0, 5], [3, 3, 2])
+    assert pool_members(fits, 6, 1e9, 8) == ([4, 0, 5, 2, 3, 1], [2, 2, 1, 1, 1, 1])
+    assert pool_members(fits, 3, 2.0, 2) == ([4, 0], [1, 1])
+    assert pool_members(fits, 1, 2.0, 8) == pool_members(fits, 3, 1.0, 8) == ([4], [8])
+    assert pool_members([2.0, 1.0, 1.0], 2, 2.0, 5) == ([1, 2], [3, 2])
+
+
+def test_fwi_start_pool_splits_the_chains_over_the_candidates_that_fit() -> None:
+    """pool=3 over (wrong, LINEAR): at the default ratio (2x) the wrong basin (9,494x the noise
+    level) is dropped and the result is the single start's, bit for bit; with the ratio opened
+    it gets the last chain, the samples keep their own FWI and misfit, best first."""
+    prior, _, _, observed, sigma, _, _ = gaussian_velocity_problem(SURVEY)
+    kw = {"boundary": "pml", "bounds": prior.bounds, "n_samples": 3, "noise_std": sigma}
+    wrong = (4500.0, 1500.0)
+    single = fwi_start(observed, SURVEY, linear=LINEAR, **kw)
+    alone = fwi_start(observed, SURVEY, linear=(wrong, LINEAR), pool=3, **kw)
+    assert torch.equal(alone.samples, single.samples) and torch.equal(alone.mean, single.mean)
+    assert torch.equal(alone.misfit, single.misfit) and float(alone.std.abs().max()) == 0.0
+    assert alone.settings["pool"] == [list(LINEAR)] and alone.settings["pool_sizes"] == [3]
+    assert alone.settings["pool_top"] == 3 and alone.settings["pool_max_ratio"] == 2.0
+    both = fwi_start(observed, SURVEY, linear=(wrong, LINEAR), pool=3, pool_max_ratio=1e9, **kw)
+    assert both.settings["pool"] == [list(LINEAR), list(wrong)]
+    assert both.settings["pool_sizes"] == [2, 1] and both.settings["linear"] == list(LINEAR)
+    assert torch.equal(both.samples[:2], single.samples[:2])
+    fits = both.settings["candidate_misfits"]  # in the candidates' order: wrong, LINEAR
+    assert both.misfit.tolist() == pytest.approx([fits[1], fits[1], fits[0]], rel=1e-12)
+    assert fits[0] > 100.0 * both.noise_misfit  # the third sample is the wrong basin's FWI
+    ms = modelling_survey(SURVEY, "pml", prior.bounds[1])
+    obs1 = observed.reshape(1, *observed.shape[-3:]).float()
+    f2 = float(misfit(both.samples[2:], obs1, ms, boundary="pml"))
+    assert f2 == pytest.approx(fits[0], rel=1e-3)
+    torch.testing.assert_close(both.mean, both.samples.mean(0))
+    torch.testing.assert_close(both.std, both.samples.std(0))
+    assert "pool" not in single.settings
+    for bad in ({"pool": 0}, {"pool": 2.5}, {"pool_max_ratio": 0.5}):
+        with pytest.raises(ValueError, match="pool"):
+            fwi_start(observed, SURVEY, linear=LINEAR, **kw, **bad)
 
 
 def test_fwi_start_rejects_what_it_cannot_run() -> None:
@@ -149,3 +194,26 @@ def test_pooled_start_rejects_starts_for_other_data() -> None:
         pooled_start(a, replace(a, noise_misfit=2 * a.noise_misfit))
     with pytest.raises(ValueError, match="shape"):
         pooled_start(a, replace(a, samples=a.samples[..., :8]))
+
+
+def test_the_cli_passes_its_pool_options_to_fwi_start(monkeypatch) -> None:
+    """``--sharpen-fwi-pool`` / ``--sharpen-fwi-pool-max-ratio`` reach fwi_start (defaults: 1
+    and 2, the single start)."""
+    import argparse
+    from types import SimpleNamespace
+
+    from ubdiff_phys.inversion import sharpen_cli
+
+    seen: list[dict] = []
+    monkeypatch.setattr(sharpen_cli, "fwi_start", lambda *a, **k: seen.append(k))
+    p = argparse.ArgumentParser()
+    sharpen_cli.add_sharpen_options(p)
+    for extra, pool, ratio in (([], 1, 2.0), (["--sharpen-fwi-pool", "3"], 3, 2.0),
+                               (["--sharpen-fwi-pool", "2", "--sharpen-fwi-pool-max-ratio", "1.5"],
+                                2, 1.5)):  # fmt: skip
+        args = p.parse_args(["--sharpen-from", "fwi", "--sharpen-fwi-linear", "candidates", *extra])
+        args.sharpen_fwi_linear_starts = LINEAR_CANDIDATES
+        args.sharpen_prior, args.n_samples = SimpleNamespace(device="cpu", bounds=(1.0, 9.0)), 8
+        sharpen_cli.fwi_start_row(args, {"survey": None, "boundary": "pml"}, torch.zeros(1), None)
+        assert (seen[-1]["pool"], seen[-1]["pool_max_ratio"]) == (pool, ratio)
+        assert seen[-1]["linear"] == LINEAR_CANDIDATES and seen[-1]["n_samples"] == 8

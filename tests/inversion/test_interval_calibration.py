@@ -123,6 +123,9 @@ def test_calibrated_kind_scales_the_base_interval_and_refuses_without_a_calibrat
     # a record that predates latent_fit was measured without the fit (0)
     assert cal.differs_from(same | {"latent_fit": 0}) == {}
     assert cal.differs_from(same | {"latent_fit": 20}) == {"latent_fit": (0, 20)}
+    # a calibration of the single FWI start does not hold for chains pooled over several
+    assert cal.differs_from(same | {"pool_top": 1}) == {}
+    assert cal.differs_from(same | {"pool_top": 3}) == {"pool_top": (1, 3)}
 
 
 def test_calibrate_interval_with_the_shipped_prior_reaches_the_level_on_its_maps() -> None:

@@ -266,6 +266,8 @@ def test_invert_sharpen_from_fwi_starts_from_multiscale_fwi(observed: Path, tmp_
         (["--sharpen-fwi-polish", "-1"], "--sharpen-fwi-polish"),
         (["--sharpen-fwi-linear", "2000"], "--sharpen-fwi-linear"),
         (["--sharpen-fwi-linear", "2000:4000,1000:3000"], "outside"),
+        (["--sharpen-fwi-pool", "0"], "--sharpen-fwi-pool"),
+        (["--sharpen-fwi-pool", "2", "--sharpen-fwi-pool-max-ratio", "0.5"], "max-ratio"),
     ):
         args = [*base, *fwi, *extra, "--out", str(tmp_path / "bad")]
         _assert_one_line_mistake(args, tmp_path, word)

@@ -226,6 +226,7 @@ def _settings(
         settings |= {"method": "fwi_start", "n_samples": sampler["n_samples"]}
         settings |= {"linear_candidates": [list(p) for p in starts]}
         settings |= {k: start[k] for k in ("iterations", "polish_iterations")}
+        settings |= {k: start[k] for k in ("pool_top", "pool_max_ratio") if k in start}
     settings |= {"seed": seed, "seconds": round(seconds, 1)}
     if "sharpen" in first:
         settings["sharpen"] = first["sharpen"]
@@ -317,6 +318,8 @@ def _fwi_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
         "linear": args.sharpen_fwi_linear_starts,
         "iterations": args.sharpen_fwi_iterations,
         "polish_iterations": args.sharpen_fwi_polish,
+        "pool": args.sharpen_fwi_pool,
+        "pool_max_ratio": args.sharpen_fwi_pool_max_ratio,
     }
 
 

@@ -12,7 +12,11 @@ start; the prior's noise at ``t_start`` makes the chains differ. Measured (READM
 from FWI"): on three CurveVel-A maps at 1 % noise the sharpened posterior mean from this start
 scores SSIM 0.879 against 0.738 from the latent samples, but on three FlatVel-A maps 0.881
 against 0.958: neither start is better everywhere. :func:`pooled_start` puts several starts
-in one population of chains for the sharpening's misfit resampling to choose between.
+in one population of chains for the sharpening's misfit resampling to choose between;
+``fwi_start(..., pool=K)`` does so with its own candidates: the chains split over the K best
+FWIs within ``pool_max_ratio`` × the best misfit (:func:`pool_members`), because the smallest
+misfit alone often keeps a wrong basin (CurveVel-A probe maps at 1 % noise: candidates within
+1.01–1.1× of each other whose MAE differs by 2–4×; README, "Pooled FWI starts").
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "fwi_start",
     "linear_model",
     "parse_linear_starts",
+    "pool_members",
     "pooled_start",
 ]
 
@@ -72,6 +77,8 @@ def fwi_start(
     linear: tuple[float, float] | Sequence[tuple[float, float]] = DEFAULT_LINEAR_START,
     iterations: int = 20,
     polish_iterations: int = DEFAULT_POLISH_ITERATIONS,
+    pool: int = 1,
+    pool_max_ratio: float = 2.0,
 ) -> PosteriorResult:
     """Multiscale FWI from a linear model, as a start for
     :func:`~ubdiff_phys.inversion.sharpen_samples`.
@@ -91,6 +98,10 @@ def fwi_start(
             full-band misfit is kept. No truth is used: the data choose the start.
         iterations, polish_iterations: L-BFGS iterations per band and full-band ones after
             (:func:`~ubdiff_phys.inversion.refine.refine_samples`).
+        pool: with several candidates, split the chains over the ``pool`` best FWIs whose
+            misfit is at most ``pool_max_ratio`` × the smallest (:func:`pool_members`; 1: all
+            chains from the best, as without it). The sharpening's misfit resampling then
+            chooses between their basins.
 
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``samples`` are ``n_samples``
@@ -98,7 +109,10 @@ def fwi_start(
         ``{"method": "fwi_start", "n_samples", "noise_std", "boundary", "linear" (the kept start),
         "iterations", "polish_iterations"}`` (with several candidates also
         ``"linear_candidates"`` and each one's ``"candidate_misfits"`` ½‖F(v) − d‖²) and no
-        interval calibration: sharpen it before reading an interval.
+        interval calibration: sharpen it before reading an interval. With ``pool`` > 1 the
+        samples are the pooled FWIs' copies in misfit order (``mean`` / ``std`` theirs, each
+        sample's own ``misfit``) and ``settings`` also hold ``"pool_top"``, ``"pool_max_ratio"``,
+        ``"pool"`` (the starts kept, best first) and ``"pool_sizes"`` (chains each).
     """
     lo, hi = (float(b) for b in bounds)
     candidates = _linear_candidates(linear, lo, hi)
@@ -106,6 +120,9 @@ def fwi_start(
         raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
     if not (isinstance(iterations, int) and iterations >= 1):
         raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    if not (isinstance(pool, int) and pool >= 1) or not pool_max_ratio >= 1.0:
+        raise ValueError(f"pool must be an integer >= 1 and pool_max_ratio >= 1, got {pool!r}, "
+                         f"{pool_max_ratio!r}")  # fmt: skip
     survey = _stable_modelling(survey, boundary, hi)
     obs = _observed(observed, survey)
     noise_std = _noise_std(obs, noise_std)
@@ -123,7 +140,8 @@ def fwi_start(
         for top, bottom in candidates
     ]
     misfits = [float(r.misfit[0]) for r in refined]
-    best = min(range(len(refined)), key=misfits.__getitem__)
+    kept, sizes = pool_members(misfits, pool, pool_max_ratio, n_samples)
+    best = kept[0]
     v = refined[best].samples[0]
     settings = {
         "method": "fwi_start",
@@ -137,16 +155,39 @@ def fwi_start(
     if len(candidates) > 1:
         settings["linear_candidates"] = [list(c) for c in candidates]
         settings["candidate_misfits"] = misfits
+    if pool > 1:
+        settings |= {"pool_top": pool, "pool_max_ratio": float(pool_max_ratio)}
+        settings |= {"pool": [list(candidates[i]) for i in kept], "pool_sizes": sizes}
+    members = list(zip(kept, sizes, strict=True))
+    samples = torch.cat([refined[i].samples[:1].expand(c, *v.shape) for i, c in members])
     return PosteriorResult(
-        samples=v[None].expand(n_samples, *v.shape).contiguous(),
-        mean=v.clone(),
-        std=torch.zeros_like(v),
-        misfit=refined[best].misfit[0].expand(n_samples).clone(),
+        samples=samples.contiguous(),
+        mean=v.clone() if len(kept) == 1 else samples.mean(0),
+        std=torch.zeros_like(v) if len(kept) == 1 else samples.std(0),
+        misfit=torch.cat([refined[i].misfit[:1].expand(c) for i, c in members]),
         noise_misfit=0.5 * obs.numel() * noise_std**2,
         seconds=time.perf_counter() - t0,
         solver_calls=sum(r.evaluations for r in refined),
         settings=settings,
     )
+
+
+def pool_members(
+    misfits: Sequence[float], top: int, max_ratio: float, n: int
+) -> tuple[list[int], list[int]]:
+    """Which candidate FWIs the ``n`` chains start from, and how many chains each.
+
+    The candidates are ranked by misfit; those above ``max_ratio`` × the smallest are dropped
+    and at most ``min(top, n)`` kept. The chains are split as evenly as possible, the better
+    candidates first (8 over 3: 3, 3, 2).
+
+    Returns:
+        (indices into ``misfits``, best first; chains per index), the chains summing to ``n``.
+    """
+    order = sorted(range(len(misfits)), key=misfits.__getitem__)
+    best = misfits[order[0]]
+    kept = [i for i in order if misfits[i] <= max_ratio * best][: min(top, n)]
+    return kept, [n // len(kept) + (j < n % len(kept)) for j in range(len(kept))]
 
 
 def parse_linear_starts(text: str) -> tuple[tuple[float, float], ...]:

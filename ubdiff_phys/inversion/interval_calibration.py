@@ -57,7 +57,7 @@ SHARPENED_INTERVAL_CALIBRATION_FILE = "interval_calibration_sharpened.json"
 #: velocity-space prior that sharpens (the FWI start has no checkpoint)
 FWI_SHARPENED_INTERVAL_CALIBRATION_FILE = "interval_calibration_fwi_sharpened.json"
 #: the value a sampler setting has when a record predates it
-_SETTING_DEFAULTS: dict[str, Any] = {"latent_fit": 0}
+_SETTING_DEFAULTS: dict[str, Any] = {"latent_fit": 0, "pool_top": 1}
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,12 @@ class IntervalCalibration:
 
     def differs_from(self, settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps, bands,
-        latent_fit, the FWI start's linear starts and iterations, and the sharpening's settings)
-        in which a posterior's ``settings`` differ from those the scale was measured with (a
-        scale measured with 8 samples over-widens a 16-sample interval a little: on the FlatVel-A
-        evaluation 0.94 coverage against 0.92)."""
+        latent_fit, the FWI start's linear starts, pool_top and iterations, and the sharpening's
+        settings) in which a posterior's ``settings`` differ from those the scale was measured
+        with (a scale measured with 8 samples over-widens a 16-sample interval a little: on the
+        FlatVel-A evaluation 0.94 coverage against 0.92)."""
         keys = ("method", "n_samples", "steps", "bands", "full_band_from", "latent_fit")
-        keys += ("fwi_starts", "iterations", "polish_iterations", "sharpen")
+        keys += ("fwi_starts", "pool_top", "iterations", "polish_iterations", "sharpen")
 
         def get(d: dict[str, Any], k: str) -> Any:
             if k == "fwi_starts":  # fwi_start records the kept start, and all with several

@@ -91,6 +91,23 @@ def add_sharpen_options(p: argparse.ArgumentParser, starts: bool = True) -> None
             "several comma-separated (the FWI from each, the smallest data misfit kept), or "
             "'candidates' for fwi_start.LINEAR_CANDIDATES (default 2000:4000)",
         )
+        g.add_argument(
+            "--sharpen-fwi-pool",
+            type=int,
+            default=1,
+            metavar="K",
+            help="with several --sharpen-fwi-linear starts: split the chains over the K best "
+            "FWIs within --sharpen-fwi-pool-max-ratio x the smallest misfit, for the "
+            "sharpening's misfit resampling to choose between (default 1: the best only; the "
+            "stored FWI-start calibration was measured with 1)",
+        )
+        g.add_argument(
+            "--sharpen-fwi-pool-max-ratio",
+            type=float,
+            default=2.0,
+            help="with --sharpen-fwi-pool: the largest misfit a pooled FWI may have, as a "
+            "multiple of the smallest (default 2)",
+        )
 
 
 def _resample_steps(text: str, steps: int) -> list[int]:
@@ -119,6 +136,8 @@ def check_sharpen_options(args: argparse.Namespace) -> None:
         raise UserError(f"--sharpen-from {start} needs --sharpen")
     if start == "fwi" and (args.sharpen_fwi_iterations < 1 or args.sharpen_fwi_polish < 0):
         raise UserError("--sharpen-fwi-iterations must be >= 1 and --sharpen-fwi-polish >= 0")
+    if start == "fwi" and (args.sharpen_fwi_pool < 1 or not args.sharpen_fwi_pool_max_ratio >= 1):
+        raise UserError("--sharpen-fwi-pool must be >= 1 and --sharpen-fwi-pool-max-ratio >= 1")
     if start == "fwi":
         try:
             args.sharpen_fwi_linear_starts = parse_linear_starts(args.sharpen_fwi_linear)
@@ -200,4 +219,6 @@ def fwi_start_row(
         linear=args.sharpen_fwi_linear_starts,
         iterations=args.sharpen_fwi_iterations,
         polish_iterations=args.sharpen_fwi_polish,
+        pool=args.sharpen_fwi_pool,
+        pool_max_ratio=args.sharpen_fwi_pool_max_ratio,
     )
