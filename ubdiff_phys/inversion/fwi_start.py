@@ -116,13 +116,7 @@ def fwi_start(
     """
     lo, hi = (float(b) for b in bounds)
     candidates = _linear_candidates(linear, lo, hi)
-    if not (isinstance(n_samples, int) and n_samples >= 1):
-        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-    if not (isinstance(iterations, int) and iterations >= 1):
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-    if not (isinstance(pool, int) and pool >= 1) or not pool_max_ratio >= 1.0:
-        raise ValueError(f"pool must be an integer >= 1 and pool_max_ratio >= 1, got {pool!r}, "
-                         f"{pool_max_ratio!r}")  # fmt: skip
+    _check_counts(n_samples, iterations, pool, pool_max_ratio)
     survey = _stable_modelling(survey, boundary, hi)
     obs = _observed(observed, survey)
     noise_std = _noise_std(obs, noise_std)
@@ -206,6 +200,15 @@ def parse_linear_starts(text: str) -> tuple[tuple[float, float], ...]:
             f"expected 'candidates' or TOP:BOTTOM pairs in m/s, comma-separated, got {text!r}"
         ) from None
     return pairs
+
+
+def _check_counts(n_samples: int, iterations: int, pool: int, pool_max_ratio: float) -> None:
+    """ValueError unless ``fwi_start``'s counts are integers >= 1 and the pool ratio >= 1."""
+    for name, value in (("n_samples", n_samples), ("iterations", iterations), ("pool", pool)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not pool_max_ratio >= 1.0:
+        raise ValueError(f"pool_max_ratio must be >= 1, got {pool_max_ratio!r}")
 
 
 def _linear_candidates(linear, lo: float, hi: float) -> list[tuple[float, float]]:
