@@ -36,7 +36,8 @@ other interval rules can be scored later without rerunning the sampler. ``--pool
 those within ``--pool-max-ratio`` (2) × the best one's, split in misfit order (8 chains over 3:
 3 / 3 / 2), so the sharpening's misfit resampling can choose between basins (row
 ``sharpened_from_pool``, with each sample's MAE); ``--fwi-cache DIR`` keeps each map's six FWIs
-so a later run with other sharpening settings skips them.
+so a later run with other sharpening settings skips them; ``--sharpen-seed S`` draws the
+sharpening's noise from seed S + map (default 1000; saved samples get ``_seedS`` in their name).
 
     PYTHONPATH=. python research/probes/sharpen_from_fwi_probe.py --checkpoint \
         runs/diffusion_curvevel_a_sharp --family curvevel-a --n-maps 3 \
@@ -139,7 +140,7 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
     cal = vprior.fwi_sharpened_interval_calibration  # calibrate-interval --sharpen-from fwi
     res = sharpen_samples(
         start, obs, survey, prior=vprior, t_start=args.t_start, calibration=cal,
-        generator=torch.Generator().manual_seed(1000 + k),
+        generator=torch.Generator().manual_seed(args.sharpen_seed + k),
     )  # fmt: skip
     record(row, res.mean[None], res.seconds)
     if args.save_samples is not None:  # for offline study of other interval rules
@@ -204,7 +205,8 @@ def fwi_candidates(args, obs, survey, bounds, boundary, candidates, k: int) -> l
 
 def sample_path(args, k: int) -> Path:
     """Where ``--save-samples`` keeps map ``k``'s samples."""
-    return args.save_samples / f"{args.family}_noise{args.noise:g}_map{k:02d}.pt"
+    seed = "" if args.sharpen_seed == 1000 else f"_seed{args.sharpen_seed}"
+    return args.save_samples / f"{args.family}_noise{args.noise:g}_map{k:02d}{seed}.pt"
 
 
 def save_samples(path: Path, payload: dict) -> None:
@@ -253,6 +255,13 @@ def main() -> None:
         "best misfit), split in misfit order; 0: the best one only",
     )
     ap.add_argument("--pool-max-ratio", type=float, default=2.0)
+    ap.add_argument(
+        "--sharpen-seed",
+        type=int,
+        default=1000,
+        help="the sharpening's generator seed is this + the map index (default 1000: the "
+        "records before this option)",
+    )
     ap.add_argument(
         "--fwi-cache", type=Path, default=None, help="folder to keep/reuse each map's candidates"
     )
