@@ -37,7 +37,8 @@ those within ``--pool-max-ratio`` (2) × the best one's, split in misfit order (
 3 / 3 / 2), so the sharpening's misfit resampling can choose between basins (row
 ``sharpened_from_pool``, with each sample's MAE); ``--fwi-cache DIR`` keeps each map's six FWIs
 so a later run with other sharpening settings skips them; ``--sharpen-seed S`` draws the
-sharpening's noise from seed S + map (default 1000; saved samples get ``_seedS`` in their name).
+sharpening's noise from seed S + map (default 1000; saved samples get ``_seedS`` in their name);
+``--no-resample``: the sharpening keeps every chain (no resampling by misfit).
 
     PYTHONPATH=. python research/probes/sharpen_from_fwi_probe.py --checkpoint \
         runs/diffusion_curvevel_a_sharp --family curvevel-a --n-maps 3 \
@@ -132,6 +133,9 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
         settings["pool_max_ratio"] = args.pool_max_ratio
     else:
         starts = v[None].expand(n, *v.shape)
+    row += ("_noresample" if args.no_resample else "") + (
+        "" if args.sharpen_seed == 1000 else f"_seed{args.sharpen_seed}"
+    )  # other sharpenings: rows of their own (summaries read the default ones)
     start = PosteriorResult(
         samples=starts.contiguous(), mean=v, std=torch.zeros_like(v),
         misfit=torch.zeros(n, dtype=torch.float64), noise_misfit=noise_misfit,
@@ -141,6 +145,7 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
     res = sharpen_samples(
         start, obs, survey, prior=vprior, t_start=args.t_start, calibration=cal,
         generator=torch.Generator().manual_seed(args.sharpen_seed + k),
+        resample_at=[] if args.no_resample else None,
     )  # fmt: skip
     record(row, res.mean[None], res.seconds)
     if args.save_samples is not None:  # for offline study of other interval rules
@@ -205,8 +210,9 @@ def fwi_candidates(args, obs, survey, bounds, boundary, candidates, k: int) -> l
 
 def sample_path(args, k: int) -> Path:
     """Where ``--save-samples`` keeps map ``k``'s samples."""
-    seed = "" if args.sharpen_seed == 1000 else f"_seed{args.sharpen_seed}"
-    return args.save_samples / f"{args.family}_noise{args.noise:g}_map{k:02d}{seed}.pt"
+    tag = "" if args.sharpen_seed == 1000 else f"_seed{args.sharpen_seed}"
+    tag += "_noresample" if args.no_resample else ""
+    return args.save_samples / f"{args.family}_noise{args.noise:g}_map{k:02d}{tag}.pt"
 
 
 def save_samples(path: Path, payload: dict) -> None:
@@ -255,6 +261,12 @@ def main() -> None:
         "best misfit), split in misfit order; 0: the best one only",
     )
     ap.add_argument("--pool-max-ratio", type=float, default=2.0)
+    ap.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="the sharpening never resamples its chains by misfit (each pooled start keeps its "
+        "chains)",
+    )
     ap.add_argument(
         "--sharpen-seed",
         type=int,
