@@ -314,13 +314,14 @@ def _fwi_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     """``calibrate_interval``'s ``fwi`` from the options (None unless ``--sharpen-from fwi``)."""
     if args.sharpen_from != "fwi":
         return None
-    return {
+    fwi = {
         "linear": args.sharpen_fwi_linear_starts,
         "iterations": args.sharpen_fwi_iterations,
         "polish_iterations": args.sharpen_fwi_polish,
-        "pool": args.sharpen_fwi_pool,
-        "pool_max_ratio": args.sharpen_fwi_pool_max_ratio,
     }
+    if args.sharpen_fwi_pool > 1:  # absent for the single start: earlier progress files match
+        fwi |= {"pool": args.sharpen_fwi_pool, "pool_max_ratio": args.sharpen_fwi_pool_max_ratio}
+    return fwi
 
 
 def _calibrate(args: argparse.Namespace) -> int:
