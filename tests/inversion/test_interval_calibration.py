@@ -434,3 +434,31 @@ def test_progress_key_names_the_prior_by_its_checkpoint_and_stored_estimates() -
     assert key(prior) == key(load_prior())
     bare = dataclasses.replace(prior, denoiser_error=None)
     assert key(bare)["prior"] != key(prior)["prior"] and key(bare)["noise"] == key(prior)["noise"]
+
+
+def test_the_committed_curvevel_a_progress_file_still_matches_the_single_fwi_start() -> None:
+    """The FWI-start calibration committed beside the CurveVel-A velocity prior resumes only if
+    the CLI builds the same FWI key: the pool options must not enter it for the single start
+    (``--sharpen-fwi-pool 1``), and must for a pooled one (another run)."""
+    import argparse
+
+    from ubdiff_phys.inversion.calibration_cli import _fwi_kwargs
+    from ubdiff_phys.inversion.calibration_progress import _canonical
+    from ubdiff_phys.inversion.fwi_start import parse_linear_starts
+    from ubdiff_phys.inversion.sharpen_cli import add_sharpen_options
+
+    root = Path(__file__).resolve().parents[2] / "research" / "priors" / "curvevel_a_velocity_10k"
+    path = root / "velocity_diffusion.interval_calibration_fwi_sharpened.json.partial.pt"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    stored = torch.load(path, weights_only=False)["key"]["fwi"]
+    p = argparse.ArgumentParser()
+    add_sharpen_options(p)
+    keys = []
+    for extra in ([], ["--sharpen-fwi-pool", "1"], ["--sharpen-fwi-pool", "3"]):
+        args = p.parse_args(["--sharpen", "--sharpen-from", "fwi", "--sharpen-fwi-linear",
+                             "candidates", *extra])  # fmt: skip
+        args.sharpen_fwi_linear_starts = parse_linear_starts(args.sharpen_fwi_linear)
+        keys.append(_canonical(_fwi_kwargs(args)))
+    assert keys[0] == keys[1] == stored
+    assert keys[2] != stored and '"pool": 3' in keys[2]
