@@ -142,6 +142,8 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
         seconds=fwi_seconds, solver_calls=0, settings=settings,
     )  # fmt: skip
     cal = vprior.fwi_sharpened_interval_calibration  # calibrate-interval --sharpen-from fwi
+    if args.pool_top > 1 and vprior.fwi_pooled_interval_calibration is not None:
+        cal = vprior.fwi_pooled_interval_calibration  # ... --sharpen-fwi-pool K
     res = sharpen_samples(
         start, obs, survey, prior=vprior, t_start=args.t_start, calibration=cal,
         generator=torch.Generator().manual_seed(args.sharpen_seed + k),
@@ -166,7 +168,7 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
         out[row] |= {
             "coverage_90_calibrated": res.coverage(t[0], 0.9, kind="calibrated"),
             "calibration_scale": cal.scale,
-            "calibration_differs_in": cal.differs_from(res.settings),
+            "calibration_differs_in": cal.differs_from(res.settings, noise=args.noise),
         }
     return out
 

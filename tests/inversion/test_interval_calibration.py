@@ -126,6 +126,11 @@ def test_calibrated_kind_scales_the_base_interval_and_refuses_without_a_calibrat
     # a calibration of the single FWI start does not hold for chains pooled over several
     assert cal.differs_from(same | {"pool_top": 1}) == {}
     assert cal.differs_from(same | {"pool_top": 3}) == {"pool_top": (1, 3)}
+    # the noise fraction, where the caller knows it, against the one the scale was measured at
+    assert cal.differs_from(same, noise=0.05) == {}, "a record without its noise: no claim"
+    at_1 = dataclasses.replace(cal, settings=cal.settings | {"noise": 0.01})
+    assert at_1.differs_from(same) == {} and at_1.differs_from(same, noise=0.01) == {}
+    assert at_1.differs_from(same, noise=0.05) == {"noise": (0.01, 0.05)}
 
 
 def test_calibrate_interval_with_the_shipped_prior_reaches_the_level_on_its_maps() -> None:
@@ -369,6 +374,26 @@ def test_calibrate_interval_cli_from_the_fwi_start_is_used_by_invert(tmp_path) -
     assert again.returncode == 0, again.stderr[-2000:]
     assert "taken from" in again.stdout and "map 1/2" not in again.stdout
     assert load_velocity_prior(ckpt).fwi_sharpened_interval_calibration.scale == cal.scale
+    r = run(*inv[:-1], str(tmp_path / "inv5"), "--add-noise", "0.05")  # the last one counts
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "measured with noise 0.01 (this run: 0.05)" in r.stdout
+    report = json.loads((tmp_path / "inv5" / "posterior.json").read_text())
+    assert report["per_row"][0]["calibration_differs_in"] == {"noise": [0.01, 0.05]}
+
+    # chains pooled over both starts: a calibration of their own, beside the single start's
+    pool = ["--sharpen-fwi-pool", "2", "--sharpen-fwi-pool-max-ratio", "1000"]
+    r = run(*cal_cmd, *pool)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fwi_pooled" in r.stdout
+    pooled_cal = load_velocity_prior(ckpt).fwi_pooled_interval_calibration
+    assert pooled_cal is not None and pooled_cal.settings["pool_top"] == 2
+    assert load_velocity_prior(ckpt).fwi_sharpened_interval_calibration == cal, "left alone"
+    r = run(*inv[:-1], str(tmp_path / "inv_pool"), *pool)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((tmp_path / "inv_pool" / "posterior.json").read_text())
+    assert report["interval_calibration"]["scale"] == pytest.approx(pooled_cal.scale)
+    assert report["per_row"][0]["calibration_differs_in"] == {}
+    assert run(*cal_cmd, *pool).returncode == 2, "the pooled record is not replaced either"
     (folder / record).unlink()
     other = run(*cal_cmd, "--noise", "0.02")
     assert other.returncode == 2 and other.stderr.count("\n") == 1

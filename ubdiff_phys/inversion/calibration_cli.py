@@ -334,8 +334,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     path = prior.interval_calibration_path
     if args.sharpen:
         path = prior.sharpened_interval_calibration_path
+    pooled = fwi and args.sharpen_fwi_pool > 1  # pooled chains keep a scale of their own
     if fwi:
         path = prior.fwi_sharpened_interval_calibration_path
+    if pooled:
+        path = prior.fwi_pooled_interval_calibration_path
     if path.exists() and not args.overwrite:
         raise UserError(f"{path} exists: pass --overwrite to replace it")
     with open_store(args.store) as st:
@@ -377,7 +380,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise UserError(f"{exc}: pass --overwrite to start over") from None
     except ValueError as exc:  # e.g. too few pixels with a finite score: nothing is written
         raise UserError(str(exc)) from None
-    prior.save_interval_calibration(cal, sharpened=args.sharpen, fwi_start=fwi)
+    prior.save_interval_calibration(cal, sharpened=args.sharpen, fwi_start=fwi, pooled=pooled)
     held = ""
     if cal.coverage_left_out is not None:
         held = f"; {cal.coverage_left_out:.3f} on each map under the other maps' scale"

@@ -36,6 +36,7 @@ from ubdiff_phys.inversion.decoder_error import beside_checkpoint
 
 __all__ = [
     "INTERVAL_CALIBRATION_FILE",
+    "FWI_POOLED_INTERVAL_CALIBRATION_FILE",
     "FWI_SHARPENED_INTERVAL_CALIBRATION_FILE",
     "IntervalCalibration",
     "SHARPENED_INTERVAL_CALIBRATION_FILE",
@@ -56,6 +57,9 @@ SHARPENED_INTERVAL_CALIBRATION_FILE = "interval_calibration_sharpened.json"
 #: (``calibrate-interval VELOCITY_PRIOR --sharpen --sharpen-from fwi``), stored beside the
 #: velocity-space prior that sharpens (the FWI start has no checkpoint)
 FWI_SHARPENED_INTERVAL_CALIBRATION_FILE = "interval_calibration_fwi_sharpened.json"
+#: the same for chains pooled over several FWI starts (``--sharpen-fwi-pool K`` with K > 1):
+#: their interval is wider than the single start's, so their scale is measured and kept apart
+FWI_POOLED_INTERVAL_CALIBRATION_FILE = "interval_calibration_fwi_pooled.json"
 #: the value a sampler setting has when a record predates it
 _SETTING_DEFAULTS: dict[str, Any] = {"latent_fit": 0, "pool_top": 1}
 
@@ -93,12 +97,16 @@ class IntervalCalibration:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "ubdiff_phys.interval_calibration", **self.__dict__}
 
-    def differs_from(self, settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    def differs_from(
+        self, settings: dict[str, Any], *, noise: float | None = None
+    ) -> dict[str, tuple[Any, Any]]:
         """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps, bands,
         latent_fit, the FWI start's linear starts, pool_top and iterations, and the sharpening's
         settings) in which a posterior's ``settings`` differ from those the scale was measured
         with (a scale measured with 8 samples over-widens a 16-sample interval a little: on the
-        FlatVel-A evaluation 0.94 coverage against 0.92)."""
+        FlatVel-A evaluation 0.94 coverage against 0.92). ``noise``: the data noise as a fraction
+        of the RMS where the caller knows it (a posterior records only its absolute noise_std);
+        it is reported as ``"noise"`` when the calibration was measured at another fraction."""
         keys = ("method", "n_samples", "steps", "bands", "full_band_from", "latent_fit")
         keys += ("fwi_starts", "pool_top", "iterations", "polish_iterations", "sharpen")
 
@@ -108,11 +116,15 @@ class IntervalCalibration:
                 return None if starts is None else [[float(x) for x in p] for p in starts]
             return d.get(k, _SETTING_DEFAULTS.get(k))
 
-        return {
+        diff = {
             k: (get(self.settings, k), get(settings, k))
             for k in keys
             if get(self.settings, k) != get(settings, k)
         }
+        measured = self.settings.get("noise")
+        if noise is not None and measured is not None and not math.isclose(noise, measured):
+            diff["noise"] = (measured, noise)
+        return diff
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IntervalCalibration:
@@ -218,14 +230,17 @@ def calibrated_half_width(
 
 
 def interval_calibration_path(
-    diff_path: Path, *, sharpened: bool = False, fwi_start: bool = False
+    diff_path: Path, *, sharpened: bool = False, fwi_start: bool = False, pooled: bool = False
 ) -> Path:
     """Where the interval calibration of a diffusion checkpoint file ``diff_path`` is stored
     (``sharpened``: the one of its posterior sharpened by the velocity-space prior;
-    ``fwi_start``: that of this velocity-space prior's sharpening from the FWI start)."""
+    ``fwi_start``: that of this velocity-space prior's sharpening from the FWI start; with
+    ``pooled``: from chains pooled over several FWI starts)."""
     name = SHARPENED_INTERVAL_CALIBRATION_FILE if sharpened else INTERVAL_CALIBRATION_FILE
     if fwi_start:
         name = FWI_SHARPENED_INTERVAL_CALIBRATION_FILE
+    if fwi_start and pooled:
+        name = FWI_POOLED_INTERVAL_CALIBRATION_FILE
     return beside_checkpoint(diff_path, name)
 
 

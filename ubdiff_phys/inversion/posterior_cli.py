@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
+from ubdiff_phys.inversion.interval_calibration import IntervalCalibration
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, posterior_sample
 from ubdiff_phys.inversion.prior import LatentPrior, load_prior
@@ -212,11 +213,7 @@ def run_posterior(args: argparse.Namespace) -> int:
             else:
                 res = _sample_row(args, data, prior, obs, sigma, row)
             if args.sharpen:
-                cal = (  # the calibration of this start and sharpening
-                    prior.sharpened_interval_calibration
-                    if args.sharpen_from == "latent"
-                    else args.sharpen_prior.fwi_sharpened_interval_calibration
-                )
+                cal = _sharpened_calibration(args, prior)
                 res = sharpen_row(args, data, obs, res, row, cal)
         except ValueError as exc:  # e.g. a survey the prior's velocities are unstable on
             print(f"invert: error: {exc}", file=sys.stderr)
@@ -228,7 +225,7 @@ def run_posterior(args: argparse.Namespace) -> int:
         results.append(res)
         if args.refine_iterations > 0:
             refined.append(refine_row(args, data, prior, obs, res))
-    _note_calibration(results[0])
+    _note_calibration(results[0], _noise_fraction(args))
     _write(args, data, prior, results, refined)
     print(f"invert: wrote {', '.join(_outputs(args))} to {args.out}")
     return 0
@@ -266,9 +263,28 @@ def _outputs(args: argparse.Namespace) -> tuple[str, ...]:
     return OUTPUTS + (REFINED_OUTPUTS if args.refine_iterations > 0 else ())
 
 
-def _note_calibration(res: PosteriorResult) -> None:
-    """One line when the prior's interval calibration was measured with other settings."""
-    diff = {} if res.calibration is None else res.calibration.differs_from(res.settings)
+def _sharpened_calibration(args: argparse.Namespace, prior: Any) -> IntervalCalibration | None:
+    """The stored calibration of this start and sharpening: the start prior's sharpened one,
+    or the velocity prior's FWI-start one (pooled chains: its pooled-start one when it stores
+    one, else the single start's, which ``calibration_differs_in`` then flags)."""
+    if args.sharpen_from == "latent":
+        return prior.sharpened_interval_calibration
+    vprior = args.sharpen_prior
+    if args.sharpen_fwi_pool > 1 and vprior.fwi_pooled_interval_calibration is not None:
+        return vprior.fwi_pooled_interval_calibration
+    return vprior.fwi_sharpened_interval_calibration
+
+
+def _noise_fraction(args: argparse.Namespace) -> float | None:
+    """The data noise as a fraction of the RMS where this run knows it (--add-noise)."""
+    return args.add_noise if args.add_noise > 0 else None
+
+
+def _note_calibration(res: PosteriorResult, noise: float | None = None) -> None:
+    """One line when the prior's interval calibration was measured with other settings
+    (``noise``: this run's noise fraction, when known)."""
+    cal = res.calibration
+    diff = {} if cal is None else cal.differs_from(res.settings, noise=noise)
     if diff:
         pairs = ", ".join(f"{k} {a} (this run: {b})" for k, (a, b) in diff.items())
         cmd = "calibrate-interval --sharpen" if "sharpen" in res.settings else "calibrate-interval"
@@ -278,8 +294,11 @@ def _note_calibration(res: PosteriorResult) -> None:
         )
 
 
-def _row_report(res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float) -> dict:
+def _row_report(
+    res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float, noise: float | None = None
+) -> dict:
     n = res.samples.shape[0]
+    cal = res.calibration
     return {
         "settings": res.settings,
         "misfit": res.misfit.tolist(),
@@ -302,7 +321,7 @@ def _row_report(res: PosteriorResult, truth: torch.Tensor, lo: float, hi: float)
             None if res.calibration is None else res.coverage(truth, 0.9, kind="calibrated")
         ),
         "calibration_differs_in": (
-            None if res.calibration is None else res.calibration.differs_from(res.settings)
+            None if cal is None else cal.differs_from(res.settings, noise=noise)
         ),
         "std_mean_m_per_s": float(res.std.mean()),
     }
@@ -344,7 +363,10 @@ def _write(
         "interval_calibration": (
             None if results[0].calibration is None else results[0].calibration.to_dict()
         ),
-        "per_row": [_row_report(r, data["truth"][k], lo, hi) for k, r in enumerate(results)],
+        "per_row": [
+            _row_report(r, data["truth"][k], lo, hi, _noise_fraction(args))
+            for k, r in enumerate(results)
+        ],
     }
     for k, ref in enumerate(refined):
         noise = results[k].noise_misfit

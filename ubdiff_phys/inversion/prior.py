@@ -149,6 +149,8 @@ class _PriorCommon:
     fwi_sharpened_interval_calibration: (velocity-space priors) the stored scale of the interval
         after this prior sharpens the :func:`~ubdiff_phys.inversion.fwi_start` start
         (``calibrate-interval VELOCITY_PRIOR --sharpen --sharpen-from fwi``), or None.
+    fwi_pooled_interval_calibration: the same for chains pooled over several FWI starts
+        (``... --sharpen-fwi-pool K``, K > 1), or None.
     error_basis: the stored low-rank model of the decoder error
         (:mod:`ubdiff_phys.inversion.error_basis`), or None.
     info: where it was loaded from.
@@ -165,6 +167,7 @@ class _PriorCommon:
     interval_calibration: IntervalCalibration | None = None
     sharpened_interval_calibration: IntervalCalibration | None = None
     fwi_sharpened_interval_calibration: IntervalCalibration | None = None
+    fwi_pooled_interval_calibration: IntervalCalibration | None = None
     error_basis: ErrorBasis | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -213,13 +216,26 @@ class _PriorCommon:
         """Where the calibration of this prior's sharpening of the FWI start is stored."""
         return interval_calibration_path(Path(self.info["diffusion"]), fwi_start=True)
 
+    @property
+    def fwi_pooled_interval_calibration_path(self) -> Path:
+        """Where the calibration of this prior's sharpening of pooled FWI starts is stored."""
+        return interval_calibration_path(Path(self.info["diffusion"]), fwi_start=True, pooled=True)
+
     def save_interval_calibration(
-        self, cal: IntervalCalibration, *, sharpened: bool = False, fwi_start: bool = False
+        self,
+        cal: IntervalCalibration,
+        *,
+        sharpened: bool = False,
+        fwi_start: bool = False,
+        pooled: bool = False,
     ) -> None:
         """Store ``cal`` beside the checkpoint (atomic) and keep it on the prior (``sharpened``:
         as the calibration of the sharpened posterior; ``fwi_start``: of this prior's
-        sharpening of the FWI start)."""
-        if fwi_start:
+        sharpening of the FWI start; with ``pooled``: of chains pooled over several starts)."""
+        if fwi_start and pooled:
+            atomic_write_json(self.fwi_pooled_interval_calibration_path, cal.to_dict())
+            self.fwi_pooled_interval_calibration = cal
+        elif fwi_start:
             atomic_write_json(self.fwi_sharpened_interval_calibration_path, cal.to_dict())
             self.fwi_sharpened_interval_calibration = cal
         elif sharpened:
@@ -312,6 +328,20 @@ def _stored_error(path: Path) -> DenoiserError | None:
     return DenoiserError.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
+def _stored_calibrations(diff_path: Path) -> dict[str, IntervalCalibration | None]:
+    """The interval calibrations stored beside ``diff_path``, as the priors' fields."""
+    kinds = {
+        "interval_calibration": {},
+        "sharpened_interval_calibration": {"sharpened": True},
+        "fwi_sharpened_interval_calibration": {"fwi_start": True},
+        "fwi_pooled_interval_calibration": {"fwi_start": True, "pooled": True},
+    }
+    return {
+        name: stored_interval_calibration(interval_calibration_path(diff_path, **kw))
+        for name, kw in kinds.items()
+    }
+
+
 def load_velocity_prior(
     checkpoint: str | os.PathLike, device: Any = "cpu", *, weights: str = "model"
 ) -> VelocityPrior:
@@ -332,15 +362,7 @@ def load_velocity_prior(
         error_path=error_path,
         denoiser_error=_stored_error(error_path),
         decoder_error=stored_decoder_error(decoder_error_path(Path(gen.info["diffusion"]))),
-        interval_calibration=stored_interval_calibration(
-            interval_calibration_path(Path(gen.info["diffusion"]))
-        ),
-        sharpened_interval_calibration=stored_interval_calibration(
-            interval_calibration_path(Path(gen.info["diffusion"]), sharpened=True)
-        ),
-        fwi_sharpened_interval_calibration=stored_interval_calibration(
-            interval_calibration_path(Path(gen.info["diffusion"]), fwi_start=True)
-        ),
+        **_stored_calibrations(Path(gen.info["diffusion"])),
         error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )
@@ -369,15 +391,7 @@ def load_prior(
         error_path=error_path,
         denoiser_error=_stored_error(error_path),
         decoder_error=stored_decoder_error(decoder_error_path(Path(gen.info["diffusion"]))),
-        interval_calibration=stored_interval_calibration(
-            interval_calibration_path(Path(gen.info["diffusion"]))
-        ),
-        sharpened_interval_calibration=stored_interval_calibration(
-            interval_calibration_path(Path(gen.info["diffusion"]), sharpened=True)
-        ),
-        fwi_sharpened_interval_calibration=stored_interval_calibration(
-            interval_calibration_path(Path(gen.info["diffusion"]), fwi_start=True)
-        ),
+        **_stored_calibrations(Path(gen.info["diffusion"])),
         error_basis=stored_error_basis(error_basis_path(Path(gen.info["diffusion"]))),
         info=dict(gen.info),
     )

@@ -98,8 +98,9 @@ def add_sharpen_options(p: argparse.ArgumentParser, starts: bool = True) -> None
             metavar="K",
             help="with several --sharpen-fwi-linear starts: split the chains over the K best "
             "FWIs within --sharpen-fwi-pool-max-ratio x the smallest misfit, for the "
-            "sharpening's misfit resampling to choose between (default 1: the best only; the "
-            "stored FWI-start calibration was measured with 1)",
+            "sharpening's misfit resampling to choose between (default 1: the best only); K > 1 "
+            "uses the velocity prior's pooled-start calibration (calibrate-interval ... "
+            "--sharpen-fwi-pool K) when it stores one, else the single start's, flagged",
         )
         g.add_argument(
             "--sharpen-fwi-pool-max-ratio",
