@@ -69,7 +69,7 @@ from posterior_inversion import (  # noqa: E402
 )
 
 from ubdiff_phys.inversion import PosteriorResult, fwi, sharpen_samples, smooth_velocity  # noqa: E402
-from ubdiff_phys.inversion.fwi_start import LINEAR_CANDIDATES  # noqa: E402
+from ubdiff_phys.inversion.fwi_start import LINEAR_CANDIDATES, pool_basins  # noqa: E402
 from ubdiff_phys.inversion.fwi_start import pool_members as fwi_pool_members  # noqa: E402
 from ubdiff_phys.inversion.posterior_cli import add_noise  # noqa: E402
 from ubdiff_phys.inversion.prior import load_velocity_prior  # noqa: E402
@@ -164,6 +164,15 @@ def probe_map(args, prior, vprior, survey, truth, clean, k: int, predict=None) -
     if args.pool_top > 0:
         out[row]["pool"] = [[m["linear"], m["misfit"] / noise_misfit] for m in pool]
         out[row]["pool_sizes"] = sizes
+        out[row]["pool_basins"] = [  # the samples each start kept, their misfit and mean's MAE
+            {k: v for k, v in b.items() if k != "mean"}
+            | {
+                "mae_m_per_s": None
+                if b["mean"] is None
+                else float((b["mean"] - t[0, 0]).abs().mean())
+            }
+            for b in pool_basins(res) or []
+        ]
     if cal is not None:
         out[row] |= {
             "coverage_90_calibrated": res.coverage(t[0], 0.9, kind="calibrated"),

@@ -12,7 +12,12 @@ import torch
 from helpers import gaussian_velocity_problem, posterior_survey
 
 from ubdiff_phys.inversion import fwi_start, modelling_survey, pooled_start, sharpen_samples
-from ubdiff_phys.inversion.fwi_start import LINEAR_CANDIDATES, linear_model, pool_members
+from ubdiff_phys.inversion.fwi_start import (
+    LINEAR_CANDIDATES,
+    linear_model,
+    pool_basins,
+    pool_members,
+)
 from ubdiff_phys.physics import misfit
 
 SURVEY = posterior_survey(150)
@@ -123,6 +128,60 @@ def test_fwi_start_pool_splits_the_chains_over_the_candidates_that_fit() -> None
     for bad in ({"pool": 0}, {"pool": 2.5}, {"pool_max_ratio": 0.5}):
         with pytest.raises(ValueError, match="pool"):
             fwi_start(observed, SURVEY, linear=LINEAR, **kw, **bad)
+
+
+def test_pool_basins_follow_each_sample_to_its_start_through_the_resampling(monkeypatch) -> None:
+    """Pooled starts 3 + 3 over LINEAR's FWI (near the noise level) and the wrong basin's
+    (thousands of times it), sharpened briefly: with a resampling after the first step the
+    chains move to the start that fits; without one every chain keeps its own start, and the
+    wrong start's chains end with the larger misfit. With the resampler replaced by two fixed
+    ancestor lists the lineage is their composition, worked by hand."""
+    import ubdiff_phys.diffusion.posterior as sampler
+
+    prior, _, _, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
+    kw = {"boundary": "pml", "bounds": prior.bounds, "n_samples": 6, "noise_std": sigma}
+    both = fwi_start(
+        observed, SURVEY, linear=((4500.0, 1500.0), LINEAR), pool=2, pool_max_ratio=1e9, **kw
+    )
+    assert both.settings["pool_sizes"] == [3, 3]
+    prior.denoiser_error = err
+    sharpen = {"prior": prior, "t_start": 8, "steps": 2, "inner": 2, "bands": None}
+
+    def basins_of(resample_at: list[int], seed: int, **extra) -> tuple[list[dict], list[int]]:
+        res = sharpen_samples(
+            both, observed, SURVEY, **sharpen | extra, resample_at=resample_at,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
+        basins = pool_basins(res)
+        assert [b["linear"] for b in basins] == [list(LINEAR), [4500.0, 1500.0]]
+        assert [b["chains"] for b in basins] == [3, 3]
+        lineage = res.settings["sharpen_lineage"]
+        for j, b in enumerate(basins):
+            mine = torch.tensor([(i >= 3) == bool(j) for i in lineage])
+            assert b["samples"] == int(mine.sum())
+            if b["samples"]:
+                torch.testing.assert_close(b["mean"], res.samples[mine].mean(0)[0])
+                ratio = float(res.misfit[mine].median()) / res.noise_misfit
+                assert b["misfit_median_over_noise"] == pytest.approx(ratio)
+            else:
+                assert b["mean"] is None and b["misfit_median_over_noise"] is None
+        return basins, lineage
+
+    basins, _ = basins_of([0], 5)
+    assert basins[0]["samples"] > 3, basins  # the misfit moved chains to the start that fits
+    basins, lineage = basins_of([], 6)
+    assert lineage == list(range(6)) and [b["samples"] for b in basins] == [3, 3]
+    assert basins[1]["misfit_median_over_noise"] > basins[0]["misfit_median_over_noise"]
+
+    fixed = iter([torch.tensor([1, 1, 2, 3, 4, 5]), torch.tensor([5, 0, 0, 1, 2, 3])])
+    monkeypatch.setattr(sampler, "systematic_resample", lambda w, g: next(fixed))
+    basins, lineage = basins_of([0, 1], 7, steps=3)
+    assert lineage == [5, 1, 1, 1, 2, 3]  # a1[a2]: sample 0 is a copy of 5, a copy of start 5
+    assert [b["samples"] for b in basins] == [4, 2]
+    monkeypatch.undo()
+    assert pool_basins(both) is None, "not sharpened"
+    single = fwi_start(observed, SURVEY, linear=LINEAR, **kw)
+    assert pool_basins(sharpen_samples(single, observed, SURVEY, **sharpen)) is None
 
 
 def test_fwi_start_rejects_what_it_cannot_run() -> None:

@@ -393,6 +393,10 @@ def test_calibrate_interval_cli_from_the_fwi_start_is_used_by_invert(tmp_path) -
     report = json.loads((tmp_path / "inv_pool" / "posterior.json").read_text())
     assert report["interval_calibration"]["scale"] == pytest.approx(pooled_cal.scale)
     assert report["per_row"][0]["calibration_differs_in"] == {}
+    basins = report["per_row"][0]["pool_basins"]  # which start each sample descends from
+    assert [b["chains"] for b in basins] == [1, 1] and sum(b["samples"] for b in basins) == 2
+    assert "samples per pooled start: " in r.stdout
+    assert report["per_row"][0]["settings"]["sharpen_lineage"] in ([0, 1], [0, 0], [1, 1])
     assert run(*cal_cmd, *pool).returncode == 2, "the pooled record is not replaced either"
     (folder / record).unlink()
     other = run(*cal_cmd, "--noise", "0.02")

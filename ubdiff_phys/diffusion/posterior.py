@@ -221,6 +221,7 @@ def sample_posterior(
     step_perturbed_misfit: Callable[[torch.Generator | None, int], DataMisfit] | None = None,
     resample_at: Collection[int] = (),
     resample_ess: float = 0.5,
+    ancestry: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit
     and its gradient).
@@ -264,6 +265,9 @@ def sample_posterior(
             weights tempered to an effective sample size ≥ ``resample_ess`` · B
             (:mod:`~ubdiff_phys.diffusion.resampling`); the ancestral step that follows gives
             the copies fresh noise. Empty: never (the chains stay independent).
+        ancestry: a list to which each resampling appends the particles' ancestor indices
+            (B,) (composed in order they give each final sample's starting particle; unlike
+            a ``callback`` it costs no misfit evaluation of "proximal" steps without one).
 
     Returns:
         (B, ...) float64 samples.
@@ -294,6 +298,8 @@ def sample_posterior(
         ancestors = None
         if i in resample_at:
             x, x0, g, r, ancestors = _resample(x, x0, g, r, var_t, resample_ess, generator)
+            if ancestry is not None:
+                ancestry.append(ancestors.cpu())
         x = _ancestral(x, x0, ab_t, ab_s, s < 0, generator)
         if method == "dps":
             x = x - step_size * g

@@ -43,6 +43,7 @@ __all__ = [
     "fwi_start",
     "linear_model",
     "parse_linear_starts",
+    "pool_basins",
     "pool_members",
     "pooled_start",
 ]
@@ -184,6 +185,44 @@ def pool_members(
     best = misfits[order[0]]
     kept = [i for i in order if misfits[i] <= max_ratio * best][: min(top, n)]
     return kept, [n // len(kept) + (j < n % len(kept)) for j in range(len(kept))]
+
+
+def pool_basins(result: PosteriorResult) -> list[dict] | None:
+    """Which pooled FWI start each sample of a sharpened pooled result descends from.
+
+    The sharpening's misfit resampling copies some chains and drops others, so the starts'
+    shares of the final samples are the data's choice between their basins (chance where the
+    misfits are close: README, "Pooled FWI starts").
+
+    Args:
+        result: :func:`fwi_start` with ``pool`` > 1, then
+            :func:`~ubdiff_phys.inversion.sharpen_samples` (its ``settings`` hold ``"pool"``,
+            ``"pool_sizes"`` and ``"sharpen_lineage"``).
+
+    Returns:
+        one dict per pooled start, best first: ``"linear"`` (top, bottom) [m/s], ``"chains"``
+        started from it, ``"samples"`` descending from it, their ``"misfit_median_over_noise"``
+        (the samples' data misfit / the noise level; None without samples) and ``"mean"`` (nz,
+        nx) velocity [m/s] of its samples (None without samples); None for a result that was
+        not pooled or not sharpened.
+    """
+    settings = result.settings
+    if "pool" not in settings or "sharpen_lineage" not in settings:
+        return None
+    start_of_chain = torch.repeat_interleave(
+        torch.arange(len(settings["pool_sizes"])), torch.tensor(settings["pool_sizes"])
+    )
+    start = start_of_chain[torch.tensor(settings["sharpen_lineage"])]
+    basins = []
+    members = zip(settings["pool"], settings["pool_sizes"], strict=True)
+    for j, (linear, chains) in enumerate(members):
+        mine = start == j
+        k = int(mine.sum())
+        fit = float(result.misfit[mine].median()) / result.noise_misfit if k else None
+        mean = result.samples[mine].float().mean(0)[0] if k else None
+        basins.append({"linear": list(linear), "chains": int(chains), "samples": k})
+        basins[-1] |= {"misfit_median_over_noise": fit, "mean": mean}
+    return basins
 
 
 def parse_linear_starts(text: str) -> tuple[tuple[float, float], ...]:

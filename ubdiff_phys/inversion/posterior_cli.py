@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ubdiff_phys.inversion.cli_common import UserError, check_outputs, load_observed, scores
+from ubdiff_phys.inversion.fwi_start import pool_basins
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration
 from ubdiff_phys.inversion.multiscale import parse_bands
 from ubdiff_phys.inversion.posterior import PosteriorResult, posterior_sample
@@ -221,6 +222,7 @@ def run_posterior(args: argparse.Namespace) -> int:
         print(
             f"row {row}: {args.n_samples} samples in {res.seconds:.1f} s, median misfit "
             f"{float(res.misfit.median()):.4g} (noise level {res.noise_misfit:.4g})"
+            + _basins_line(res)
         )
         results.append(res)
         if args.refine_iterations > 0:
@@ -275,6 +277,15 @@ def _sharpened_calibration(args: argparse.Namespace, prior: Any) -> IntervalCali
     return vprior.fwi_sharpened_interval_calibration
 
 
+def _basins_line(res: PosteriorResult) -> str:
+    """``"; samples per pooled start: 2000:4000 5, 1500:3500 3"`` for pooled chains, else ""."""
+    basins = pool_basins(res)
+    if basins is None:
+        return ""
+    parts = (f"{b['linear'][0]:g}:{b['linear'][1]:g} {b['samples']}" for b in basins)
+    return "; samples per pooled start: " + ", ".join(parts)
+
+
 def _noise_fraction(args: argparse.Namespace) -> float | None:
     """The data noise as a fraction of the RMS where this run knows it (--add-noise)."""
     return args.add_noise if args.add_noise > 0 else None
@@ -324,7 +335,15 @@ def _row_report(
             None if cal is None else cal.differs_from(res.settings, noise=noise)
         ),
         "std_mean_m_per_s": float(res.std.mean()),
+        "pool_basins": _basins_json(res),
     }
+
+
+def _basins_json(res: PosteriorResult) -> list[dict] | None:
+    """:func:`~ubdiff_phys.inversion.fwi_start.pool_basins` without the mean maps (those are
+    the samples' own, in ``posterior_samples.npz``), or None for unpooled chains."""
+    basins = pool_basins(res)
+    return None if basins is None else [{k: v for k, v in b.items() if k != "mean"} for b in basins]
 
 
 def _write(

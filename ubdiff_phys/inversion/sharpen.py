@@ -137,8 +137,9 @@ def sharpen_samples(
 
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``settings`` add ``sharpen``
-        (the arguments and the velocity prior's ρ_t source) and whose seconds and solver calls
-        include ``result``'s.
+        (the arguments and the velocity prior's ρ_t source) and ``sharpen_lineage`` (for each
+        sample, the index of the start sample in ``result`` its chain descends from through the
+        resamplings) and whose seconds and solver calls include ``result``'s.
     """
     vprior = _velocity_prior(prior)
     if resample_at is None:
@@ -170,12 +171,16 @@ def sharpen_samples(
         options["step_perturbed_misfit"] = misfits.perturbed_scheduled(
             obs_b, noise_std, steps, bands, full_band_from
         )
+    ancestry: list[torch.Tensor] = []
     x = sample_posterior(
         vprior.denoiser, x_t, steps, misfit=misfits.against(obs_b), method="proximal",
         data_variance=lambda t: noise_std**2, state_variance=lambda t: err.state_rms_at(t) ** 2,
         inner=inner, generator=generator, t_start=t_start, resample_at=set(resample_at),
-        resample_ess=resample_ess, **options,
+        resample_ess=resample_ess, ancestry=ancestry, **options,
     )  # fmt: skip
+    lineage = torch.arange(n)
+    for ancestors in ancestry:  # each final sample's start: through every resampling
+        lineage = lineage[ancestors]
     with torch.no_grad():
         v = vprior.velocity(x).float()
     f, _ = misfit_and_grad(v, obs_b, survey, boundary=boundary)
@@ -190,7 +195,7 @@ def sharpen_samples(
         misfit=f.cpu(),
         seconds=result.seconds + time.perf_counter() - t0,
         solver_calls=result.solver_calls + misfits.calls + 1,
-        settings=result.settings | {"sharpen": sharpen},
+        settings=result.settings | {"sharpen": sharpen, "sharpen_lineage": lineage.tolist()},
         decoder_error=None,
         calibration=calibration,
     )
