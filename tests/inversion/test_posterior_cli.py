@@ -57,7 +57,9 @@ def test_invert_posterior_writes_outputs_and_refuses_to_overwrite(observed: Path
     assert report["interval_90_kind"] == "calibrated" and report["interval_calibration"]
     assert row["coverage_90_calibrated"] is not None
     # measured with 8 samples x 50 steps: the run says so, in the JSON and in one line
-    assert row["calibration_differs_in"] == {"n_samples": [8, 2], "steps": [50, 3]}
+    assert row["calibration_differs_in"] == {
+        "n_samples": [8, 2], "steps": [50, 3], "noise": [0.01, 0.02]
+    }  # fmt: skip
     assert (
         "invert: note: the prior's interval calibration was measured with n_samples 8" in r.stdout
     )

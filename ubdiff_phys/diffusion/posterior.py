@@ -163,11 +163,16 @@ def _check_arguments(
         raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
 
 
-def _resample(x, x0, g, r, var_y: float, ess: float, generator) -> tuple[torch.Tensor, ...]:
+def _resample(
+    x, x0, g, r, var_y: float, ess: float, generator, ancestry: list | None
+) -> tuple[torch.Tensor, ...]:
     """(x, x0, g, r, ancestors (B,)) after misfit resampling of the particles by their misfits
-    r (B,) (:func:`~ubdiff_phys.diffusion.resampling.tempered_weights` with β ≤ 1/σ_y²)."""
+    r (B,) (:func:`~ubdiff_phys.diffusion.resampling.tempered_weights` with β ≤ 1/σ_y²); the
+    ancestors are also appended to ``ancestry`` when given."""
     w, _ = tempered_weights(r, 1.0 / var_y, ess)
     idx = systematic_resample(w, generator)
+    if ancestry is not None:
+        ancestry.append(idx.cpu())
     return (*(a[idx.to(a.device)] for a in (x, x0, g, r)), idx)
 
 
@@ -223,8 +228,7 @@ def sample_posterior(
     resample_ess: float = 0.5,
     ancestry: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit
-    and its gradient).
+    """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit).
 
     Args:
         model: a v-prediction denoiser ``model(x_t, t)`` with ``model.schedule``.
@@ -234,8 +238,7 @@ def sample_posterior(
         method: "dps", "noise_aware" or "proximal".
         data_variance: for "noise_aware": ``t -> σ_y² + r_t²`` (per data value, misfit units);
             for "proximal": ``t -> σ_y²`` (the data noise alone).
-        step_size: ζ of "dps" (unused by "noise_aware").
-        generator: the ancestral noise (float64, CPU).
+        step_size: ζ of "dps" (unused by "noise_aware"); generator: the ancestral noise.
         callback: ``callback({"i", "t", "x", "x0", "misfit", "ancestors"})`` after every step
             (``ancestors``: the particles' indices (B,) after a resampling step, else None).
         clip: the clean estimate is clamped to [-clip, clip] (None: not clamped).
@@ -251,23 +254,20 @@ def sample_posterior(
             Given, each step draws x0 | x_t, y (perturb-then-optimise) instead of taking its
             mean; the ancestral step then samples exactly for a linear forward operator and a
             Gaussian prior, where plugging in the mean makes the spread too narrow.
-
         t_start: the timestep ``z`` is at (None: T − 1, pure noise): with a clean map x noised
             to it, ``√ᾱ x + √(1 − ᾱ) ε``, the sampler refines x (SDEdit) instead of drawing from
             scratch; the ``steps`` timesteps are then spread over [0, t_start].
         step_misfit: ``i -> misfit`` of reverse step i (0 … steps − 1) in place of ``misfit``
             (e.g. a likelihood on low-passed data early and the full band late).
-        step_perturbed_misfit: "proximal" with ``step_misfit`` and drawing:
-            ``(generator, i) -> misfit`` against perturbed data in step i's band, in place of
-            ``perturbed_misfit``.
+        step_perturbed_misfit: "proximal" with ``step_misfit`` and drawing: ``(generator, i)
+            -> misfit`` against perturbed data in step i's band, in place of perturbed_misfit.
         resample_at: reverse steps (0 … steps − 1) after whose likelihood step the particles
             (the batch) are resampled by their misfit (that step's, against the data), with
             weights tempered to an effective sample size ≥ ``resample_ess`` · B
             (:mod:`~ubdiff_phys.diffusion.resampling`); the ancestral step that follows gives
             the copies fresh noise. Empty: never (the chains stay independent).
-        ancestry: a list to which each resampling appends the particles' ancestor indices
-            (B,) (composed in order they give each final sample's starting particle; unlike
-            a ``callback`` it costs no misfit evaluation of "proximal" steps without one).
+        ancestry: a list each resampling appends the ancestor indices (B,) to (composed, each
+            sample's first particle), at no misfit evaluation ("proximal" with a callback: one).
 
     Returns:
         (B, ...) float64 samples.
@@ -297,9 +297,8 @@ def sample_posterior(
             x0 = x0.clamp(-clip, clip)
         ancestors = None
         if i in resample_at:
-            x, x0, g, r, ancestors = _resample(x, x0, g, r, var_t, resample_ess, generator)
-            if ancestry is not None:
-                ancestry.append(ancestors.cpu())
+            resampled = _resample(x, x0, g, r, var_t, resample_ess, generator, ancestry)
+            x, x0, g, r, ancestors = resampled
         x = _ancestral(x, x0, ab_t, ab_s, s < 0, generator)
         if method == "dps":
             x = x - step_size * g

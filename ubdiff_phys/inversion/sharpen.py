@@ -97,6 +97,14 @@ def _check(
         raise ValueError(f"resample_at must hold steps in [0, {steps}), got {resample_at!r}")
 
 
+def _lineage(n: int, ancestry: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each of ``n`` final samples' start index, through the resamplings' ancestor lists."""
+    lineage = torch.arange(n)
+    for ancestors in ancestry:
+        lineage = lineage[ancestors]
+    return lineage
+
+
 def sharpen_samples(
     result: PosteriorResult,
     observed: torch.Tensor,
@@ -178,9 +186,7 @@ def sharpen_samples(
         inner=inner, generator=generator, t_start=t_start, resample_at=set(resample_at),
         resample_ess=resample_ess, ancestry=ancestry, **options,
     )  # fmt: skip
-    lineage = torch.arange(n)
-    for ancestors in ancestry:  # each final sample's start: through every resampling
-        lineage = lineage[ancestors]
+    lineage = _lineage(n, ancestry)
     with torch.no_grad():
         v = vprior.velocity(x).float()
     f, _ = misfit_and_grad(v, obs_b, survey, boundary=boundary)
