@@ -185,6 +185,16 @@ def test_cli_trains_and_refuses_a_missing_store_and_a_wrong_grid(store, tmp_path
     bad.write_text(dump_toml(cfg.with_("model", nz=64).to_dict()))
     assert main(["train-velocity-diffusion", str(bad), "--out-dir", str(tmp_path / "r2")]) == 2
     assert "model.nz, model.nx = 64, 70" in capsys.readouterr().err
+    # run.init_from: a missing file, another model: one line, exit 2, before training
+    for init, msg in ((tmp_path / "none.pt", "is not a file"), (tmp_path / "run", "another model")):
+        wrong = cfg.with_("run", init_from=str(init), out_dir=str(tmp_path / "r3"))
+        bad.write_text(
+            dump_toml((wrong.with_("model", dim=16) if init.is_dir() else wrong).to_dict())
+        )
+        assert main(["train-velocity-diffusion", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r3" / "last.pt").exists()
 
 
 def test_sample_makes_exact_pairs_from_a_velocity_model_and_refuses_decoder_modes(
@@ -351,3 +361,69 @@ def test_a_packaged_folder_loads_like_its_weights_file(store, tmp_path):
         torch.testing.assert_close(
             load_velocity_prior(tmp_path / "pkg").denoiser(x, t), ema(x, t), rtol=0, atol=0
         )
+
+
+def _weights(path, part: str) -> dict[str, torch.Tensor]:
+    c = torch.load(path, weights_only=True)
+    return c["model"] if part == "model" else c["ema"]["module"]
+
+
+def test_init_from_starts_a_fresh_run_from_another_runs_weights(store, tmp_path, capsys):
+    """run.init_from: the new run's U-Net holds the source's raw weights and its EMA the source's
+    EMA weights before its first step (oracle: the source checkpoint's tensors), trains on from
+    there with its own optimiser and step count, records the lineage, is not re-initialised when
+    resumed (bit-identical to an uninterrupted run), takes an exported float16 file, and refuses
+    another model."""
+    src = tmp_path / "src"
+    train_velocity_diffusion(_cfg(store, src))
+    start = _cfg(store, tmp_path / "b").with_("run", init_from=str(src))
+    assert train_velocity_diffusion(start, stop_after=0)["step"] == 0
+    last = tmp_path / "b" / "last.pt"
+    for part in ("model", "ema"):
+        mine, theirs = _weights(last, part), _weights(src / "final.pt", part)
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    raw, ema = (_weights(src / "final.pt", p) for p in ("model", "ema"))
+    assert not all(torch.equal(raw[k], ema[k]) for k in raw)  # the two sets differ
+    lineage = torch.load(last, weights_only=True)["state"]["init_from"]
+    assert lineage["step"] == 6 and lineage["steps_before"] == 6
+    assert lineage["file"] == str(src / "final.pt") and len(lineage["sha256"]) == 64
+    # resumed from its last.pt: the init is not applied again
+    assert train_velocity_diffusion(start)["step"] == 6
+    whole = _cfg(store, tmp_path / "whole").with_("run", init_from=str(src))
+    assert train_velocity_diffusion(whole)["step"] == 6
+    b, w = (
+        _weights(tmp_path / "b" / "final.pt", "ema"),
+        _weights(tmp_path / "whole" / "final.pt", "ema"),
+    )
+    assert all(torch.equal(b[k], w[k]) for k in w)
+    fresh = _cfg(store, tmp_path / "fresh")
+    train_velocity_diffusion(fresh)
+    f = _weights(tmp_path / "fresh" / "final.pt", "ema")
+    assert not all(torch.equal(b[k], f[k]) for k in f)  # it trained on from src, not from scratch
+    # a chain counts every step its weights have seen
+    chain = _cfg(store, tmp_path / "c").with_("run", init_from=str(tmp_path / "b"))
+    train_velocity_diffusion(chain, stop_after=0)
+    assert (
+        torch.load(tmp_path / "c" / "last.pt", weights_only=True)["state"]["init_from"][
+            "steps_before"
+        ]
+        == 12
+    )
+    # an exported float16 file: its weights, cast to float32, in both the U-Net and the EMA
+    half = tmp_path / "half.pt"
+    assert main(["export-velocity-diffusion", str(src), str(half), "--dtype", "float16"]) == 0
+    capsys.readouterr()
+    h = _cfg(store, tmp_path / "h").with_("run", init_from=str(half))
+    train_velocity_diffusion(h, stop_after=0)
+    exported = _weights(half, "ema")
+    for part in ("model", "ema"):
+        got = _weights(tmp_path / "h" / "last.pt", part)
+        assert all(
+            torch.equal(got[k], exported[k].float())
+            for k in exported
+            if exported[k].is_floating_point()
+        )
+    # another model size is refused before any training
+    other = _cfg(store, tmp_path / "o").with_("run", init_from=str(src)).with_("model", dim=16)
+    with pytest.raises(OptionError, match="another model config"):
+        train_velocity_diffusion(other)

@@ -49,6 +49,11 @@ class RunConfig:
         changed when resuming.
     log_every: one metrics.jsonl line every N optimizer steps.
     progress: tqdm bar (rank 0).
+    init_from: a checkpoint of the same model (a run's ``final.pt``/``last.pt``/``step<N>.pt``,
+        its folder, or an exported file) whose weights start a fresh run: its raw weights the
+        U-Net's, its EMA weights the EMA's; the optimiser, the step count and the RNGs start
+        afresh (e.g. to train a finished or exported model further on new data or for more
+        steps when its resume point is gone). Ignored when resuming from ``last.pt``.
     """
 
     out_dir: str = "runs/diffusion"
@@ -59,6 +64,7 @@ class RunConfig:
     keep_every: int = 0
     log_every: int = 100
     progress: bool = True
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         counts = (self.seed, self.threads, self.checkpoint_every, self.keep_every)

@@ -34,16 +34,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ubdiff_phys.data import open_store
-from ubdiff_phys.diffusion.checkpoint import CHECKPOINT_FORMAT, load_diffusion_checkpoint
+from ubdiff_phys.diffusion.checkpoint import (
+    CHECKPOINT_FORMAT,
+    checkpoint_file,
+    load_diffusion_checkpoint,
+)
 from ubdiff_phys.diffusion.config import DiffusionTrainConfig
 from ubdiff_phys.diffusion.denoiser import EMA, VDenoiser
 from ubdiff_phys.diffusion.targets import diffusion_loss
 from ubdiff_phys.models.unet1d import build_unet1d
+from ubdiff_phys.runtime.checkpoint import load_checkpoint as load_checkpoint_file
 from ubdiff_phys.runtime.checkpoint import save_checkpoint, set_rng_state
 from ubdiff_phys.runtime.config import dump_toml
 from ubdiff_phys.runtime.distributed import setup_distributed
-from ubdiff_phys.runtime.errors import check_finite_loss, check_finite_weights
-from ubdiff_phys.runtime.files import atomic_write_text
+from ubdiff_phys.runtime.errors import OptionError, check_finite_loss, check_finite_weights
+from ubdiff_phys.runtime.files import atomic_write_text, file_sha256
 from ubdiff_phys.runtime.resume import (
     RESUME_FILE,
     RESUME_FREE,
@@ -128,9 +133,33 @@ class _Trainer:
             self.gen.set_state(ckpt["generators"][self.rank])
             self.state = dict(ckpt["state"])
             self._extend(self.state["step"])
+        elif cfg.run.init_from:
+            self._init_from(cfg.run.init_from)
         if self.is_main:
             atomic_write_text(self.out / "config.toml", dump_toml(cfg.to_dict()))
         self.store_attrs = self._store_attrs()
+
+    def _init_from(self, path: str) -> None:
+        """Take the U-Net's and the EMA's weights from the checkpoint ``path`` (``run.init_from``),
+        which must hold this model (the same ``[model]`` and ``[diffusion]`` config; OptionError
+        otherwise); recorded in the run's state as ``init_from`` (file, sha256, its step, and
+        ``steps_before``: the optimizer steps its weights had seen, through earlier inits)."""
+        src = checkpoint_file(path)
+        c = load_checkpoint_file(src, self.fmt, self.what, map_location=self.device)
+        mine, theirs = self.cfg.to_dict(), type(self.cfg).from_dict(c["config"]).to_dict()
+        for part in ("model", "diffusion"):
+            if theirs[part] != mine[part]:
+                raise OptionError(f"run.init_from {str(src)!r} has another {part} config")
+        self.net.load_state_dict(c["model"])
+        self.ema.module.load_state_dict(c["ema"]["module"])
+        step = int(c["state"]["step"])
+        before = int(c["state"].get("init_from", {}).get("steps_before", 0))
+        self.state["init_from"] = {
+            "file": str(src),
+            "sha256": file_sha256(src),
+            "step": step,
+            "steps_before": step + before,
+        }
 
     def _resolve(self, cfg):
         return resolve_config(cfg)
