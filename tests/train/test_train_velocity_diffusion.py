@@ -20,6 +20,7 @@ from ubdiff_phys.models.unet2d import UNet2D, UNet2DConfig
 from ubdiff_phys.physics import Survey, simulate
 from ubdiff_phys.pipelines.generate_and_validate import generate_and_validate
 from ubdiff_phys.pipelines.generator import load_generator
+from ubdiff_phys.pipelines.shipped_velocity import package_velocity_checkpoint
 from ubdiff_phys.runtime import dump_toml
 from ubdiff_phys.runtime.errors import OptionError
 from ubdiff_phys.runtime.resume import save_resume_point
@@ -409,6 +410,10 @@ def test_init_from_starts_a_fresh_run_from_another_runs_weights(store, tmp_path,
         ]
         == 12
     )
+    # packaged, the manifest carries the lineage
+    m = package_velocity_checkpoint(tmp_path / "b", tmp_path / "pkg")
+    assert m["diffusion_step"] == 6 and m["steps_in_all"] == 12 and m["init_from"]["step"] == 6
+    assert "init_from" not in package_velocity_checkpoint(src, tmp_path / "pkg_src")
     # an exported float16 file: its weights, cast to float32, in both the U-Net and the EMA
     half = tmp_path / "half.pt"
     assert main(["export-velocity-diffusion", str(src), str(half), "--dtype", "float16"]) == 0

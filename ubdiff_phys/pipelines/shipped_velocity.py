@@ -53,20 +53,25 @@ def write_velocity_manifest(
     """(Re)write ``out/manifest.json`` for the velocity model in ``out``: every other file's bytes
     and sha256, the U-Net's parameter count, the exported step and source, the training data's
     family/seed/boundary/survey/normaliser, and ``notes`` (e.g. the commands and measured
-    figures). Returns the manifest."""
+    figures). A run started from another checkpoint's weights (``run.init_from``) adds
+    ``init_from`` (that checkpoint) and ``steps_in_all`` (its steps and this run's). Returns the
+    manifest."""
     out = Path(out)
     den, _, ckpt = load_velocity_denoiser(out / SHIPPED_VELOCITY_FILE)
     attrs = dict(ckpt["store_attrs"])
+    step, init = int(ckpt["state"]["step"]), ckpt["state"].get("init_from")
     manifest = {
         "name": out.name,
         "kind": "velocity",
         "files": manifest_files(out),
         "parameters": {"velocity_unet": sum(p.numel() for p in den.parameters())},
-        "diffusion_step": int(ckpt["state"]["step"]),
+        "diffusion_step": step,
         "exported_from": ckpt.get("exported_from"),
         "data": manifest_data(attrs),
         "notes": notes or {},
     }
+    if init:
+        manifest |= {"init_from": init, "steps_in_all": step + int(init["steps_before"])}
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
 
