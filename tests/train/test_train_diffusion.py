@@ -221,3 +221,19 @@ def test_ddp_two_cpu_ranks_end_identical(tiny_ae, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = load_diffusion_checkpoint(tmp_path / "ddp" / "final.pt")
     assert ckpt["world_size"] == 2 and ckpt["state"]["step"] == 4
+
+
+def test_init_from_starts_the_latent_model_from_another_runs_weights(tiny_ae, tmp_path):
+    """The latent trainer shares run.init_from with the velocity one: before its first step the
+    new run holds the source's raw and EMA weights (oracle: the source's tensors)."""
+    _, ae = tiny_ae
+    train_diffusion(_cfg(ae, tmp_path / "src", steps=3))
+    cfg = _cfg(ae, tmp_path / "b", steps=3).with_("run", init_from=str(tmp_path / "src"))
+    assert train_diffusion(cfg, stop_after=0)["step"] == 0
+    src = torch.load(tmp_path / "src" / "final.pt", weights_only=True)
+    new = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    for k, v in src["model"].items():
+        assert torch.equal(new["model"][k], v)
+    for k, v in src["ema"]["module"].items():
+        assert torch.equal(new["ema"]["module"][k], v)
+    assert new["state"]["init_from"]["steps_before"] == 3
