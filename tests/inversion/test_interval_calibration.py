@@ -174,6 +174,8 @@ def test_calibrate_interval_cli_stores_the_record_and_refuses_to_replace_it(tmp_
     ckpt = tmp_path / "prior"
     shutil.copytree(Path(load_prior().info["diffusion"]).parent, ckpt)
     (ckpt / "interval_calibration.json").unlink(missing_ok=True)
+    for partial in ckpt.glob("*.partial.pt"):  # a run in progress in the source folder
+        partial.unlink()
     store = small_store(tmp_path / "s.h5", 6, 1, 3, seed=11)
     cmd = [sys.executable, "-m", "ubdiff_phys.cli", "calibrate-interval", str(ckpt)]
     cmd += ["--store", str(store), "--n-samples", "2", "--steps", "2"]
@@ -382,9 +384,15 @@ def test_calibrate_interval_cli_from_the_fwi_start_is_used_by_invert(tmp_path) -
 
     # chains pooled over both starts: a calibration of their own, beside the single start's
     pool = ["--sharpen-fwi-pool", "2", "--sharpen-fwi-pool-max-ratio", "1000"]
-    r = run(*cal_cmd, *pool)
+    missing = run(*cal_cmd, *pool, "--progress", str(tmp_path / "nowhere" / "p.pt"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "--progress" in missing.stderr
+    kept = tmp_path / "runs" / "pooled.partial.pt"  # the progress outside the prior's folder
+    kept.parent.mkdir()
+    r = run(*cal_cmd, *pool, "--progress", str(kept))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fwi_pooled" in r.stdout
+    assert kept.is_file() and not list(folder.glob("*pooled*.partial.pt"))
     pooled_cal = load_velocity_prior(ckpt).fwi_pooled_interval_calibration
     assert pooled_cal is not None and pooled_cal.settings["pool_top"] == 2
     assert load_velocity_prior(ckpt).fwi_sharpened_interval_calibration == cal, "left alone"
@@ -491,3 +499,39 @@ def test_the_committed_curvevel_a_progress_file_still_matches_the_single_fwi_sta
         keys.append(_canonical(_fwi_kwargs(args)))
     assert keys[0] == keys[1] == stored
     assert keys[2] != stored and '"pool": 3' in keys[2]
+
+
+def test_the_committed_flatvel_a_progress_file_resumes_under_the_documented_command(
+    tmp_path,
+) -> None:
+    """The 24-row recalibration of the shipped prior's sharpened interval, committed part-done
+    under research/calibration_progress/, resumes (instead of starting over) only if the
+    README's command builds the key its maps were scored under: same prior bytes and stored
+    estimates, sampler, sharpening, noise, level, seed."""
+    import argparse
+
+    from ubdiff_phys.inversion.calibration_cli import (
+        _check,
+        progress_key,
+        register_calibrate_interval,
+        run_settings,
+    )
+    from ubdiff_phys.inversion.calibration_progress import _canonical
+    from ubdiff_phys.pipelines.generator import shipped_checkpoint
+
+    root = Path(__file__).resolve().parents[2] / "research" / "calibration_progress"
+    path = root / "flatvel_a_small_sharpened_1pct.partial.pt"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    stored = torch.load(path, weights_only=True)["key"]
+    parser = argparse.ArgumentParser()
+    register_calibrate_interval(parser.add_subparsers())
+    store = tmp_path / "shipped.h5"  # only its existence is checked before sampling
+    store.touch()
+    args = parser.parse_args(
+        ["calibrate-interval", str(shipped_checkpoint()), "--store", str(store),
+         "--n-maps", "24", "--latent-fit", "20", "--sharpen", "--progress", str(path)]
+    )  # fmt: skip
+    _check(args)
+    key = progress_key(load_prior(args.checkpoint), **run_settings(args))
+    assert {k: _canonical(v) for k, v in key.items()} == stored

@@ -19,10 +19,11 @@ prior as ``interval_calibration_fwi_sharpened.json``, which ``invert --sharpen -
 uses with the same prior. Each record also holds the coverage of every map under the scale of the
 other maps (``per_map_left_out``): what the scale is likely to give on new maps.
 
-Each finished map's scores are kept in ``<record>.partial.pt`` beside the record: a run that
-stops (a map costs minutes to an hour on a CPU) is resumed by the same command, and a later run
-with a larger ``--n-maps`` (and ``--overwrite`` for the record) samples only the new maps. A
-progress file of other settings or maps is refused unless ``--overwrite`` (then it starts over).
+Each finished map's scores are kept in ``<record>.partial.pt`` beside the record, or in the file
+``--progress`` names (e.g. outside an installed package): a run that stops (a map costs minutes
+to an hour on a CPU) is resumed by the same command, and a later run with a larger ``--n-maps``
+(and ``--overwrite`` for the record) samples only the new maps. A progress file of other
+settings or maps is refused unless ``--overwrite`` (then it starts over).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from ubdiff_phys.inversion.sharpen import sharpen_samples
 from ubdiff_phys.inversion.sharpen_cli import add_sharpen_options, check_sharpen_options
 from ubdiff_phys.physics.forward import simulate
 
-__all__ = ["calibrate_interval", "register_calibrate_interval"]
+__all__ = ["calibrate_interval", "progress_key", "register_calibrate_interval"]
 
 
 def calibrate_interval(
@@ -120,11 +121,12 @@ def calibrate_interval(
         raise ValueError(f"velocities must be (M, 1, nz, nx), got {tuple(velocities.shape)}")
     if fwi is not None and sharpen is None:
         raise ValueError("an FWI start is calibrated sharpened: pass sharpen")
-    base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
-    sampler = {"n_samples": n_samples, "steps": steps, "trust": trust, "bands": bands}
-    sampler |= {"full_band_from": full_band_from, "latent_fit": latent_fit}
-    key = {"prior": prior, "sampler": sampler, "sharpen": sharpen, "fwi": fwi, "noise": noise}
-    key |= {"level": level, "seed": seed, "base": base}
+    key = progress_key(
+        prior, noise=noise, level=level, n_samples=n_samples, steps=steps, trust=trust,
+        bands=bands, full_band_from=full_band_from, latent_fit=latent_fit, sharpen=sharpen,
+        fwi=fwi, seed=seed,
+    )  # fmt: skip
+    sampler, base = key["sampler"], key["base"]
     fingerprints = [map_fingerprint(velocities[k].float()) for k in range(velocities.shape[0])]
     try:
         done = CalibrationProgress.open(progress, key, fingerprints)
@@ -148,6 +150,33 @@ def calibrate_interval(
     seconds = sum(m["seconds"] for m in done.maps)
     settings = _settings(done.maps[0]["settings"], noise, sampler, fwi, seed, seconds)
     return dataclasses.replace(cal, source=source, settings=settings), results
+
+
+def progress_key(
+    prior: Any,
+    *,
+    noise: float,
+    level: float,
+    n_samples: int,
+    steps: int,
+    trust: float | None,
+    bands: Sequence[float | None] | None,
+    full_band_from: float,
+    latent_fit: int,
+    sharpen: dict[str, Any] | None,
+    fwi: dict[str, Any] | None,
+    seed: int,
+) -> dict[str, Any]:
+    """The settings that decide a calibration run's scores (:func:`calibrate_interval`'s, same
+    names), as its progress file is keyed by them
+    (:class:`~ubdiff_phys.inversion.calibration_progress.CalibrationProgress`): ``prior``,
+    ``sampler`` (``posterior_sample``'s settings), ``sharpen``, ``fwi``, ``noise``, ``level``,
+    ``seed`` and ``base`` (the interval kind scaled)."""
+    base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
+    sampler = {"n_samples": n_samples, "steps": steps, "trust": trust, "bands": bands}
+    sampler |= {"full_band_from": full_band_from, "latent_fit": latent_fit}
+    key = {"prior": prior, "sampler": sampler, "sharpen": sharpen, "fwi": fwi, "noise": noise}
+    return key | {"level": level, "seed": seed, "base": base}
 
 
 def _one_map(
@@ -261,6 +290,12 @@ def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--progress",
+        type=Path,
+        help="the file that keeps each finished map's scores, so that the run resumes "
+        "(default: <record>.partial.pt beside the record)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace a stored calibration (and a progress file of other settings)",
@@ -280,6 +315,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--noise must be positive and finite, got {args.noise}")
     if not args.store.is_file():
         raise UserError(f"--store {str(args.store)!r} not found")
+    if args.progress is not None and not args.progress.parent.is_dir():
+        raise UserError(f"--progress: folder {str(args.progress.parent)!r} not found")
     if not 0 <= args.full_band_from <= 1:
         raise UserError(f"--full-band-from must be in [0, 1], got {args.full_band_from}")
     if args.sharpen_from == "fwi":  # the only prior is the one that sharpens: CHECKPOINT
@@ -324,6 +361,24 @@ def _fwi_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     return fwi
 
 
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`calibrate_interval`'s (and :func:`progress_key`'s) settings from the checked
+    options of ``calibrate-interval`` (the sampler's trust stays 1, as ``invert`` samples)."""
+    return {
+        "noise": args.noise,
+        "level": args.level,
+        "n_samples": args.n_samples,
+        "steps": args.steps,
+        "trust": 1.0,
+        "bands": args.likelihood_bands,
+        "full_band_from": args.full_band_from,
+        "latent_fit": args.latent_fit,
+        "sharpen": _sharpen_kwargs(args),
+        "fwi": _fwi_kwargs(args),
+        "seed": args.seed,
+    }
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     _check(args)
     fwi = args.sharpen_from == "fwi"
@@ -341,6 +396,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         path = prior.fwi_pooled_interval_calibration_path
     if path.exists() and not args.overwrite:
         raise UserError(f"{path} exists: pass --overwrite to replace it")
+    partial = progress_path(path) if args.progress is None else args.progress
+    if partial.resolve() == path.resolve():
+        raise UserError(f"--progress {str(partial)!r} is the calibration record itself")
     with open_store(args.store) as st:
         rows = st.test_index[args.skip : args.skip + args.n_maps]
         if len(rows) < args.n_maps:
@@ -353,7 +411,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     def report(k: int, res: PosteriorResult, cov: float) -> None:
         print(f"calibrate-interval: map {k + 1}/{args.n_maps}: base coverage {cov:.3f}", flush=True)
 
-    partial = progress_path(path)
     if partial.is_file():
         print(f"calibrate-interval: maps finished earlier are taken from {partial}", flush=True)
     source = f"held-out store rows {args.skip}..{args.skip + args.n_maps - 1} of {args.store.name}"
@@ -361,16 +418,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         cal, _ = calibrate_interval(
             prior,
             v,
-            noise=args.noise,
-            level=args.level,
-            n_samples=args.n_samples,
-            steps=args.steps,
-            bands=args.likelihood_bands,
-            full_band_from=args.full_band_from,
-            latent_fit=args.latent_fit,
-            sharpen=_sharpen_kwargs(args),
-            fwi=_fwi_kwargs(args),
-            seed=args.seed,
+            **run_settings(args),
             source=source,
             report=report,
             progress=partial,
