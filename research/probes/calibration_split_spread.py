@@ -2,9 +2,10 @@
 read from a calibration run's progress file (each map's conformal scores; no sampling).
 
 The interval calibration's guarantee is on average over maps exchangeable with the calibration
-maps, and a sharpened posterior's per-map coverage is nearly all-or-nothing (maps whose samples
-agree on a wrong model sit at 0.2–0.4, the others at 0.95–1.00). So the mean over a 12-map
-evaluation scatters widely around the level even when the scale is right. This draws random
+maps, and under one scale a sharpened posterior's per-map coverage is nearly all-or-nothing
+(maps whose samples agree on a wrong model stay far below the level, the others reach
+0.98–1.00). So the mean over a 12-map evaluation scatters widely around the level even when the
+scale is right. This draws random
 disjoint splits of the stored maps (M fit the split-conformal scale on their pooled scores, N
 others are scored under it) and reports the distribution of the N-map mean coverage: mean,
 standard deviation, 5th / 95th percentiles and the share of splits inside the 0.8–0.97 band. The
