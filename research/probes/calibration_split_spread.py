@@ -9,9 +9,9 @@ scale is right. This draws random
 disjoint splits of the stored maps (M fit the split-conformal scale on their pooled scores, N
 others are scored under it) and reports the distribution of the N-map mean coverage: mean,
 standard deviation, 5th / 95th percentiles and the share of splits inside the 0.8–0.97 band. The
-splits overlap, so it is a resampling estimate of the spread, not an independent one. With fewer
-maps than a split needs, the second estimate draws N maps' left-out coverages (each map under the
-other maps' scale) with replacement.
+splits overlap, so it is a resampling estimate of the spread, not an independent one (and it is
+skipped when fewer than 6 maps would fit the scale). The second estimate draws N maps' left-out
+coverages (each map under the other maps' scale) with replacement.
 
     python research/probes/calibration_split_spread.py \\
         research/calibration_progress/flatvel_a_small_sharpened_1pct.partial.pt \\
@@ -91,8 +91,8 @@ def main() -> None:
     n_fit = len(scores) - args.eval if args.fit is None else args.fit
     if args.eval < 1 or len(scores) < 2:
         p.error(f"{len(scores)} maps stored (need 2); --eval must be >= 1")
-    values = []  # the split estimate needs n_fit + n_eval maps
-    if n_fit >= 1 and n_fit + args.eval <= len(scores):
+    values = []  # the split estimate needs n_fit + n_eval maps, and a scale of >= 6 maps
+    if n_fit >= 6 and n_fit + args.eval <= len(scores):
         values = split_coverages(scores, n_fit, args.eval, args.repeats, args.level, args.seed)
     per_map = [round(m["coverage"], 4) for m in maps]
     whole = scale_from_scores(scores, args.level, "predictive")
