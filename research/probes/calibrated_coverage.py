@@ -5,7 +5,10 @@ For every map of the saved run: the share of true pixels inside the predictive i
 (mean ± t · s · √(1 + 1/n)), inside the calibrated one when the prior stores a scale ``c`` of
 ``calibrate-interval --sharpen`` (measured on *other* maps: the store's held-out rows), and, as a
 second reference that uses no stored file, inside the interval scaled by the conformal scale of
-the other maps of the same run (leave one map out). Appends a JSON record.
+the other maps of the same run (leave one map out). With ``--pool-with`` (a ``calibrate-interval``
+progress file of the same settings) it also pools the run's maps with that file's maps and
+reports each map's coverage under the scale of all the others (not a shipped figure: the
+evaluation maps then help set the scale). Appends a JSON record.
 
     python research/probes/calibrated_coverage.py out/post_flat12_sharpen/posterior_samples.npz \
         --noise 0.01 --out benchmarks/results/sharpened_interval_calibration.json
@@ -22,7 +25,12 @@ import numpy as np
 import torch
 
 from ubdiff_phys.inversion import PosteriorResult, load_prior
-from ubdiff_phys.inversion.interval_calibration import conformal_scale, stored_interval_calibration
+from ubdiff_phys.inversion.interval_calibration import (
+    conformal_scale,
+    map_scores,
+    scale_from_scores,
+    stored_interval_calibration,
+)
 from ubdiff_phys.runtime.files import append_json_record, run_record
 
 
@@ -40,6 +48,25 @@ def result(samples: torch.Tensor) -> PosteriorResult:
     )
 
 
+def pooled_coverage(run_scores: list[torch.Tensor], progress: Path) -> dict:
+    """Pool the run's per-map scores with a progress file's: the pooled scale, and the mean
+    leave-one-map-out coverage (each map under the scale of all other maps) over all maps, the
+    run's maps and the file's maps."""
+    stored = [m["scores"] for m in torch.load(progress, weights_only=False)["maps"]]
+    pooled = scale_from_scores(stored + run_scores, 0.9, "predictive")
+    left_out = pooled.per_map_left_out
+    n = len(stored)
+    return {
+        "progress": str(progress),
+        "n_maps": len(left_out),
+        "scale": round(pooled.scale, 4),
+        "left_out_all": round(statistics.mean(left_out), 4),
+        "left_out_run_maps": round(statistics.mean(left_out[n:]), 4),
+        "left_out_file_maps": round(statistics.mean(left_out[:n]), 4),
+        "run_maps_per_map": [round(x, 3) for x in left_out[n:]],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("samples", type=Path, help="posterior_samples.npz of the example")
@@ -49,6 +76,12 @@ def main() -> None:
         type=Path,
         default=None,
         help="interval_calibration_sharpened.json (default: the shipped prior's, if it has one)",
+    )
+    ap.add_argument(
+        "--pool-with",
+        type=Path,
+        default=None,
+        help="a calibrate-interval progress file (.partial.pt) to pool the run's maps with",
     )
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append a record to")
     args = ap.parse_args()
@@ -97,6 +130,12 @@ def main() -> None:
         "calibration": None if cal is None else cal.to_dict(),
         "rows": rows,
         "summary": summary,
+        "pooled": None
+        if args.pool_with is None
+        else pooled_coverage(
+            [map_scores(r, t, 0.9, "predictive") for r, t in zip(results, truths, strict=True)],
+            args.pool_with,
+        ),
         **run_record(),
     }
     for r in rows:
@@ -107,6 +146,8 @@ def main() -> None:
         )
     where = "no stored calibration" if cal is None else f"stored scale {cal.scale:.4g}"
     print(f"mean: {summary}  ({where})")
+    if record["pooled"] is not None:
+        print(f"pooled: {record['pooled']}")
     if args.out is not None:
         append_json_record(args.out, record)
 
