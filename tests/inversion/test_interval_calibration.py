@@ -504,8 +504,8 @@ def test_the_committed_curvevel_a_progress_file_still_matches_the_single_fwi_sta
 def test_the_committed_flatvel_a_progress_file_resumes_under_the_documented_command(
     tmp_path,
 ) -> None:
-    """The 24-row recalibration of the shipped prior's sharpened interval, committed part-done
-    under research/calibration_progress/, resumes (instead of starting over) only if the
+    """The 36-row recalibration of the shipped prior's sharpened interval, committed under
+    research/calibration_progress/, resumes (instead of starting over) only if the
     README's command builds the key its maps were scored under: same prior bytes and stored
     estimates, sampler, sharpening, noise, level, seed."""
     import argparse
@@ -530,7 +530,7 @@ def test_the_committed_flatvel_a_progress_file_resumes_under_the_documented_comm
     store.touch()
     args = parser.parse_args(
         ["calibrate-interval", str(shipped_checkpoint()), "--store", str(store),
-         "--n-maps", "24", "--latent-fit", "20", "--sharpen", "--progress", str(path)]
+         "--n-maps", "36", "--latent-fit", "20", "--sharpen", "--progress", str(path)]
     )  # fmt: skip
     _check(args)
     key = progress_key(load_prior(args.checkpoint), **run_settings(args))
