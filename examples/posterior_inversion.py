@@ -209,6 +209,14 @@ def main() -> None:
     ap.add_argument(
         "--error-fit", type=int, default=0, help="posterior_sample's error_fit (default 0)"
     )
+    ap.add_argument(
+        "--keep-best-of",
+        type=int,
+        default=None,
+        metavar="M",
+        help="posterior_sample's keep_best_of: draw M latent samples, keep the --n-samples of "
+        "smallest misfit (default: draw --n-samples); the sharpening then has no stored scale",
+    )
     ap.add_argument("--method", default="noise_aware", choices=POSTERIOR_METHODS)
     ap.add_argument(
         "--trust", type=float, default=1.0, help="posterior_sample's trust (noise_aware; default 1)"
@@ -308,6 +316,8 @@ def main() -> None:
         args.fwi_linear_starts = parse_linear_starts(args.fwi_linear)
     except ValueError as exc:
         ap.exit(2, f"posterior_inversion: error: --fwi-linear: {exc}\n")
+    if args.keep_best_of is not None and args.keep_best_of < args.n_samples:
+        ap.exit(2, "posterior_inversion: error: --keep-best-of must be >= --n-samples\n")
     levels = [float(x) for x in args.noise.split(",")]
     try:
         args.likelihood_bands = None if args.bands is None else parse_bands(args.bands)
@@ -408,6 +418,7 @@ def posterior_start(args, prior, obs, survey, boundary, sigma, bounds, k) -> Pos
                 trust=args.trust,
                 bands=args.likelihood_bands,
                 full_band_from=args.full_band_from,
+                keep_best_of=args.keep_best_of,
                 generator=torch.Generator().manual_seed(k),
             )
         )
@@ -440,8 +451,10 @@ def evaluate_one(
             obs,
             survey,
             prior=args.sharpen_prior,
-            calibration=(  # measured for the latent start only
-                prior.sharpened_interval_calibration if args.sharpen_from == "latent" else None
+            calibration=(  # measured for the latent start only, all its draws kept
+                prior.sharpened_interval_calibration
+                if args.sharpen_from == "latent" and args.keep_best_of is None
+                else None
             ),
             generator=torch.Generator().manual_seed(1000 + k),
         )

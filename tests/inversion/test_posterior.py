@@ -135,6 +135,25 @@ def test_latent_fit_lowers_each_samples_misfit_from_the_same_draws() -> None:
         posterior_sample(observed, SURVEY, latent_fit=-1, **kw)
 
 
+def test_keep_best_of_keeps_the_best_fitting_draws_of_the_larger_batch() -> None:
+    # oracle: the same generator and batch of 6 without selection; the kept 3 must be exactly
+    # its 3 smallest-misfit draws, their mean and std those of the 3
+    _, _, observed, kw = linear_posterior_problem(SURVEY)
+    kw = kw | {"n_samples": 6}
+    plain = posterior_sample(observed, SURVEY, generator=torch.Generator().manual_seed(3), **kw)
+    kw = kw | {"n_samples": 3, "keep_best_of": 6}
+    kept = posterior_sample(observed, SURVEY, generator=torch.Generator().manual_seed(3), **kw)
+    order = torch.argsort(plain.misfit)[:3]
+    assert torch.equal(kept.samples, plain.samples[order])
+    assert torch.equal(kept.misfit, plain.misfit[order])
+    assert torch.allclose(kept.mean, plain.samples[order].mean(0))
+    assert torch.allclose(kept.std, plain.samples[order].std(0))
+    assert kept.settings["n_samples"] == 3 and kept.settings["keep_best_of"] == 6
+    assert "keep_best_of" not in plain.settings and kept.calibration is None
+    with pytest.raises(ValueError, match="keep_best_of"):
+        posterior_sample(observed, SURVEY, **(kw | {"keep_best_of": 2}))
+
+
 def test_velocity_prior_posterior_moves_towards_the_data_and_a_fit_reaches_the_noise() -> None:
     """The same oracle for a prior in velocity space: an exact Gaussian denoiser on the normalised
     16 x 16 map, N(mu, s² I) per pixel, and a truth drawn from it. With 256 free pixels the

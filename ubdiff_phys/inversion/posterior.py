@@ -13,6 +13,7 @@ likelihood does not move with the sample's own maximum velocity.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,14 @@ from ubdiff_phys.physics.misfit import misfit_and_grad
 from ubdiff_phys.physics.survey import Survey
 from ubdiff_phys.runtime.stats import student_t_quantile, student_t_quantiles
 
-__all__ = ["INTERVALS", "PosteriorResult", "fit_latents", "modelling_survey", "posterior_sample"]
+__all__ = [
+    "INTERVALS",
+    "PosteriorResult",
+    "best_fitting",
+    "fit_latents",
+    "modelling_survey",
+    "posterior_sample",
+]
 
 #: kinds of :meth:`PosteriorResult.interval`
 INTERVALS = ("predictive", "quantile", "approximation", "calibrated")
@@ -264,6 +272,7 @@ def posterior_sample(
     inner: int = 5,
     bands: Sequence[float | None] | None = None,
     full_band_from: float = 0.6,
+    keep_best_of: int | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> PosteriorResult:
@@ -303,6 +312,11 @@ def posterior_sample(
             cut-offs [Hz] in increasing order (e.g. ``multiscale.DEFAULT_BANDS``), each for an
             equal share of the first ``full_band_from`` × ``steps`` steps, the full band after
             (:mod:`~ubdiff_phys.inversion.likelihood`); None: the full band at every step.
+        keep_best_of: draw this many samples (one batch, ≥ ``n_samples``) and keep the
+            ``n_samples`` of smallest data misfit (None: draw ``n_samples``). A start for
+            :func:`~ubdiff_phys.inversion.sharpen_samples` that more often holds a draw in the
+            data's basin (README: "More latent draws, the best-fitting kept"); the result is then
+            a selection, not posterior draws, and carries no ``calibration`` (measured without).
         generator: noise of the sampler (float64, CPU).
         callback: called after every step with ``{"i", "t", "x", "x0", "misfit"}``.
 
@@ -313,10 +327,12 @@ def posterior_sample(
     survey = survey or prior.survey or Survey.openfwi()
     boundary = boundary or prior.boundary or "openfwi"
     _check_choices(method, boundary, n_samples, latent_fit, inner, bands, full_band_from)
+    kept, n_samples = n_samples, _drawn(n_samples, keep_best_of)
     obs = _observed(observed, survey)
     noise_std = _noise_std(obs, noise_std)
     survey = _stable_modelling(survey, boundary, prior.bounds[1])
-    settings = _settings(method, n_samples, steps, noise_std, boundary, latent_fit)
+    settings = _settings(method, kept, steps, noise_std, boundary, latent_fit)
+    settings |= {} if keep_best_of is None else {"keep_best_of": keep_best_of}
     settings |= _bands_setting(bands, full_band_from) | _error_fit_setting(prior, error_fit)
     err = _choose_denoiser_error(prior, survey, boundary, method, denoiser_error, settings)
     options = likelihood_options(method, err, noise_std, settings, trust, step_size, inner)
@@ -340,7 +356,41 @@ def posterior_sample(
         x = fit_latents(misfit, x, latent_fit)
     v, calls = _decode(prior, x, obs_b, survey, boundary, noise_std, error_fit, generator)
     calls += misfits.calls
-    return _result(prior, v, obs_b, survey, boundary, t0, calls, noise_std, settings)
+    res = _result(prior, v, obs_b, survey, boundary, t0, calls, noise_std, settings)
+    return res if keep_best_of is None else best_fitting(res, kept)
+
+
+def _drawn(n_samples: int, keep_best_of: int | None) -> int:
+    """The batch :func:`posterior_sample` draws (ValueError for a ``keep_best_of`` below
+    ``n_samples``)."""
+    if keep_best_of is None:
+        return n_samples
+    if not (isinstance(keep_best_of, int) and keep_best_of >= n_samples):
+        raise ValueError(f"keep_best_of must be an integer >= n_samples, got {keep_best_of!r}")
+    return keep_best_of
+
+
+def best_fitting(result: PosteriorResult, n: int) -> PosteriorResult:
+    """The ``n`` samples of ``result`` with the smallest data misfit, in increasing misfit
+    (mean and std recomputed; no ``calibration``: a selection is not what a scale was measured
+    on).
+
+    Args:
+        result: samples (m, 1, nz, nx) [m/s] with their misfits (m,), m ≥ n ≥ 1.
+        n: how many to keep.
+    """
+    if not 1 <= n <= result.samples.shape[0]:
+        raise ValueError(f"n must be in [1, {result.samples.shape[0]}], got {n}")
+    order = torch.argsort(result.misfit)[:n]
+    v = result.samples[order]
+    return dataclasses.replace(
+        result,
+        samples=v,
+        mean=v.mean(0),
+        std=v.std(0) if n > 1 else torch.zeros_like(v[0]),
+        misfit=result.misfit[order],
+        calibration=None,
+    )
 
 
 def _stable_modelling(survey: Survey, boundary: str, v_max: float) -> Survey:
