@@ -24,7 +24,7 @@ from helpers import (
 
 from ubdiff_phys.data.families import generate
 from ubdiff_phys.inversion import fwi_start, load_prior, posterior_sample, sharpen_samples
-from ubdiff_phys.inversion.calibration_cli import calibrate_interval
+from ubdiff_phys.inversion.calibration_cli import calibrate_interval, progress_key
 from ubdiff_phys.inversion.interval_calibration import IntervalCalibration, conformal_scale
 from ubdiff_phys.inversion.posterior import modelling_survey
 from ubdiff_phys.inversion.posterior_cli import add_noise
@@ -168,6 +168,27 @@ def test_calibration_records_the_band_schedule_it_was_measured_with() -> None:
     assert cal.differs_from(plain_results[0].settings)["bands"] == ([3.0, None], None)
     assert plain.differs_from(plain_results[0].settings) == {}
     assert not torch.equal(results[0].samples, plain_results[0].samples), "bands must act"
+
+
+def test_calibration_records_keep_best_of_and_leaves_plain_keys_alone() -> None:
+    """keep_best_of changes which draws are scored, so a scale measured with it records it (and
+    a plain run is told it differs), while a run without it keeps the key it always had (the
+    committed progress files must still resume)."""
+    prior = load_prior()
+    v = torch.as_tensor(generate("flatvel-a", 1, seed=78)).float().reshape(1, 1, 70, 70)
+    kw = {"noise": 0.02, "n_samples": 2, "steps": 3, "seed": 5}
+    cal, results = calibrate_interval(prior, v, keep_best_of=3, **kw)
+    assert cal.settings["keep_best_of"] == 3 and results[0].settings["keep_best_of"] == 3
+    assert results[0].samples.shape[0] == 2 and cal.differs_from(results[0].settings) == {}
+    plain_settings = dict(results[0].settings)
+    del plain_settings["keep_best_of"]
+    assert cal.differs_from(plain_settings) == {"keep_best_of": (3, None)}
+    key_args = {"level": 0.9, "trust": 1.0, "bands": None, "full_band_from": 0.6}
+    key_args |= {"latent_fit": 0, "sharpen": None, "fwi": None} | kw
+    assert "keep_best_of" not in progress_key(prior, **key_args)["sampler"]
+    assert progress_key(prior, keep_best_of=3, **key_args)["sampler"]["keep_best_of"] == 3
+    with pytest.raises(ValueError, match="keep_best_of"):
+        calibrate_interval(prior, v, keep_best_of=1, **kw)
 
 
 def test_calibrate_interval_cli_stores_the_record_and_refuses_to_replace_it(tmp_path) -> None:

@@ -136,6 +136,22 @@ def test_invert_posterior_with_a_band_scheduled_likelihood(observed: Path, tmp_p
         _assert_one_line_mistake([*base, *extra, "--overwrite"], tmp_path, word)
 
 
+def test_invert_keep_best_of_records_the_selection_and_flags_the_stored_scale(
+    observed: Path, tmp_path
+) -> None:
+    """--keep-best-of M: the row's settings record the draws kept from, the stored scale (made
+    without a selection) is flagged, and M below --n-samples is one line before any work."""
+    cmd = [sys.executable, "-m", "ubdiff_phys.cli", "invert", str(observed)]
+    base = [*cmd, "--n-samples", "2", "--steps", "3", "--rows", "0", "--method", "noise_aware"]
+    report = _invert_report([*base, "--keep-best-of", "3"], tmp_path / "kept")
+    row = report["per_row"][0]
+    assert row["settings"]["keep_best_of"] == 3 and row["settings"]["n_samples"] == 2
+    assert row["calibration_differs_in"]["keep_best_of"] == [None, 3]
+    _assert_one_line_mistake(
+        [*base, "--keep-best-of", "1", "--out", str(tmp_path / "bad")], tmp_path, "--keep-best-of"
+    )
+
+
 def _assert_one_line_mistake(args: list[str], cwd: Path, word: str) -> None:
     """``args`` exits 2 with one line on stderr that names ``word``."""
     r = subprocess.run(args, capture_output=True, text=True, env=child_env(), cwd=cwd, timeout=300)

@@ -78,6 +78,7 @@ def calibrate_interval(
     sharpen: dict[str, Any] | None = None,
     fwi: dict[str, Any] | None = None,
     seed: int = 0,
+    keep_best_of: int | None = None,
     source: str = "held-out maps",
     report: Callable[[int, PosteriorResult, float], None] | None = None,
     progress: Path | None = None,
@@ -102,6 +103,8 @@ def calibrate_interval(
             model instead of the prior's posterior (needs ``sharpen``; ``prior`` is then the
             velocity-space prior whose bounds the FWI keeps, normally ``sharpen["prior"]``).
         seed: seeds the noise (``seed * 1_000_003 + k`` for map k) and the sampler (``seed + k``).
+        keep_best_of: ``posterior_sample``'s keep_best_of (latent start only; None: not used,
+            and not part of the settings, so runs without it keep their progress files).
         source: what the maps are (recorded).
         report: called after each map sampled with (k, its result, its base-interval coverage).
         progress: None, or a file (:mod:`~ubdiff_phys.inversion.calibration_progress`) that keeps
@@ -121,10 +124,12 @@ def calibrate_interval(
         raise ValueError(f"velocities must be (M, 1, nz, nx), got {tuple(velocities.shape)}")
     if fwi is not None and sharpen is None:
         raise ValueError("an FWI start is calibrated sharpened: pass sharpen")
+    if fwi is not None and keep_best_of is not None:
+        raise ValueError("keep_best_of selects latent posterior draws: not with an FWI start")
     key = progress_key(
         prior, noise=noise, level=level, n_samples=n_samples, steps=steps, trust=trust,
         bands=bands, full_band_from=full_band_from, latent_fit=latent_fit, sharpen=sharpen,
-        fwi=fwi, seed=seed,
+        fwi=fwi, seed=seed, keep_best_of=keep_best_of,
     )  # fmt: skip
     sampler, base = key["sampler"], key["base"]
     fingerprints = [map_fingerprint(velocities[k].float()) for k in range(velocities.shape[0])]
@@ -166,6 +171,7 @@ def progress_key(
     sharpen: dict[str, Any] | None,
     fwi: dict[str, Any] | None,
     seed: int,
+    keep_best_of: int | None = None,
 ) -> dict[str, Any]:
     """The settings that decide a calibration run's scores (:func:`calibrate_interval`'s, same
     names), as its progress file is keyed by them
@@ -175,6 +181,7 @@ def progress_key(
     base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
     sampler = {"n_samples": n_samples, "steps": steps, "trust": trust, "bands": bands}
     sampler |= {"full_band_from": full_band_from, "latent_fit": latent_fit}
+    sampler |= {} if keep_best_of is None else {"keep_best_of": keep_best_of}
     key = {"prior": prior, "sampler": sampler, "sharpen": sharpen, "fwi": fwi, "noise": noise}
     return key | {"level": level, "seed": seed, "base": base}
 
@@ -246,6 +253,7 @@ def _settings(
     settings: dict[str, Any] = {"method": "noise_aware", "noise": noise}
     if fwi is None:
         settings |= {k: sampler[k] for k in ("n_samples", "steps", "trust", "latent_fit")}
+        settings |= {k: sampler[k] for k in ("keep_best_of",) if k in sampler}
         if sampler["bands"] is not None:  # as posterior_sample records them
             settings["bands"] = list(sampler["bands"])
             settings["full_band_from"] = sampler["full_band_from"]
@@ -288,6 +296,14 @@ def register_calibrate_interval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--latent-fit", type=int, default=0, help="posterior_sample's latent_fit (default 0)"
     )
+    p.add_argument(
+        "--keep-best-of",
+        type=int,
+        default=None,
+        metavar="M",
+        help="posterior_sample's keep_best_of: draw M per map, keep the --n-samples of smallest "
+        "misfit (as invert --keep-best-of; latent start only)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--progress",
@@ -309,6 +325,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--n-maps and --steps must be >= 1, --n-samples >= 2, --skip >= 0")
     if args.latent_fit < 0:
         raise UserError(f"--latent-fit must be >= 0, got {args.latent_fit}")
+    if args.keep_best_of is not None and args.keep_best_of < args.n_samples:
+        raise UserError(f"--keep-best-of must be >= --n-samples, got {args.keep_best_of}")
+    if args.keep_best_of is not None and args.sharpen_from == "fwi":
+        raise UserError("--keep-best-of selects latent posterior draws: not with an FWI start")
     if not 0 < args.level < 1:
         raise UserError(f"--level must be in (0, 1), got {args.level}")
     if not 0 < args.noise < float("inf"):
@@ -373,6 +393,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "bands": args.likelihood_bands,
         "full_band_from": args.full_band_from,
         "latent_fit": args.latent_fit,
+        "keep_best_of": args.keep_best_of,
         "sharpen": _sharpen_kwargs(args),
         "fwi": _fwi_kwargs(args),
         "seed": args.seed,

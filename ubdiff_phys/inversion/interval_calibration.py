@@ -101,13 +101,15 @@ class IntervalCalibration:
         self, settings: dict[str, Any], *, noise: float | None = None
     ) -> dict[str, tuple[Any, Any]]:
         """{key: (calibrated with, used)} for the sampler settings (method, n_samples, steps, bands,
-        latent_fit, the FWI start's linear starts, pool_top and iterations, and the sharpening's
-        settings) in which a posterior's ``settings`` differ from those the scale was measured
-        with (a scale measured with 8 samples over-widens a 16-sample interval a little: on the
-        FlatVel-A evaluation 0.94 coverage against 0.92). ``noise``: the data noise as a fraction
-        of the RMS where the caller knows it (a posterior records only its absolute noise_std);
-        it is reported as ``"noise"`` when the calibration was measured at another fraction."""
+        latent_fit, keep_best_of, the FWI start's linear starts, pool_top and iterations, and
+        the sharpening's settings) in which a posterior's ``settings`` differ from those the
+        scale was measured with (a scale measured with 8 samples over-widens a 16-sample
+        interval a little: on the FlatVel-A evaluation 0.94 coverage against 0.92). ``noise``:
+        the data noise as a fraction of the RMS where the caller knows it (a posterior records
+        only its absolute noise_std); it is reported as ``"noise"`` when the calibration was
+        measured at another fraction."""
         keys = ("method", "n_samples", "steps", "bands", "full_band_from", "latent_fit")
+        keys += ("keep_best_of",)
         keys += ("fwi_starts", "pool_top", "iterations", "polish_iterations", "sharpen")
 
         def get(d: dict[str, Any], k: str) -> Any:

@@ -316,7 +316,8 @@ def posterior_sample(
             ``n_samples`` of smallest data misfit (None: draw ``n_samples``). A start for
             :func:`~ubdiff_phys.inversion.sharpen_samples` that more often holds a draw in the
             data's basin (README: "More latent draws, the best-fitting kept"); the result is then
-            a selection, not posterior draws, and carries no ``calibration`` (measured without).
+            a selection, not posterior draws: the prior's stored calibration, measured without
+            it, stays on the result and its ``differs_from`` names ``keep_best_of``.
         generator: noise of the sampler (float64, CPU).
         callback: called after every step with ``{"i", "t", "x", "x0", "misfit"}``.
 
@@ -372,8 +373,7 @@ def _drawn(n_samples: int, keep_best_of: int | None) -> int:
 
 def best_fitting(result: PosteriorResult, n: int) -> PosteriorResult:
     """The ``n`` samples of ``result`` with the smallest data misfit, in increasing misfit
-    (mean and std recomputed; no ``calibration``: a selection is not what a scale was measured
-    on).
+    (mean and std recomputed; everything else kept).
 
     Args:
         result: samples (m, 1, nz, nx) [m/s] with their misfits (m,), m ≥ n ≥ 1.
@@ -389,7 +389,6 @@ def best_fitting(result: PosteriorResult, n: int) -> PosteriorResult:
         mean=v.mean(0),
         std=v.std(0) if n > 1 else torch.zeros_like(v[0]),
         misfit=result.misfit[order],
-        calibration=None,
     )
 
 
