@@ -42,6 +42,7 @@ from ubdiff_phys.inversion.calibration_progress import (
     CalibrationProgress,
     ProgressMismatch,
     map_fingerprint,
+    progress_key,
     progress_path,
 )
 from ubdiff_phys.inversion.cli_common import UserError
@@ -155,35 +156,6 @@ def calibrate_interval(
     seconds = sum(m["seconds"] for m in done.maps)
     settings = _settings(done.maps[0]["settings"], noise, sampler, fwi, seed, seconds)
     return dataclasses.replace(cal, source=source, settings=settings), results
-
-
-def progress_key(
-    prior: Any,
-    *,
-    noise: float,
-    level: float,
-    n_samples: int,
-    steps: int,
-    trust: float | None,
-    bands: Sequence[float | None] | None,
-    full_band_from: float,
-    latent_fit: int,
-    sharpen: dict[str, Any] | None,
-    fwi: dict[str, Any] | None,
-    seed: int,
-    keep_best_of: int | None = None,
-) -> dict[str, Any]:
-    """The settings that decide a calibration run's scores (:func:`calibrate_interval`'s, same
-    names), as its progress file is keyed by them
-    (:class:`~ubdiff_phys.inversion.calibration_progress.CalibrationProgress`): ``prior``,
-    ``sampler`` (``posterior_sample``'s settings), ``sharpen``, ``fwi``, ``noise``, ``level``,
-    ``seed`` and ``base`` (the interval kind scaled)."""
-    base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
-    sampler = {"n_samples": n_samples, "steps": steps, "trust": trust, "bands": bands}
-    sampler |= {"full_band_from": full_band_from, "latent_fit": latent_fit}
-    sampler |= {} if keep_best_of is None else {"keep_best_of": keep_best_of}
-    key = {"prior": prior, "sampler": sampler, "sharpen": sharpen, "fwi": fwi, "noise": noise}
-    return key | {"level": level, "seed": seed, "base": base}
 
 
 def _one_map(

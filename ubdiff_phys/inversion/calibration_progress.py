@@ -15,13 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CalibrationProgress", "ProgressMismatch", "map_fingerprint", "progress_path"]
+__all__ = [
+    "CalibrationProgress",
+    "ProgressMismatch",
+    "map_fingerprint",
+    "progress_key",
+    "progress_path",
+]
 
 _VERSION = 1
 
@@ -134,3 +141,32 @@ class CalibrationProgress:
         tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
         torch.save({"version": _VERSION, "key": self.key, "maps": self.maps}, tmp)
         os.replace(tmp, self.path)
+
+
+def progress_key(
+    prior: Any,
+    *,
+    noise: float,
+    level: float,
+    n_samples: int,
+    steps: int,
+    trust: float | None,
+    bands: Sequence[float | None] | None,
+    full_band_from: float,
+    latent_fit: int,
+    sharpen: dict[str, Any] | None,
+    fwi: dict[str, Any] | None,
+    seed: int,
+    keep_best_of: int | None = None,
+) -> dict[str, Any]:
+    """The settings that decide a calibration run's scores
+    (:func:`~ubdiff_phys.inversion.calibration_cli.calibrate_interval`'s, same names), as its
+    progress file is keyed by them (:class:`CalibrationProgress`): ``prior``,
+    ``sampler`` (``posterior_sample``'s settings), ``sharpen``, ``fwi``, ``noise``, ``level``,
+    ``seed`` and ``base`` (the interval kind scaled)."""
+    base = "predictive" if prior.decoder_error is None or sharpen else "approximation"
+    sampler = {"n_samples": n_samples, "steps": steps, "trust": trust, "bands": bands}
+    sampler |= {"full_band_from": full_band_from, "latent_fit": latent_fit}
+    sampler |= {} if keep_best_of is None else {"keep_best_of": keep_best_of}
+    key = {"prior": prior, "sampler": sampler, "sharpen": sharpen, "fwi": fwi, "noise": noise}
+    return key | {"level": level, "seed": seed, "base": base}

@@ -13,7 +13,6 @@ likelihood does not move with the sample's own maximum velocity.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,19 +33,13 @@ from ubdiff_phys.inversion.prior import (
     estimate_denoiser_error,
     load_prior,
 )
+from ubdiff_phys.inversion.selection import best_fitting, drawn_batch
 from ubdiff_phys.physics.forward import BOUNDARIES, check_stability
 from ubdiff_phys.physics.misfit import misfit_and_grad
 from ubdiff_phys.physics.survey import Survey
 from ubdiff_phys.runtime.stats import student_t_quantile, student_t_quantiles
 
-__all__ = [
-    "INTERVALS",
-    "PosteriorResult",
-    "best_fitting",
-    "fit_latents",
-    "modelling_survey",
-    "posterior_sample",
-]
+__all__ = ["INTERVALS", "PosteriorResult", "fit_latents", "modelling_survey", "posterior_sample"]
 
 #: kinds of :meth:`PosteriorResult.interval`
 INTERVALS = ("predictive", "quantile", "approximation", "calibrated")
@@ -312,12 +305,8 @@ def posterior_sample(
             cut-offs [Hz] in increasing order (e.g. ``multiscale.DEFAULT_BANDS``), each for an
             equal share of the first ``full_band_from`` × ``steps`` steps, the full band after
             (:mod:`~ubdiff_phys.inversion.likelihood`); None: the full band at every step.
-        keep_best_of: draw this many samples (one batch, ≥ ``n_samples``) and keep the
-            ``n_samples`` of smallest data misfit (None: draw ``n_samples``). A start for
-            :func:`~ubdiff_phys.inversion.sharpen_samples` that more often holds a draw in the
-            data's basin (README: "More latent draws, the best-fitting kept"); the result is then
-            a selection, not posterior draws: the prior's stored calibration, measured without
-            it, stays on the result and its ``differs_from`` names ``keep_best_of``.
+        keep_best_of: draw this many (≥ ``n_samples``) and keep the ``n_samples`` of smallest
+            misfit (:func:`~ubdiff_phys.inversion.selection.best_fitting`; None: no selection).
         generator: noise of the sampler (float64, CPU).
         callback: called after every step with ``{"i", "t", "x", "x0", "misfit"}``.
 
@@ -328,12 +317,11 @@ def posterior_sample(
     survey = survey or prior.survey or Survey.openfwi()
     boundary = boundary or prior.boundary or "openfwi"
     _check_choices(method, boundary, n_samples, latent_fit, inner, bands, full_band_from)
-    kept, n_samples = n_samples, _drawn(n_samples, keep_best_of)
+    kept, n_samples = n_samples, drawn_batch(n_samples, keep_best_of)
     obs = _observed(observed, survey)
     noise_std = _noise_std(obs, noise_std)
     survey = _stable_modelling(survey, boundary, prior.bounds[1])
-    settings = _settings(method, kept, steps, noise_std, boundary, latent_fit)
-    settings |= {} if keep_best_of is None else {"keep_best_of": keep_best_of}
+    settings = _settings(method, kept, steps, noise_std, boundary, latent_fit, keep_best_of)
     settings |= _bands_setting(bands, full_band_from) | _error_fit_setting(prior, error_fit)
     err = _choose_denoiser_error(prior, survey, boundary, method, denoiser_error, settings)
     options = likelihood_options(method, err, noise_std, settings, trust, step_size, inner)
@@ -361,37 +349,6 @@ def posterior_sample(
     return res if keep_best_of is None else best_fitting(res, kept)
 
 
-def _drawn(n_samples: int, keep_best_of: int | None) -> int:
-    """The batch :func:`posterior_sample` draws (ValueError for a ``keep_best_of`` below
-    ``n_samples``)."""
-    if keep_best_of is None:
-        return n_samples
-    if not (isinstance(keep_best_of, int) and keep_best_of >= n_samples):
-        raise ValueError(f"keep_best_of must be an integer >= n_samples, got {keep_best_of!r}")
-    return keep_best_of
-
-
-def best_fitting(result: PosteriorResult, n: int) -> PosteriorResult:
-    """The ``n`` samples of ``result`` with the smallest data misfit, in increasing misfit
-    (mean and std recomputed; everything else kept).
-
-    Args:
-        result: samples (m, 1, nz, nx) [m/s] with their misfits (m,), m ≥ n ≥ 1.
-        n: how many to keep.
-    """
-    if not 1 <= n <= result.samples.shape[0]:
-        raise ValueError(f"n must be in [1, {result.samples.shape[0]}], got {n}")
-    order = torch.argsort(result.misfit)[:n]
-    v = result.samples[order]
-    return dataclasses.replace(
-        result,
-        samples=v,
-        mean=v.mean(0),
-        std=v.std(0) if n > 1 else torch.zeros_like(v[0]),
-        misfit=result.misfit[order],
-    )
-
-
 def _stable_modelling(survey: Survey, boundary: str, v_max: float) -> Survey:
     """:func:`modelling_survey`, checked stable at the prior's ``v_max`` [m/s]."""
     survey = modelling_survey(survey, boundary, v_max)
@@ -411,9 +368,11 @@ def _choose_denoiser_error(prior, survey, boundary, method, given, settings):
     return err
 
 
-def _settings(method, n_samples, steps, noise_std, boundary, latent_fit) -> dict[str, Any]:
-    """The sampler's settings as recorded in :attr:`PosteriorResult.settings`."""
+def _settings(method, n_samples, steps, noise_std, boundary, latent_fit, keep) -> dict[str, Any]:
+    """The sampler's settings as recorded in :attr:`PosteriorResult.settings` (``keep_best_of``
+    only when used, so plain runs match calibrations that predate it)."""
     settings: dict[str, Any] = {"method": method, "n_samples": n_samples, "steps": steps}
+    settings |= {} if keep is None else {"keep_best_of": keep}
     return settings | {"noise_std": noise_std, "boundary": boundary, "latent_fit": latent_fit}
 
 
