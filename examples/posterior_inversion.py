@@ -96,6 +96,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 #: posterior samples (n, 1, nz, nx) [m/s] by "samples_<noise>_<map>", written to
 #: <out>/posterior_samples.npz with the true maps, so intervals can be re-scored without sampling
 SAMPLES: dict[str, np.ndarray] = {}
+DRAW_STRIDE = 1_000_003  # --draw-seed s shifts every posterior draw seed by s * DRAW_STRIDE
 #: the interval coverages of the posterior row (None where the prior lacks what one needs)
 COVERAGES = (
     "coverage_90",
@@ -216,6 +217,13 @@ def main() -> None:
         metavar="M",
         help="posterior_sample's keep_best_of: draw M latent samples, keep the --n-samples of "
         "smallest misfit (default: draw --n-samples); the sharpening then has no stored scale",
+    )
+    ap.add_argument(
+        "--draw-seed",
+        type=int,
+        default=0,
+        help="offset of the posterior draws' seeds (same maps and noise; default 0: the seeds "
+        "of earlier runs), for a second independent run of one sampler",
     )
     ap.add_argument("--method", default="noise_aware", choices=POSTERIOR_METHODS)
     ap.add_argument(
@@ -419,7 +427,7 @@ def posterior_start(args, prior, obs, survey, boundary, sigma, bounds, k) -> Pos
                 bands=args.likelihood_bands,
                 full_band_from=args.full_band_from,
                 keep_best_of=args.keep_best_of,
-                generator=torch.Generator().manual_seed(k),
+                generator=torch.Generator().manual_seed(k + DRAW_STRIDE * args.draw_seed),
             )
         )
     if n_fwi > 0:  # multiscale FWI from a linear model, no prior, no truth
@@ -456,7 +464,7 @@ def evaluate_one(
                 if args.sharpen_from == "latent" and args.keep_best_of is None
                 else None
             ),
-            generator=torch.Generator().manual_seed(1000 + k),
+            generator=torch.Generator().manual_seed(1000 + k + DRAW_STRIDE * args.draw_seed),
         )
     SAMPLES[f"samples_{level}_{k}"] = res.samples.numpy()
     out = {"map": k, "noise": level, "sigma": sigma, "noise_misfit": noise_misfit}
