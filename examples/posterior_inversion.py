@@ -234,6 +234,14 @@ def main() -> None:
     )
     ap.add_argument("--sharpen", action="store_true", help="invert --sharpen with its defaults")
     ap.add_argument(
+        "--sharpen-resample-groups",
+        type=int,
+        default=1,
+        metavar="G",
+        help="with --sharpen: resample the samples by misfit in G independent groups (must "
+        "divide --n-samples; default 1: one population); G > 1 has no stored scale",
+    )
+    ap.add_argument(
         "--sharpen-checkpoint",
         type=Path,
         default=None,
@@ -324,6 +332,13 @@ def main() -> None:
         args.fwi_linear_starts = parse_linear_starts(args.fwi_linear)
     except ValueError as exc:
         ap.exit(2, f"posterior_inversion: error: --fwi-linear: {exc}\n")
+    g = args.sharpen_resample_groups
+    if g < 1 or args.n_samples % g or (g > 1 and not args.sharpen):
+        ap.exit(
+            2,
+            "posterior_inversion: error: --sharpen-resample-groups needs --sharpen and must "
+            "divide --n-samples\n",
+        )
     if args.keep_best_of is not None and args.keep_best_of < args.n_samples:
         ap.exit(2, "posterior_inversion: error: --keep-best-of must be >= --n-samples\n")
     levels = [float(x) for x in args.noise.split(",")]
@@ -459,12 +474,15 @@ def evaluate_one(
             obs,
             survey,
             prior=args.sharpen_prior,
-            calibration=(  # measured for the latent start only, all its draws kept
+            calibration=(  # measured for the latent start only, all its draws kept, 1 group
                 prior.sharpened_interval_calibration
-                if args.sharpen_from == "latent" and args.keep_best_of is None
+                if args.sharpen_from == "latent"
+                and args.keep_best_of is None
+                and args.sharpen_resample_groups == 1
                 else None
             ),
             generator=torch.Generator().manual_seed(1000 + k + DRAW_STRIDE * args.draw_seed),
+            resample_groups=args.sharpen_resample_groups,
         )
     SAMPLES[f"samples_{level}_{k}"] = res.samples.numpy()
     out = {"map": k, "noise": level, "sigma": sigma, "noise_misfit": noise_misfit}

@@ -10,6 +10,7 @@ from helpers import GaussianDenoiser
 from ubdiff_phys.diffusion.posterior import sample_posterior
 from ubdiff_phys.diffusion.resampling import (
     effective_sample_size,
+    grouped_resample,
     systematic_resample,
     tempered_weights,
 )
@@ -114,3 +115,59 @@ def test_equal_misfits_keep_every_particle() -> None:
     with pytest.raises(ValueError, match="resample_ess"):
         sample_posterior(model, z, 6, misfit=lambda x0: x0.sum((1, 2)), resample_ess=1.5,
                          method="noise_aware", data_variance=lambda t: 1.0)  # fmt: skip
+
+
+def test_grouped_resampling_is_each_group_resampled_on_its_own() -> None:
+    """The oracle: tempered weights and systematic resampling applied to each group's misfits
+    separately (one uniform draw per group, in order), offset back; one group is exactly the
+    population-wide resampling."""
+    f = torch.tensor([0.0, 9.0, 0.1, 50.0, 3.0, 3.0, 0.0, 800.0], dtype=torch.float64)
+    idx = grouped_resample(f, 2.0, 0.5, 2, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    expect = []
+    for j in range(2):
+        w, _ = tempered_weights(f[4 * j : 4 * j + 4], 2.0, 0.5)
+        expect.append(systematic_resample(w, g) + 4 * j)
+    assert idx.tolist() == torch.cat(expect).tolist()
+    # a particle is only ever replaced by one of its own group, so the groups never mix: group 0
+    # keeps its copies of particle 0 although the best of group 1 (particle 6) fits as well
+    assert all(i < 4 for i in idx[:4].tolist()) and all(i >= 4 for i in idx[4:].tolist())
+    one = grouped_resample(f, 2.0, 0.5, 1, torch.Generator().manual_seed(5))
+    w, _ = tempered_weights(f, 2.0, 0.5)
+    assert one.tolist() == systematic_resample(w, torch.Generator().manual_seed(5)).tolist()
+    # as many groups as particles: nothing to choose from, every particle kept
+    assert grouped_resample(f, 2.0, 0.5, 8, None).tolist() == list(range(8))
+    for bad in (3, 0, 1.5):
+        with pytest.raises(ValueError, match="groups"):
+            grouped_resample(f, 2.0, 0.5, bad, None)
+
+
+def test_grouped_resampling_in_the_sampler_keeps_groups_independent() -> None:
+    """sample_posterior(resample_groups=2) where group 0's chains fit better than group 1's by a
+    constant (e^-300 of weight at σ² = 0.01): one population replaces every chain of group 1 by
+    copies of group 0's, two groups resample each within itself (equal misfits: all kept)."""
+    n, sigma2 = 8, 0.01
+    offset = torch.tensor([0.0] * 4 + [3.0] * 4, dtype=torch.float64)
+
+    def misfit(x0: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x0.reshape(n) - 1.0).square() + offset
+
+    model = GaussianDenoiser(torch.zeros(1, dtype=torch.float64), 1.0)
+    z = torch.randn((n, 1, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    kw = dict(
+        misfit=misfit, method="proximal", data_variance=lambda t: sigma2,
+        state_variance=model.posterior_var, inner=5, clip=None, resample_at={3},
+    )  # fmt: skip
+    runs = {}
+    for groups in (None, 1, 2):
+        anc: list[torch.Tensor] = []
+        extra = {} if groups is None else {"resample_groups": groups}
+        x = sample_posterior(
+            model, z, 8, generator=torch.Generator().manual_seed(4), ancestry=anc, **kw, **extra
+        )
+        runs[groups] = (x, anc[0].tolist())
+    assert all(a < 4 for a in runs[1][1]), runs[1][1]
+    assert runs[2][1] == list(range(n))
+    assert torch.equal(runs[None][0], runs[1][0]) and runs[None][1] == runs[1][1]
+    with pytest.raises(ValueError, match="resample_groups"):
+        sample_posterior(model, z, 8, resample_groups=3, **kw)

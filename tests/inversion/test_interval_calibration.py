@@ -556,3 +556,21 @@ def test_the_committed_flatvel_a_progress_file_resumes_under_the_documented_comm
     _check(args)
     key = progress_key(load_prior(args.checkpoint), **run_settings(args))
     assert {k: _canonical(v) for k, v in key.items()} == stored
+
+
+def test_calibration_keys_name_the_resample_groups_only_when_used() -> None:
+    """``calibrate-interval --sharpen-resample-groups G``: G > 1 is part of the sharpening's
+    settings (so its progress and record differ from one population's); G = 1 leaves them as
+    earlier runs wrote them (their progress files stay valid)."""
+    import argparse
+
+    from ubdiff_phys.inversion.calibration_cli import _sharpen_kwargs
+
+    ns = argparse.Namespace(
+        sharpen=True, sharpen_prior=None, sharpen_t_start=128, sharpen_steps=20,
+        sharpen_inner=15, sharpen_band_list=None, sharpen_resample_list=[7, 12],
+        sharpen_resample_groups=1,
+    )  # fmt: skip
+    assert "resample_groups" not in _sharpen_kwargs(ns)
+    ns.sharpen_resample_groups = 2
+    assert _sharpen_kwargs(ns)["resample_groups"] == 2

@@ -218,7 +218,7 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
     base = [*cmd, "noise_aware", "--n-samples", "2", "--steps", "3", "--rows", "1"]
     base += ["--add-noise", "0.01"]
     sharpen = ["--sharpen", "--sharpen-t-start", "16", "--sharpen-steps", "3"]
-    sharpen += ["--sharpen-inner", "3"]
+    sharpen += ["--sharpen-inner", "3", "--sharpen-resample-groups", "2"]
     rows = {}
     for extra in ([], sharpen):
         report = _invert_report([*base, *extra], tmp_path / f"sharpen{len(extra)}")
@@ -227,6 +227,7 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
     assert sharp["settings"]["sharpen"]["t_start"] == 16 and "sharpen" not in plain["settings"]
     assert sharp["settings"]["sharpen"]["bands"][-1] is None
     assert sharp["settings"]["sharpen"]["resample_at"] == [1]  # 35 %, 60 %: never the last
+    assert sharp["settings"]["sharpen"]["resample_groups"] == 2  # passed on, recorded
     assert sharp["solver_calls"] > plain["solver_calls"] + 5
     assert sharp["misfit_median"] < plain["misfit_median"], (sharp, plain)
     # the shipped prior stores a calibration of the sharpened interval (measured with 8 samples
@@ -240,6 +241,7 @@ def test_invert_sharpen_redraws_the_samples_under_the_velocity_prior(
         (["--sharpen-bands", "6,3"], "--sharpen-bands"),
         (["--sharpen-steps", "3", "--sharpen-resample-at", "3"], "--sharpen-resample-at"),
         (["--sharpen-resample-at", "x"], "--sharpen-resample-at"),
+        (["--sharpen-resample-groups", "3"], "--sharpen-resample-groups"),
     ):
         args = [*base, "--sharpen", *extra, "--out", str(tmp_path / "bad")]
         _assert_one_line_mistake(args, tmp_path, word)

@@ -41,8 +41,30 @@ def test_sharpened_samples_reach_the_noise_level_from_a_poor_start() -> None:
     sharpen = res.settings["sharpen"]
     assert sharpen["t_start"] == 64 and sharpen["bands"] == [10.0, 15.0, None]
     assert sharpen["resample_at"] == [4, 6] and sharpen["resample_ess"] == 0.5
+    assert "resample_groups" not in sharpen
     assert res.settings["method"] == start.settings["method"]
     assert res.decoder_error is None and res.calibration is None
+
+
+def test_grouped_sharpening_keeps_each_group_of_chains_to_its_own_starts() -> None:
+    """resample_groups=2: every final sample descends from a start sample of its own half (the
+    groups are independent runs), the samples still reach the noise level, and the settings
+    record the groups (only when used: a default run's keys are unchanged, above)."""
+    prior, _, v_true, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
+    start = posterior_sample(
+        observed, SURVEY, boundary="pml", prior=prior, n_samples=8, noise_std=sigma, steps=20,
+        denoiser_error=err, generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
+    prior.denoiser_error = err
+    res = sharpen_samples(
+        start, observed, SURVEY, prior=prior, t_start=64, steps=10, inner=10,
+        bands=(10.0, 15.0, None), generator=torch.Generator().manual_seed(4), resample_groups=2,
+    )  # fmt: skip
+    lineage = res.settings["sharpen_lineage"]
+    assert [a // 4 for a in lineage] == [i // 4 for i in range(8)], lineage
+    assert res.settings["sharpen"]["resample_groups"] == 2
+    assert float(res.misfit.median()) / res.noise_misfit < 8.0
+    assert res.coverage(v_true[0]) > 0.8
 
 
 def test_sharpen_rejects_what_it_cannot_run() -> None:
@@ -60,6 +82,7 @@ def test_sharpen_rejects_what_it_cannot_run() -> None:
         ({"prior": object()}, "VelocityPrior"),
         ({"steps": 10, "resample_at": [10]}, "resample_at"),
         ({"resample_ess": 0.0}, "resample_ess"),
+        ({"resample_groups": 3}, "resample_groups"),
     ):
         kw = {"prior": prior, "t_start": 64} | kw
         with pytest.raises(ValueError, match=word):

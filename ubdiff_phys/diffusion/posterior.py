@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection
 
 import torch
 
-from ubdiff_phys.diffusion.resampling import systematic_resample, tempered_weights
+from ubdiff_phys.diffusion.resampling import grouped_resample
 from ubdiff_phys.diffusion.samplers import Callback, timestep_sequence
 from ubdiff_phys.diffusion.targets import x0_from_v
 from ubdiff_phys.runtime.lbfgs import batched_lbfgs
@@ -137,11 +137,17 @@ def _draw(x0, i: int, generator, perturbed, step_perturbed) -> tuple | None:
 
 def _check_arguments(
     method, data_variance, state_variance, inner, step_size, step_misfit, perturbed, step_perturbed,
-    resample_at, resample_ess,
+    resample_at, resample_ess, resample_groups, batch,
 ) -> None:  # fmt: skip
     """ValueError for a choice of :func:`sample_posterior` that cannot run."""
     if not all(isinstance(i, int) and i >= 0 for i in resample_at):
         raise ValueError(f"resample_at must hold step indices >= 0, got {resample_at!r}")
+    if not (isinstance(resample_groups, int) and resample_groups >= 1):
+        raise ValueError(f"resample_groups must be an integer >= 1, got {resample_groups!r}")
+    if batch % resample_groups:
+        raise ValueError(
+            f"resample_groups ({resample_groups}) must divide the batch of {batch} particles"
+        )
     if not (0.0 < resample_ess <= 1.0):
         raise ValueError(f"resample_ess must be in (0, 1], got {resample_ess}")
     if method not in POSTERIOR_METHODS:
@@ -164,13 +170,12 @@ def _check_arguments(
 
 
 def _resample(
-    x, x0, g, r, var_y: float, ess: float, generator, ancestry: list | None
+    x, x0, g, r, var_y: float, ess: float, groups: int, generator, ancestry: list | None
 ) -> tuple[torch.Tensor, ...]:
     """(x, x0, g, r, ancestors (B,)) after misfit resampling of the particles by their misfits
-    r (B,) (:func:`~ubdiff_phys.diffusion.resampling.tempered_weights` with β ≤ 1/σ_y²); the
-    ancestors are also appended to ``ancestry`` when given."""
-    w, _ = tempered_weights(r, 1.0 / var_y, ess)
-    idx = systematic_resample(w, generator)
+    r (B,) within ``groups`` groups (:func:`~ubdiff_phys.diffusion.resampling.grouped_resample`
+    with β ≤ 1/σ_y²); the ancestors are also appended to ``ancestry`` when given."""
+    idx = grouped_resample(r, 1.0 / var_y, ess, groups, generator)
     if ancestry is not None:
         ancestry.append(idx.cpu())
     return (*(a[idx.to(a.device)] for a in (x, x0, g, r)), idx)
@@ -227,6 +232,7 @@ def sample_posterior(
     resample_at: Collection[int] = (),
     resample_ess: float = 0.5,
     ancestry: list[torch.Tensor] | None = None,
+    resample_groups: int = 1,
 ) -> torch.Tensor:
     """Posterior samples from noise ``z`` in ``steps`` denoiser evaluations (each with a misfit).
 
@@ -266,6 +272,9 @@ def sample_posterior(
             weights tempered to an effective sample size ≥ ``resample_ess`` · B
             (:mod:`~ubdiff_phys.diffusion.resampling`); the ancestral step that follows gives
             the copies fresh noise. Empty: never (the chains stay independent).
+        resample_groups: the batch is resampled as this many equal, contiguous groups, each on
+            its own (a particle is only replaced by one of its group: independent populations,
+            like separate runs); must divide B. 1: one population.
         ancestry: a list each resampling appends the ancestor indices (B,) to (composed, each
             sample's first particle), at no misfit evaluation ("proximal" with a callback: one).
 
@@ -275,6 +284,7 @@ def sample_posterior(
     _check_arguments(
         method, data_variance, state_variance, inner, step_size, step_misfit,
         perturbed_misfit is not None, step_perturbed_misfit is not None, resample_at, resample_ess,
+        resample_groups, z.shape[0],
     )  # fmt: skip
     ab_all = model.schedule.alphas_cumprod.tolist()
     seq = timestep_sequence(_first_timestep(t_start, model.schedule.timesteps) + 1, steps)
@@ -297,7 +307,9 @@ def sample_posterior(
             x0 = x0.clamp(-clip, clip)
         ancestors = None
         if i in resample_at:
-            resampled = _resample(x, x0, g, r, var_t, resample_ess, generator, ancestry)
+            resampled = _resample(
+                x, x0, g, r, var_t, resample_ess, resample_groups, generator, ancestry
+            )
             x, x0, g, r, ancestors = resampled
         x = _ancestral(x, x0, ab_t, ab_s, s < 0, generator)
         if method == "dps":

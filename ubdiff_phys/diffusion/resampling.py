@@ -12,6 +12,11 @@ are w_i ∝ exp(−β (f_i − min f)) with the largest β ≤ 1/σ² whose effe
 (Σw)²/Σw² is at least ``ess_fraction`` · n (adaptive tempering, as in adaptive SMC samplers).
 With similar misfits every particle survives; a particle far above the rest is dropped.
 Systematic resampling draws the copies (one uniform number, low variance).
+
+With ``groups`` > 1 (:func:`grouped_resample`) the population is split into that many equal,
+contiguous groups, each tempered and resampled on its own, so that a particle is only ever
+replaced by a copy of one in its own group: the groups stay independent populations (like
+independent runs), which keeps more distinct basins than one population of the same size.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ import math
 
 import torch
 
-__all__ = ["effective_sample_size", "systematic_resample", "tempered_weights"]
+__all__ = [
+    "effective_sample_size",
+    "grouped_resample",
+    "systematic_resample",
+    "tempered_weights",
+]
 
 
 def effective_sample_size(weights: torch.Tensor) -> float:
@@ -80,3 +90,29 @@ def systematic_resample(weights: torch.Tensor, generator: torch.Generator | None
     cdf = torch.cumsum(w, 0)
     cdf[-1] = 1.0
     return torch.searchsorted(cdf, u, right=True).clamp(max=n - 1)
+
+
+def grouped_resample(
+    misfit: torch.Tensor,
+    beta_max: float,
+    ess_fraction: float,
+    groups: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Ancestor indices (n,) long of the particles with misfits ``misfit`` (n,) resampled within
+    ``groups`` equal, contiguous groups: group j (indices j·m … (j+1)·m − 1, m = n / groups) gets
+    :func:`tempered_weights` of its own misfits (β ≤ ``beta_max``, effective size ≥
+    ``ess_fraction`` · m) and its own :func:`systematic_resample` (one uniform draw per group,
+    groups in order), offset back to the batch. ``groups=1`` is exactly the population-wide
+    resampling (same weights, same draw). ValueError unless ``groups`` divides n."""
+    n = misfit.numel()
+    if not (isinstance(groups, int) and groups >= 1 and n % groups == 0):
+        raise ValueError(
+            f"groups must be a positive integer dividing the {n} particles, got {groups!r}"
+        )
+    m = n // groups
+    parts = []
+    for j in range(groups):
+        w, _ = tempered_weights(misfit[j * m : (j + 1) * m], beta_max, ess_fraction)
+        parts.append(systematic_resample(w, generator) + j * m)
+    return torch.cat(parts)

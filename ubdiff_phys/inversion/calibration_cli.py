@@ -329,7 +329,7 @@ def _sharpen_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     """``calibrate_interval``'s ``sharpen`` from the options (None without ``--sharpen``)."""
     if not args.sharpen:
         return None
-    return {
+    kwargs = {
         "prior": args.sharpen_prior,
         "t_start": args.sharpen_t_start,
         "steps": args.sharpen_steps,
@@ -337,6 +337,9 @@ def _sharpen_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
         "bands": args.sharpen_band_list,
         "resample_at": args.sharpen_resample_list,
     }
+    if args.sharpen_resample_groups != 1:  # only when used: earlier progress keys stay valid
+        kwargs["resample_groups"] = args.sharpen_resample_groups
+    return kwargs
 
 
 def _fwi_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:

@@ -120,6 +120,7 @@ def sharpen_samples(
     resample_ess: float = 0.5,
     calibration: IntervalCalibration | None = None,
     generator: torch.Generator | None = None,
+    resample_groups: int = 1,
 ) -> PosteriorResult:
     """Posterior samples under the velocity-space prior, started from ``result``'s samples.
 
@@ -142,6 +143,11 @@ def sharpen_samples(
             ``sharpened_interval_calibration``; its base must be "predictive"), kept on the
             result for ``interval(kind="calibrated")``; None: the result has none.
         generator: noise of the sampler (float64, CPU).
+        resample_groups: the samples are resampled as this many equal, contiguous groups, each
+            on its own, like that many independent runs (must divide the number of samples).
+            On 12 FlatVel-A maps at 1 %, 8 samples made of 4 from each of two independent
+            8-sample runs held 0.905 of the true pixels in their predictive 90 % interval, either
+            run's 8 0.69 / 0.77 (``research/probes/mixed_runs_coverage.py``).
 
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``settings`` add ``sharpen``
@@ -155,6 +161,9 @@ def sharpen_samples(
     _check(result, t_start, steps, inner, vprior.denoiser.schedule.timesteps, resample_at)
     if not 0 < resample_ess <= 1:
         raise ValueError(f"resample_ess must be in (0, 1], got {resample_ess}")
+    n = result.samples.shape[0]
+    if not (isinstance(resample_groups, int) and resample_groups >= 1 and n % resample_groups == 0):
+        raise ValueError(f"resample_groups must be a positive divisor of the {n} samples")
     if calibration is not None and calibration.base != "predictive":
         raise ValueError(
             f"a sharpened posterior's calibration must scale the predictive interval, not the "
@@ -167,7 +176,6 @@ def sharpen_samples(
     obs = _observed(observed, survey)
     t0 = time.perf_counter()
     err, source = _denoiser_error(vprior, survey, boundary, 0, "proximal")
-    n = result.samples.shape[0]
     obs_b = obs.to(vprior.device).expand(n, *obs.shape).contiguous()
     ab = float(vprior.denoiser.schedule.alphas_cumprod[t_start])
     eps = torch.randn(result.samples.shape, generator=generator, dtype=torch.float64)
@@ -184,7 +192,7 @@ def sharpen_samples(
         vprior.denoiser, x_t, steps, misfit=misfits.against(obs_b), method="proximal",
         data_variance=lambda t: noise_std**2, state_variance=lambda t: err.state_rms_at(t) ** 2,
         inner=inner, generator=generator, t_start=t_start, resample_at=set(resample_at),
-        resample_ess=resample_ess, ancestry=ancestry, **options,
+        resample_ess=resample_ess, ancestry=ancestry, resample_groups=resample_groups, **options,
     )  # fmt: skip
     lineage = _lineage(n, ancestry)
     with torch.no_grad():
@@ -193,6 +201,10 @@ def sharpen_samples(
     sharpen = {"t_start": t_start, "steps": steps, "inner": inner, "state_error": source}
     sharpen |= {"bands": None if bands is None else list(bands), "full_band_from": full_band_from}
     sharpen |= {"resample_at": sorted(resample_at), "resample_ess": resample_ess}
+    if (
+        resample_groups != 1
+    ):  # only when used: earlier settings (and progress keys) stay as they were
+        sharpen["resample_groups"] = resample_groups
     return replace(
         result,
         samples=v.cpu(),

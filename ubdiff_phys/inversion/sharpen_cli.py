@@ -61,6 +61,15 @@ def add_sharpen_options(p: argparse.ArgumentParser, starts: bool = True) -> None
         help="steps (from 0) after which the samples are resampled by their data misfit, "
         "comma-separated; 'none': never (default: 35 %% and 60 %% of the way, 7,12 of 20)",
     )
+    g.add_argument(
+        "--sharpen-resample-groups",
+        type=int,
+        default=1,
+        metavar="G",
+        help="resample the samples in G equal groups, each on its own, like G independent runs "
+        "(must divide --n-samples; default 1: one population; G > 1 has no stored scale "
+        "unless calibrated with the same G)",
+    )
     if starts:
         g.add_argument(
             "--sharpen-from",
@@ -151,6 +160,12 @@ def check_sharpen_options(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise UserError(f"--sharpen-bands: {exc}") from None
     args.sharpen_resample_list = _resample_steps(args.sharpen_resample_at, args.sharpen_steps)
+    groups = args.sharpen_resample_groups
+    if groups < 1 or args.n_samples % groups:
+        raise UserError(
+            f"--sharpen-resample-groups must be >= 1 and divide --n-samples ({args.n_samples}), "
+            f"got {groups}"
+        )
     try:
         if args.sharpen_checkpoint is None:
             from ubdiff_phys.pipelines.generator import shipped_velocity_checkpoint
@@ -199,6 +214,7 @@ def sharpen_row(
         inner=args.sharpen_inner,
         bands=args.sharpen_band_list,
         resample_at=args.sharpen_resample_list,
+        resample_groups=args.sharpen_resample_groups,
         calibration=calibration,
         generator=torch.Generator().manual_seed(args.seed * 1_000_003 + row + 7),
     )
