@@ -169,16 +169,20 @@ def _check_arguments(
         raise ValueError(f"step_size must be finite and >= 0, got {step_size}")
 
 
-def _resample(
-    x, x0, g, r, var_y: float, ess: float, groups: int, generator, ancestry: list | None
-) -> tuple[torch.Tensor, ...]:
-    """(x, x0, g, r, ancestors (B,)) after misfit resampling of the particles by their misfits
-    r (B,) within ``groups`` groups (:func:`~ubdiff_phys.diffusion.resampling.grouped_resample`
-    with β ≤ 1/σ_y²); the ancestors are also appended to ``ancestry`` when given."""
-    idx = grouped_resample(r, 1.0 / var_y, ess, groups, generator)
+def _resampled(
+    now: bool, state: tuple[torch.Tensor, ...], var_y: float, resampling: tuple, generator
+) -> tuple[torch.Tensor | None, ...]:
+    """``(*state, ancestors (B,))``: the particles' ``state`` (x, x0, g, r) after misfit resampling
+    by their misfits r (B,) when ``now`` (``grouped_resample`` with β ≤ 1/σ_y²; ``resampling``
+    = (ess fraction, groups, ancestry: None or a list the ancestors are appended to)), else
+    unchanged with ancestors None."""
+    if not now:
+        return (*state, None)
+    ess, groups, ancestry = resampling
+    idx = grouped_resample(state[3], 1.0 / var_y, ess, groups, generator)
     if ancestry is not None:
         ancestry.append(idx.cpu())
-    return (*(a[idx.to(a.device)] for a in (x, x0, g, r)), idx)
+    return (*(a[idx.to(a.device)] for a in state), idx)
 
 
 def _positive(variance: Callable[[int], float] | None, t: int, name: str) -> float:
@@ -267,14 +271,10 @@ def sample_posterior(
             (e.g. a likelihood on low-passed data early and the full band late).
         step_perturbed_misfit: "proximal" with ``step_misfit`` and drawing: ``(generator, i)
             -> misfit`` against perturbed data in step i's band, in place of perturbed_misfit.
-        resample_at: reverse steps (0 … steps − 1) after whose likelihood step the particles
-            (the batch) are resampled by their misfit (that step's, against the data), with
-            weights tempered to an effective sample size ≥ ``resample_ess`` · B
-            (:mod:`~ubdiff_phys.diffusion.resampling`); the ancestral step that follows gives
-            the copies fresh noise. Empty: never (the chains stay independent).
-        resample_groups: the batch is resampled as this many equal, contiguous groups, each on
-            its own (a particle is only replaced by one of its group: independent populations,
-            like separate runs); must divide B. 1: one population.
+        resample_at: steps (0 … steps − 1) after whose likelihood step the particles are
+            resampled by that step's misfit (:mod:`~ubdiff_phys.diffusion.resampling`: tempered
+            to an effective size ≥ ``resample_ess`` · B, in ``resample_groups`` equal groups,
+            each on its own like separate runs); the next ancestral step's noise parts copies.
         ancestry: a list each resampling appends the ancestor indices (B,) to (composed, each
             sample's first particle), at no misfit evaluation ("proximal" with a callback: one).
 
@@ -286,6 +286,7 @@ def sample_posterior(
         perturbed_misfit is not None, step_perturbed_misfit is not None, resample_at, resample_ess,
         resample_groups, z.shape[0],
     )  # fmt: skip
+    resampling = (resample_ess, resample_groups, ancestry)
     ab_all = model.schedule.alphas_cumprod.tolist()
     seq = timestep_sequence(_first_timestep(t_start, model.schedule.timesteps) + 1, steps)
     x = z.to(torch.float64)
@@ -305,12 +306,8 @@ def sample_posterior(
             x0, g, r = _likelihood_step(model, x, t, ab_t, fit, method, var_t, trust)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
-        ancestors = None
-        if i in resample_at:
-            resampled = _resample(
-                x, x0, g, r, var_t, resample_ess, resample_groups, generator, ancestry
-            )
-            x, x0, g, r, ancestors = resampled
+        state = (x, x0, g, r)
+        x, x0, g, r, ancestors = _resampled(i in resample_at, state, var_t, resampling, generator)
         x = _ancestral(x, x0, ab_t, ab_s, s < 0, generator)
         if method == "dps":
             x = x - step_size * g

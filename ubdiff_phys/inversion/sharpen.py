@@ -83,8 +83,21 @@ def _velocity_prior(prior: VelocityPrior | None) -> VelocityPrior:
 
 
 def _check(
-    result: PosteriorResult, t_start: int, steps: int, inner: int, timesteps: int, resample_at
-) -> None:
+    result: PosteriorResult, vprior: VelocityPrior, t_start: int, steps: int, inner: int,
+    resample_at, resample_ess: float, resample_groups: int, calibration: IntervalCalibration | None,
+) -> None:  # fmt: skip
+    """ValueError for arguments of :func:`sharpen_samples` that cannot run."""
+    timesteps = vprior.denoiser.schedule.timesteps
+    if not 0 < resample_ess <= 1:
+        raise ValueError(f"resample_ess must be in (0, 1], got {resample_ess}")
+    n = result.samples.shape[0]
+    if not (isinstance(resample_groups, int) and resample_groups >= 1 and n % resample_groups == 0):
+        raise ValueError(f"resample_groups must be a positive divisor of the {n} samples")
+    if calibration is not None and calibration.base != "predictive":
+        raise ValueError(
+            f"a sharpened posterior's calibration must scale the predictive interval, not the "
+            f"{calibration.base!r} one (measure it with `calibrate-interval --sharpen`)"
+        )
     if "noise_std" not in result.settings or "boundary" not in result.settings:
         raise ValueError("result must come from posterior_sample (its settings name the noise)")
     if not (isinstance(t_start, int) and 0 < t_start < timesteps):
@@ -143,11 +156,9 @@ def sharpen_samples(
             ``sharpened_interval_calibration``; its base must be "predictive"), kept on the
             result for ``interval(kind="calibrated")``; None: the result has none.
         generator: noise of the sampler (float64, CPU).
-        resample_groups: the samples are resampled as this many equal, contiguous groups, each
-            on its own, like that many independent runs (must divide the number of samples).
-            On 12 FlatVel-A maps at 1 %, 8 samples made of 4 from each of two independent
-            8-sample runs held 0.905 of the true pixels in their predictive 90 % interval, either
-            run's 8 0.69 / 0.77 (``research/probes/mixed_runs_coverage.py``).
+        resample_groups: resample as this many equal groups, each on its own, like independent
+            runs (it must divide the samples; recorded when > 1). 4 + 4 samples of two 8-sample
+            runs covered 0.905 on 12 FlatVel-A maps at 1 %, either run's 8 0.69 / 0.77 (README).
 
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``settings`` add ``sharpen``
@@ -158,17 +169,10 @@ def sharpen_samples(
     vprior = _velocity_prior(prior)
     if resample_at is None:
         resample_at = default_resample_at(steps) if isinstance(steps, int) and steps > 0 else []
-    _check(result, t_start, steps, inner, vprior.denoiser.schedule.timesteps, resample_at)
-    if not 0 < resample_ess <= 1:
-        raise ValueError(f"resample_ess must be in (0, 1], got {resample_ess}")
-    n = result.samples.shape[0]
-    if not (isinstance(resample_groups, int) and resample_groups >= 1 and n % resample_groups == 0):
-        raise ValueError(f"resample_groups must be a positive divisor of the {n} samples")
-    if calibration is not None and calibration.base != "predictive":
-        raise ValueError(
-            f"a sharpened posterior's calibration must scale the predictive interval, not the "
-            f"{calibration.base!r} one (measure it with `calibrate-interval --sharpen`)"
-        )
+    _check(
+        result, vprior, t_start, steps, inner, resample_at, resample_ess, resample_groups,
+        calibration,
+    )  # fmt: skip
     if bands is not None:
         band_schedule(steps, bands, full_band_from)  # ValueError for bad bands
     noise_std, boundary = float(result.settings["noise_std"]), str(result.settings["boundary"])
@@ -176,6 +180,7 @@ def sharpen_samples(
     obs = _observed(observed, survey)
     t0 = time.perf_counter()
     err, source = _denoiser_error(vprior, survey, boundary, 0, "proximal")
+    n = result.samples.shape[0]
     obs_b = obs.to(vprior.device).expand(n, *obs.shape).contiguous()
     ab = float(vprior.denoiser.schedule.alphas_cumprod[t_start])
     eps = torch.randn(result.samples.shape, generator=generator, dtype=torch.float64)
@@ -195,16 +200,12 @@ def sharpen_samples(
         resample_ess=resample_ess, ancestry=ancestry, resample_groups=resample_groups, **options,
     )  # fmt: skip
     lineage = _lineage(n, ancestry)
-    with torch.no_grad():
-        v = vprior.velocity(x).float()
+    v = vprior.velocity(x).float()  # x is detached
     f, _ = misfit_and_grad(v, obs_b, survey, boundary=boundary)
     sharpen = {"t_start": t_start, "steps": steps, "inner": inner, "state_error": source}
     sharpen |= {"bands": None if bands is None else list(bands), "full_band_from": full_band_from}
     sharpen |= {"resample_at": sorted(resample_at), "resample_ess": resample_ess}
-    if (
-        resample_groups != 1
-    ):  # only when used: earlier settings (and progress keys) stay as they were
-        sharpen["resample_groups"] = resample_groups
+    sharpen |= {"resample_groups": resample_groups} if resample_groups != 1 else {}
     return replace(
         result,
         samples=v.cpu(),
