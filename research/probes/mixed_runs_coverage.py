@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pooled_runs_coverage import scores
+from pooled_runs_coverage import saved_runs, scores
 
 from ubdiff_phys.runtime.files import append_json_record, run_record
 
@@ -43,12 +43,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append a record to")
     args = ap.parse_args()
-    data = [np.load(p) for p in args.runs]
-    truth = torch.as_tensor(data[0]["truth"]).double()
-    keys = sorted(
-        (k for k in data[0].files if k.startswith(f"samples_{args.noise}_")),
-        key=lambda k: int(k.rsplit("_", 1)[1]),
-    )
+    data, truth, keys = saved_runs(args.runs, args.noise)
     rng = np.random.default_rng(args.seed)
     rows = []
     for key in keys:

@@ -40,18 +40,25 @@ def scores(samples: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     }
 
 
+def saved_runs(paths: list[Path], noise: str) -> tuple[list, torch.Tensor, list[str]]:
+    """(the runs' loaded ``posterior_samples.npz``, the true maps (n, 1, nz, nx) float64, the
+    sample keys of noise level ``noise`` in map order)."""
+    data = [np.load(p) for p in paths]
+    truth = torch.as_tensor(data[0]["truth"]).double()
+    keys = sorted(
+        (k for k in data[0].files if k.startswith(f"samples_{noise}_")),
+        key=lambda k: int(k.rsplit("_", 1)[1]),
+    )
+    return data, truth, keys
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="+", help="posterior_samples.npz of each run")
     ap.add_argument("--noise", default="0.01", help="the noise level key of the saved samples")
     ap.add_argument("--out", type=Path, default=None, help="JSON list to append a record to")
     args = ap.parse_args()
-    data = [np.load(p) for p in args.runs]
-    truth = torch.as_tensor(data[0]["truth"]).double()
-    keys = sorted(
-        (k for k in data[0].files if k.startswith(f"samples_{args.noise}_")),
-        key=lambda k: int(k.rsplit("_", 1)[1]),
-    )
+    data, truth, keys = saved_runs(args.runs, args.noise)
     rows = []
     for key in keys:
         k = int(key.rsplit("_", 1)[1])

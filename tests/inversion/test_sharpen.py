@@ -15,23 +15,35 @@ from ubdiff_phys.inversion.sharpen import default_resample_at
 SURVEY = posterior_survey(150)
 
 
-def test_sharpened_samples_reach_the_noise_level_from_a_poor_start() -> None:
-    """Measured: the noise-aware start at 9,580x the noise level (median over 8 samples),
-    sharpened (t_start 64, 10 steps x 10 iterations, bands 10, 15 Hz then the full band, the
-    default resampling after steps 4 and 6) 4.7x, coverage of the true pixels 0.89 (without
-    resampling: 4.2x, 0.93; this Gaussian prior has one basin, so resampling has little to
-    drop); the result
-    records what ran and adds its solver calls and time to the start's."""
+@pytest.fixture(scope="module")
+def oracle_start():
+    """(prior, true map, observed gathers, 8 noise-aware posterior samples) of the oracle."""
     prior, _, v_true, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
     start = posterior_sample(
         observed, SURVEY, boundary="pml", prior=prior, n_samples=8, noise_std=sigma, steps=20,
         denoiser_error=err, generator=torch.Generator().manual_seed(3),
     )  # fmt: skip
     prior.denoiser_error = err
-    res = sharpen_samples(
+    return prior, v_true, observed, start
+
+
+def _sharpened(oracle_start, **kw):
+    prior, _, observed, start = oracle_start
+    return sharpen_samples(
         start, observed, SURVEY, prior=prior, t_start=64, steps=10, inner=10,
-        bands=(10.0, 15.0, None), generator=torch.Generator().manual_seed(4),
+        bands=(10.0, 15.0, None), generator=torch.Generator().manual_seed(4), **kw,
     )  # fmt: skip
+
+
+def test_sharpened_samples_reach_the_noise_level_from_a_poor_start(oracle_start) -> None:
+    """Measured: the noise-aware start at 9,580x the noise level (median over 8 samples),
+    sharpened (t_start 64, 10 steps x 10 iterations, bands 10, 15 Hz then the full band, the
+    default resampling after steps 4 and 6) 4.7x, coverage of the true pixels 0.89 (without
+    resampling: 4.2x, 0.93; this Gaussian prior has one basin, so resampling has little to
+    drop); the result
+    records what ran and adds its solver calls and time to the start's."""
+    _, v_true, _, start = oracle_start
+    res = _sharpened(oracle_start)
     before = float(start.misfit.median()) / start.noise_misfit
     after = float(res.misfit.median()) / res.noise_misfit
     assert before > 100.0 and after < 8.0, (before, after)
@@ -46,25 +58,17 @@ def test_sharpened_samples_reach_the_noise_level_from_a_poor_start() -> None:
     assert res.decoder_error is None and res.calibration is None
 
 
-def test_grouped_sharpening_keeps_each_group_of_chains_to_its_own_starts() -> None:
+def test_grouped_sharpening_keeps_each_group_of_chains_to_its_own_starts(oracle_start) -> None:
     """resample_groups=2: every final sample descends from a start sample of its own half (the
-    groups are independent runs), the samples still reach the noise level, and the settings
-    record the groups (only when used: a default run's keys are unchanged, above)."""
-    prior, _, v_true, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
-    start = posterior_sample(
-        observed, SURVEY, boundary="pml", prior=prior, n_samples=8, noise_std=sigma, steps=20,
-        denoiser_error=err, generator=torch.Generator().manual_seed(3),
-    )  # fmt: skip
-    prior.denoiser_error = err
-    res = sharpen_samples(
-        start, observed, SURVEY, prior=prior, t_start=64, steps=10, inner=10,
-        bands=(10.0, 15.0, None), generator=torch.Generator().manual_seed(4), resample_groups=2,
-    )  # fmt: skip
+    groups are independent runs; with one group, samples 2 and 3 here descend from start 4),
+    the samples still reach the noise level, and the settings record the groups (only when
+    used: a default run's keys are unchanged, above)."""
+    res = _sharpened(oracle_start, resample_groups=2)
     lineage = res.settings["sharpen_lineage"]
     assert [a // 4 for a in lineage] == [i // 4 for i in range(8)], lineage
     assert res.settings["sharpen"]["resample_groups"] == 2
     assert float(res.misfit.median()) / res.noise_misfit < 8.0
-    assert res.coverage(v_true[0]) > 0.8
+    assert res.coverage(oracle_start[1][0]) > 0.8
 
 
 def test_sharpen_rejects_what_it_cannot_run() -> None:
