@@ -136,7 +136,7 @@ def test_pool_basins_follow_each_sample_to_its_start_through_the_resampling(monk
     chains move to the start that fits; without one every chain keeps its own start, and the
     wrong start's chains end with the larger misfit. With the resampler replaced by two fixed
     ancestor lists the lineage is their composition, worked by hand."""
-    import ubdiff_phys.diffusion.posterior as sampler
+    from ubdiff_phys.diffusion import resampling
 
     prior, _, _, observed, sigma, err, _ = gaussian_velocity_problem(SURVEY)
     kw = {"boundary": "pml", "bounds": prior.bounds, "n_samples": 6, "noise_std": sigma}
@@ -174,7 +174,7 @@ def test_pool_basins_follow_each_sample_to_its_start_through_the_resampling(monk
     assert basins[1]["misfit_median_over_noise"] > basins[0]["misfit_median_over_noise"]
 
     fixed = iter([torch.tensor([1, 1, 2, 3, 4, 5]), torch.tensor([5, 0, 0, 1, 2, 3])])
-    monkeypatch.setattr(sampler, "systematic_resample", lambda w, g: next(fixed))
+    monkeypatch.setattr(resampling, "systematic_resample", lambda w, g: next(fixed))
     basins, lineage = basins_of([0, 1], 7, steps=3)
     assert lineage == [5, 1, 1, 1, 2, 3]  # a1[a2]: sample 0 is a copy of 5, a copy of start 5
     assert [b["samples"] for b in basins] == [4, 2]
