@@ -29,12 +29,12 @@ added (two levels), and each record is inverted by:
 - with ``--sharpen``: ``posterior`` is the latent posterior's samples re-drawn under the shipped
   velocity-space prior from t = 128 (:func:`ubdiff_phys.inversion.sharpen_samples`;
   ``--sharpen-checkpoint``: another velocity-space prior, e.g. the CurveVel-A one of
-  ``research/curvevel_a_priors.sh``); ``--sharpen-from fwi`` starts the sharpening from
-  multiscale FWI from a linear model (:func:`ubdiff_phys.inversion.fwi_start`: no prior, no
-  truth) instead of the latent posterior's samples, ``--sharpen-from pooled`` from both (half
-  the chains each, :func:`ubdiff_phys.inversion.pooled_start`: the sharpening's misfit
-  resampling chooses between them; measured on FlatVel-A below either start alone, README);
-  both score no calibrated interval (the stored calibration was measured from the latent start).
+  ``research/curvevel_a_priors.sh``); ``--sharpen-from fwi`` starts the sharpening from multiscale
+  FWI from a linear model (:func:`ubdiff_phys.inversion.fwi_start`: no prior, no truth) instead of
+  the latent posterior's samples, ``--sharpen-from pooled`` from both (half the chains each,
+  :func:`ubdiff_phys.inversion.pooled_start`: the sharpening's misfit resampling chooses between
+  them; measured on FlatVel-A below either start alone, docs/posterior_sampling.md); both score no
+  calibrated interval (the stored calibration was measured from the latent start).
 
 Scores: SSIM (on [-1, 1]), MAE [m/s], relative L2, and the data misfit ½‖F(v) − d‖² next to the
 noise level ½ N σ². Writes ``<out>/posterior_inversion.json``, ``<out>/posterior_samples.npz`` (the

@@ -2,23 +2,23 @@
 
 :func:`~ubdiff_phys.inversion.sharpen_samples` runs the velocity prior's posterior sampler from
 ``t_start`` down, starting from a :class:`~ubdiff_phys.inversion.PosteriorResult`'s samples; the
-start fixes the long wavelengths the sampler keeps. From the latent posterior's samples this is
-the prior's guess, which on some maps lies in a wrong basin no step of the sharpening leaves
-(CurveVel-A maps whose deep layers the latent samples put 600–1,000 m/s too slow). Here the start
-is the data's own: multiscale FWI (:func:`~ubdiff_phys.inversion.refine.refine_samples`, bands
-3 … 12 Hz then the full band, 20 L-BFGS iterations each, 120 full-band polish iterations) from
-a model increasing linearly with depth, no prior and no truth. Its ``n_samples`` copies are the
-start; the prior's noise at ``t_start`` makes the chains differ. Measured (README, "Sharpening
-from FWI"): on three CurveVel-A maps at 1 % noise the sharpened posterior mean from this start
-scores SSIM 0.879 against 0.738 from the latent samples, but on three FlatVel-A maps 0.881
-against 0.958: neither start is better everywhere. :func:`pooled_start` puts several starts
-in one population of chains for the sharpening's misfit resampling to choose between;
-``fwi_start(..., pool=K)`` does so with its own candidates: the chains split over the K best
-FWIs within ``pool_max_ratio`` × the best misfit (:func:`pool_members`), because the smallest
-misfit alone often keeps a wrong basin (9 of 12 CurveVel-A probe maps at 1 % noise: a second
-candidate within 1.2× of the best misfit, their MAEs 2–5× apart). Measured on those 12 maps
-(README, "Pooled FWI starts"): uncalibrated coverage 0.59 → 0.74, but MAE 152 → 148 m/s and
-SSIM 0.842 → 0.834: the resampling cannot tell the basins apart, so it is off by default.
+start fixes the long wavelengths the sampler keeps. From the latent posterior's samples this is the
+prior's guess, which on some maps lies in a wrong basin no step of the sharpening leaves (CurveVel-A
+maps whose deep layers the latent samples put 600–1,000 m/s too slow). Here the start is the data's
+own: multiscale FWI (:func:`~ubdiff_phys.inversion.refine.refine_samples`, bands 3 … 12 Hz then the
+full band, 20 L-BFGS iterations each, 120 full-band polish iterations) from a model increasing
+linearly with depth, no prior and no truth. Its ``n_samples`` copies are the start; the prior's
+noise at ``t_start`` makes the chains differ. Measured (docs/posterior_sampling.md, "Sharpening from
+FWI"): on three CurveVel-A maps at 1 % noise the sharpened posterior mean from this start scores
+SSIM 0.879 against 0.738 from the latent samples, but on three FlatVel-A maps 0.881 against 0.958:
+neither start is better everywhere. :func:`pooled_start` puts several starts in one population of
+chains for the sharpening's misfit resampling to choose between; ``fwi_start(..., pool=K)`` does so
+with its own candidates: the chains split over the K best FWIs within ``pool_max_ratio`` × the best
+misfit (:func:`pool_members`), because the smallest misfit alone often keeps a wrong basin (9 of 12
+CurveVel-A probe maps at 1 % noise: a second candidate within 1.2× of the best misfit, their MAEs
+2–5× apart). Measured on those 12 maps (docs/posterior_sampling.md, "Pooled FWI starts"):
+uncalibrated coverage 0.59 → 0.74, but MAE 152 → 148 m/s and SSIM 0.842 → 0.834: the resampling
+cannot tell the basins apart, so it is off by default.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def pool_basins(result: PosteriorResult) -> list[dict] | None:
 
     The sharpening's misfit resampling copies some chains and drops others, so the starts'
     shares of the final samples are the data's choice between their basins (chance where the
-    misfits are close: README, "Pooled FWI starts").
+    misfits are close: docs/posterior_sampling.md, "Pooled FWI starts").
 
     Args:
         result: :func:`fwi_start` with ``pool`` > 1, then
@@ -273,13 +273,13 @@ def pooled_start(*starts: PosteriorResult) -> PosteriorResult:
     """One population of sharpening chains from several starts for the same observed data.
 
     :func:`~ubdiff_phys.inversion.sharpen_samples` resamples its chains by their data misfit
-    (tempered to half the effective sample size) during the reverse steps, so chains started in
-    a basin that cannot explain the data are replaced by copies of those that can: pooling the
-    latent posterior's samples with :func:`fwi_start`'s copies lets the data choose the start
-    per map, at the cost of the chains each start gets. Measured (README): on three FlatVel-A
-    maps at 1 % noise the sharpened mean from the latent posterior pooled with the FWI start
-    (4 + 4 chains) scores SSIM 0.872, below either start alone (0.958 latent, 0.881 FWI): where
-    both starts fit the data near the noise level the misfit cannot choose between them.
+    (tempered to half the effective sample size) during the reverse steps, so chains started in a
+    basin that cannot explain the data are replaced by copies of those that can: pooling the latent
+    posterior's samples with :func:`fwi_start`'s copies lets the data choose the start per map, at
+    the cost of the chains each start gets. Measured (docs/posterior_sampling.md): on three
+    FlatVel-A maps at 1 % noise the sharpened mean from the latent posterior pooled with the FWI
+    start (4 + 4 chains) scores SSIM 0.872, below either start alone (0.958 latent, 0.881 FWI):
+    where both starts fit the data near the noise level the misfit cannot choose between them.
 
     Args:
         starts: two or more results for the same data (same ``noise_std`` and ``boundary`` in

@@ -3,14 +3,14 @@ a multiscale FWI (:mod:`~ubdiff_phys.inversion.multiscale`), the refined models 
 misfit is within a factor of the best are kept, and the kept ones get more full-band iterations
 (the polish).
 
-Why: the latent posterior's samples hold the long wavelengths the data ask for but stay far from
-the data (their misfit is tens to hundreds of times the noise level: the velocity decoder cannot
+Why: the latent posterior's samples hold the long wavelengths the data ask for but stay far from the
+data (their misfit is tens to hundreds of times the noise level: the velocity decoder cannot
 represent the map), and FWI from any one of them stops in the local minimum nearest to it. The
 samples differ in their long wavelengths, so their refinements end in different minima, and the
 refined misfit tells which minima explain the data: on the held-out maps of the evaluation the
-refined samples' misfit ranks their error against the truth (README, "Multi-start FWI from the
-posterior"). This is an estimator, not a posterior: the kept models' spread is not a calibrated
-uncertainty (the posterior's own interval is).
+refined samples' misfit ranks their error against the truth (docs/posterior_sampling.md,
+"Multi-start multiscale FWI from the posterior"). This is an estimator, not a posterior: the kept
+models' spread is not a calibrated uncertainty (the posterior's own interval is).
 """
 
 from __future__ import annotations

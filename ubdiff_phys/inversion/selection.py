@@ -1,8 +1,8 @@
 """Selections from a posterior's samples: the draws that fit the data best, as starts for the
-sharpening (:func:`~ubdiff_phys.inversion.posterior_sample`'s ``keep_best_of``; README: "More
-latent draws, the best-fitting kept"). A selection is not a set of posterior draws: a stored
-interval scale measured without it stays on the result, and its ``differs_from`` names
-``keep_best_of``."""
+sharpening (:func:`~ubdiff_phys.inversion.posterior_sample`'s ``keep_best_of``;
+docs/posterior_sampling.md: "More latent draws, the best-fitting kept"). A selection is not a set of
+posterior draws: a stored interval scale measured without it stays on the result, and its
+``differs_from`` names ``keep_best_of``."""
 
 from __future__ import annotations
 

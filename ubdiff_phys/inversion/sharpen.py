@@ -59,7 +59,7 @@ __all__ = [
 DEFAULT_SHARPEN = {"t_start": 128, "steps": 20, "inner": 15}
 #: where in the reverse steps the default sharpening resamples its samples by misfit: after the
 #: step 35 % of the way (the 8 Hz band of the default schedule) and after the first full-band
-#: one (60 %); measured on FlatVel-A maps against no resampling (README)
+#: one (60 %); measured on FlatVel-A maps against no resampling (docs/posterior_sampling.md)
 DEFAULT_RESAMPLE_FRACTIONS = (0.35, 0.6)
 
 
@@ -158,7 +158,8 @@ def sharpen_samples(
         generator: noise of the sampler (float64, CPU).
         resample_groups: resample as this many equal groups, each on its own, like independent
             runs (it must divide the samples; recorded when > 1). 4 + 4 samples of two 8-sample
-            runs covered 0.905 on 12 FlatVel-A maps at 1 %, either run's 8 0.69 / 0.77 (README).
+            runs covered 0.905 on 12 FlatVel-A maps at 1 %, either run's 8 0.69 / 0.77
+            (docs/posterior_sampling.md).
 
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``settings`` add ``sharpen``
