@@ -158,8 +158,7 @@ def sharpen_samples(
         generator: noise of the sampler (float64, CPU).
         resample_groups: resample as this many equal groups, each on its own, like independent
             runs (it must divide the samples; recorded when > 1). 4 + 4 samples of two 8-sample
-            runs covered 0.905 on 12 FlatVel-A maps at 1 %, either run's 8 0.69 / 0.77
-            (docs/posterior_sampling.md).
+            runs covered 0.905 on 12 FlatVel-A maps at 1 %, either run's 8 0.69 / 0.77 (docs).
 
     Returns:
         a :class:`~ubdiff_phys.inversion.PosteriorResult` whose ``settings`` add ``sharpen``
