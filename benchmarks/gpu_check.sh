@@ -26,6 +26,8 @@
 #   bench_posterior posterior sampling as a user runs it: a tiny FlatVel-A-like file simulated on
 #                   the GPU, then `ubdiff-phys invert --method noise_aware --n-samples 16` on
 #                   three held-out rows (the seconds per 16-sample batch; log only)
+#   bench_sharpen   the same file's row 4 with the sampler of the README's FlatVel-A results:
+#                   `invert --latent-fit 20 --sharpen --n-samples 16` (log only)
 #   bench_simulate  benchmarks/bench_simulate.py --device cuda at B = 16, 256
 #                                                          -> $OUT/simulate_cuda-<gpu>.json
 #   ncu             Nsight Compute: one launch of every kernel, each solver mode at B = 256
@@ -173,7 +175,7 @@ classify() { # classify NAME RC: STATUS and NOTE of a finished stage
         note="$note; last line: $(grep -av '^\s*$' "$log" | tail -n 1 | cut -c 1-150)"
       fi
       ;;
-    bench_posterior) note=$(last_match bench_posterior '^row [0-9]+:') ;;
+    bench_posterior | bench_sharpen) note=$(last_match "$name" '^row [0-9]+:') ;;
     bench_unet_block) note=$(last_match bench_unet_block 'geomean') ;;
     device) note=$(last_match device '^GPU:') ;;
   esac
@@ -412,6 +414,15 @@ if ((GPU_OK)); then
     obs.h5 --family flatvel-a --n-velocity 8 --n-paired 4 --n-test 4 --seed 3 --boundary pml \
     --device "$1" --quiet && "$0" -m ubdiff_phys.cli invert obs.h5 --method noise_aware \
     --add-noise 0.01 --device "$1" --out post $2' "$PY" "$POST_DEV" "$POST_ARGS"
+  # the sharpened sampler (latent samples re-drawn under the shipped velocity prior): its GPU time
+  SHARP_ARGS="--n-samples 16 --rows 4 --latent-fit 20"
+  [[ -n $DRY ]] && SHARP_ARGS="--n-samples 2 --steps 5 --rows 4 --latent-fit 2 --sharpen-steps 2 \
+--sharpen-inner 2"
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  run_stage bench_sharpen 150 bash -c 'cd "$(mktemp -d)" && "$0" -m ubdiff_phys.cli make-dataset \
+    obs.h5 --family flatvel-a --n-velocity 8 --n-paired 4 --n-test 4 --seed 3 --boundary pml \
+    --device "$1" --quiet && "$0" -m ubdiff_phys.cli invert obs.h5 --method noise_aware \
+    --add-noise 0.01 --device "$1" --sharpen --out post $2' "$PY" "$POST_DEV" "$SHARP_ARGS"
   if [[ -z $DRY ]]; then
     # B = 1024 left out: as many models/s as B = 256 on an H200 (822 vs 799 pml, 112 vs 112
     # openfwi) for ~30 s of this call; gpu_extra.py bench still times the forward at B = 1024
@@ -447,7 +458,7 @@ else
   why="no usable build (build or import failed)"
   ((HAVE_GPU)) || why="no GPU"
   for s in pytest memcheck racecheck initcheck extra bench bench_gradient bench_posterior \
-    bench_simulate ncu \
+    bench_sharpen bench_simulate ncu \
     bench_unet_block; do
     skip $s "$why"
   done
@@ -473,6 +484,7 @@ FAILED=0
   grep -ahE '^(checks|backward warnings)|vs cpu, |s/model fwd\+bwd|B=[0-9]+ +(skipped|raised)' \
     "$LOG/bench_gradient.log" 2>/dev/null | cut -c 1-250
   grep -ahE '^row [0-9]+:' "$LOG/bench_posterior.log" 2>/dev/null
+  grep -ahE '^row [0-9]+:' "$LOG/bench_sharpen.log" 2>/dev/null | sed 's/^/sharpened /'
   grep -ahE 'ms/model|speed-up' "$LOG/bench_simulate.log" 2>/dev/null
   grep -ahE "$NCU_HEADER|Duration  |DRAM Throughput|Registers Per Thread|Achieved Occupancy|\
 smsp__inst_executed.sum|dram__bytes_(read|write).sum" "$LOG/ncu.log" 2>/dev/null | cut -c 1-160
